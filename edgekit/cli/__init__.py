@@ -1,0 +1,23 @@
+"""The `edgekit` command: a thin front over the core. Heavy modules load inside each command."""
+
+from __future__ import annotations
+
+import typer
+
+from edgekit.cli.info import devices_app, inspect_command, model_app
+from edgekit.cli.run import run_command
+
+app = typer.Typer(
+    help="Run language models well on a Raspberry Pi, a Mac or a CUDA box.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command("run")(run_command)
+app.command("inspect")(inspect_command)
+app.add_typer(devices_app, name="devices")
+app.add_typer(model_app, name="model")
+
+
+def main() -> None:
+    app()

