@@ -79,3 +79,27 @@ class RuntimeBackendError(EdgekitError):
 
 class BrokenBuildError(RuntimeBackendError):
     pass
+
+
+class ConversionError(EdgekitError):
+    """A model could not be converted, calibrated or quantized."""
+
+
+class UnsupportedArchitectureError(ConversionError):
+    pass
+
+
+class CalibrationError(ConversionError):
+    pass
+
+
+class PlanError(ConversionError):
+    """The requested recipe or budget cannot be met for this model."""
+
+
+class OutputPathError(ConversionError):
+    """The output cannot be written there: not writable, or not enough space."""
+
+
+class EvalError(EdgekitError):
+    """A model could not be evaluated (mismatched vocabularies, no evaluation text)."""

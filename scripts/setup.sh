@@ -41,6 +41,8 @@ llama_wheel() {
   ls "$dir"/llama_cpp_python-*.whl
 }
 
+"$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
+  echo "edgekit setup: Python >= 3.11 is required ($py is $("$py" --version 2>&1))" >&2; exit 1; }
 [ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
 "$venv/bin/pip" install -q --upgrade pip >&2
 "$venv/bin/pip" install -q "$(llama_wheel)"

@@ -1,0 +1,37 @@
+"""Shared fixtures: tiny real GGUF models and an isolated edgekit cache/config per test session."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import gguf
+import pytest
+
+from tests.tiny_models import write_tiny_llama
+
+REAL_CACHE = os.environ.get("EDGEKIT_CACHE_DIR")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-block random LLaMA GGUF (F32) with a byte-fallback SentencePiece vocab."""
+    return write_tiny_llama(tmp_path_factory.mktemp("models") / "tiny-llama.gguf")
+
+
+@pytest.fixture(scope="session")
+def tiny_q8_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_llama(
+        tmp_path_factory.mktemp("models") / "tiny-llama-q8_0.gguf",
+        weight_type=gguf.GGMLQuantizationType.Q8_0,
+    )
+
+
+@pytest.fixture
+def user_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """An empty per-test config dir, where a test can drop its own device profiles."""
+    monkeypatch.setenv("EDGEKIT_CONFIG_DIR", str(tmp_path / "config"))
+    profiles = tmp_path / "config" / "profiles"
+    profiles.mkdir(parents=True)
+    yield profiles
