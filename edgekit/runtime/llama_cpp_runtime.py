@@ -131,7 +131,14 @@ class LlamaCppRuntime:
         lib.llama_perf_context_reset(llm.ctx)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         pieces: list[str] = []
-        n_sampled, first_at, last_at, stop = 0, None, 0.0, "length"
+
+        def emit(piece: str) -> None:
+            if piece:
+                pieces.append(piece)
+                if on_token:
+                    on_token(piece)
+
+        n_sampled, n_generated, first_at, last_at, stop = 0, 0, None, 0.0, "length"
         start = time.perf_counter()
         stream = llm.generate(
             tokens,
@@ -148,22 +155,17 @@ class LlamaCppRuntime:
             if lib.llama_vocab_is_eog(self._vocab, token):
                 stop = "eos"
                 break
-            piece = decoder.decode(llm.detokenize([token], special=False))
-            pieces.append(piece)
-            if on_token and piece:
-                on_token(piece)
-            if len(pieces) >= max_tokens:
+            n_generated += 1
+            # Incremental decoding: a multi-byte character can span several tokens.
+            emit(decoder.decode(llm.detokenize([token], special=False)))
+            if n_generated >= max_tokens:
                 break
         stream.close()
-        tail = decoder.decode(b"", final=True)
-        if tail:
-            pieces.append(tail)
-            if on_token:
-                on_token(tail)
+        emit(decoder.decode(b"", final=True))
         perf = lib.llama_perf_context(llm.ctx)
         stats = GenerationStats(
             prompt_tokens=len(tokens),
-            generated_tokens=len(pieces) if not tail else len(pieces) - 1,
+            generated_tokens=n_generated,
             prompt_tokens_per_s=perf.n_p_eval / (perf.t_p_eval_ms / 1000)
             if perf.t_p_eval_ms > 0
             else 0.0,
