@@ -144,3 +144,11 @@ def test_debug_env_reraises(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("EDGEKIT_DEBUG", "1")
     result = runner.invoke(app, ["inspect", str(tmp_path / "x.gguf")])
     assert result.exception is not None and type(result.exception).__name__ == "ModelNotFoundError"
+
+
+def test_gpu_profile_on_a_cpu_only_build_says_so(tiny_model: Path) -> None:
+    import llama_cpp
+
+    code, _, err = invoke("run", str(tiny_model), "-d", "cuda", "-p", "the", "-n", "2")
+    assert code == 0
+    assert ("no GPU back end" in err) != bool(llama_cpp.llama_supports_gpu_offload())

@@ -58,6 +58,8 @@ def run_command(
         seed=0xFFFFFFFF if seed < 0 else seed,
     )
     runtime = open_runtime(plan, verbose=verbose)
+    for note in runtime.notes:
+        err_console.print(f"[yellow]note: {note}[/yellow]")
     try:
         if prompt is not None:
             _complete(runtime, plan, prompt, params, as_json)

@@ -76,6 +76,12 @@ class LlamaCppRuntime:
                 "run with --verbose to see llama.cpp's log.",
             ) from None
         self._vocab = self.llm._model.vocab
+        self.notes: list[str] = []
+        if profile.gpu_layers != 0 and not self.lib.llama_supports_gpu_offload():
+            self.notes.append(
+                f"this llama.cpp build has no GPU back end, so {profile.name}'s GPU layers run on "
+                f"the CPU; rebuild with CMAKE_ARGS='{profile.cmake_args}'"
+            )
 
     def close(self) -> None:
         self.llm.close()
