@@ -2,14 +2,14 @@
 # Sets up .venv with edgekit and a llama-cpp-python built for this platform, then fetches the
 # default model. Idempotent: a second run reuses the venv, the cached wheel and the assembled model.
 #
-#   EXTRAS=dev      extras to install (comma separated: dev, tui, convert); default "dev,tui"
+#   EXTRAS=...      extras to install (comma separated: dev, tui, convert); default all three
 #   PYTHON=python3  interpreter used to create the venv
 set -euo pipefail
 
 LLAMA_CPP_VERSION="0.3.36"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="$root/.venv"
-extras="${EXTRAS:-dev,tui}"
+extras="${EXTRAS:-dev,tui,convert}"
 py="${PYTHON:-python3}"
 
 # Why per-platform flags: the default x86 build uses -march=native, which turns on Intel AMX, and

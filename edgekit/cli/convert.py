@@ -1,0 +1,275 @@
+"""`edgekit convert --to gguf` and `edgekit eval`: spike-aware mixed precision and its quality.
+
+The heavy steps (torch calibration, HF conversion, llama.cpp) load inside the commands.
+Progress bars and tables go to stderr/stdout consoles; --json prints one object on stdout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from edgekit.cli.render import err_console, mib, out_console, print_json, user_errors
+from edgekit.errors import ConversionError, PlanError
+
+if TYPE_CHECKING:
+    from gguf import GGMLQuantizationType
+
+    from edgekit.evaluate import EvalResult
+    from edgekit.planner import Plan, Recipe
+    from edgekit.spikes import SpikeProfile
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+ThreadsOpt = Annotated[int, typer.Option("--threads", "-t", help="CPU threads.")]
+EvalFileOpt = Annotated[
+    Path | None,
+    typer.Option("--eval-file", help="Evaluation text (default: the system's GPL-3 text)."),
+]
+WindowsOpt = Annotated[int, typer.Option("--eval-windows", help="Windows of 256 tokens.")]
+
+
+def ggml_type(name: str) -> GGMLQuantizationType:
+    from gguf import GGMLQuantizationType
+
+    try:
+        return GGMLQuantizationType[name.upper()]
+    except KeyError:
+        raise PlanError(
+            f"unknown ggml type {name!r}", hint="Use e.g. Q4_K, Q5_K, Q6_K, Q8_0, Q4_0, F16."
+        ) from None
+
+
+@contextmanager
+def progress_bar(description: str, quiet: bool) -> Iterator[Callable[..., None]]:
+    """A rich bar on stderr; yields update(done, total, *label)."""
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("[dim]{task.fields[label]}"),
+    )
+    with Progress(*columns, console=err_console, disable=quiet, transient=True) as bar:
+        task = bar.add_task(description, total=None, label="")
+
+        def update(done: int, total: int, *label: str) -> None:
+            bar.update(task, completed=done, total=total, label=label[0] if label else "")
+
+        yield update
+
+
+def make_recipe(
+    recipe: str,
+    threshold: float | None,
+    top_k: int | None,
+    target_bpw: float | None,
+    seed: int,
+    k: int | None,
+    high: GGMLQuantizationType,
+) -> Recipe:
+    from edgekit.planner import RandomLayers, Spike, TargetBpw
+
+    if recipe == "spike":
+        return Spike(threshold=threshold, top_k=top_k, high_type=high)
+    if recipe == "target-bpw":
+        if target_bpw is None:
+            raise PlanError("--recipe target-bpw needs --target-bpw", hint="e.g. --target-bpw 7.3")
+        return TargetBpw(bpw=target_bpw, high_type=high)
+    if recipe == "random":
+        if k is None and target_bpw is None:
+            raise PlanError("--recipe random needs --k or --target-bpw")
+        return RandomLayers(seed=seed, k=k, bpw=target_bpw, high_type=high)
+    raise PlanError(f"unknown recipe {recipe!r}", hint="Use spike, target-bpw or random.")
+
+
+def _profile(
+    source: Path,
+    scores: Path | None,
+    calib_file: Path | None,
+    trust_remote_code: bool,
+    quiet: bool,
+) -> SpikeProfile:
+    from edgekit.convert import calibrate_source
+    from edgekit.spikes import load_profile
+
+    if scores is not None:
+        return load_profile(scores)
+    if calib_file is not None:
+        try:
+            text = calib_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConversionError(f"cannot read the calibration text {calib_file}: {e}") from None
+    else:
+        from edgekit.calibration_text import CALIBRATION_TEXT as text
+    with progress_bar("calibrating", quiet) as update:
+        return calibrate_source(source, text, trust_remote_code, update)
+
+
+def default_output(source: Path, base_type: GGMLQuantizationType, recipe: str) -> Path:
+    stem = source.stem if source.is_file() else source.name
+    return Path.cwd() / f"{stem}-{recipe}-{base_type.name.lower()}.gguf"
+
+
+@user_errors
+def convert_command(
+    source: Annotated[
+        Path | None,
+        typer.Argument(help="A Hugging Face folder or a .gguf; the default model if omitted."),
+    ] = None,
+    to: Annotated[str, typer.Option("--to", help="Output format.")] = "gguf",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Output .gguf.")] = None,
+    base_type: Annotated[str, typer.Option("--type", help="Base ggml type.")] = "Q4_K",
+    recipe: Annotated[str, typer.Option(help="spike | target-bpw | random.")] = "spike",
+    threshold: Annotated[float | None, typer.Option(help="Keep scores >= this.")] = None,
+    top_k: Annotated[int | None, typer.Option("--top-k", help="Keep at most k layers.")] = None,
+    target_bpw: Annotated[float | None, typer.Option("--target-bpw")] = None,
+    high_type: Annotated[str, typer.Option("--high-type", help="Type of kept layers.")] = "Q8_0",
+    output_type: Annotated[str, typer.Option("--output-type", help="Output head.")] = "Q6_K",
+    seed: Annotated[int, typer.Option(help="Seed of the random recipe.")] = 0,
+    k: Annotated[int | None, typer.Option("--k", help="Layers for the random recipe.")] = None,
+    scores: Annotated[Path | None, typer.Option(help="Saved spike scores (JSON).")] = None,
+    scores_out: Annotated[Path | None, typer.Option("--scores-out")] = None,
+    calib_file: Annotated[Path | None, typer.Option("--calib-file")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan only.")] = False,
+    no_eval: Annotated[bool, typer.Option("--no-eval")] = False,
+    eval_file: EvalFileOpt = None,
+    eval_windows: WindowsOpt = 4,
+    trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code")] = False,
+    threads: ThreadsOpt = 2,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="One line per tensor.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Spike-aware mixed-precision GGUF: spiky layers kept high, the rest at the base type."""
+    from edgekit.convert import base_gguf, expected_file_size, plan_for, write_planned
+    from edgekit.runner import resolve_model
+
+    if to != "gguf":
+        raise ConversionError(f"--to {to} is not handled here", hint="Use --to gguf.")
+    src = resolve_model(source)
+    base_t, high = ggml_type(base_type), ggml_type(high_type)
+    rec = make_recipe(recipe, threshold, top_k, target_bpw, seed, k, high)
+    out = (output or default_output(src, base_t, recipe)).expanduser()
+    with progress_bar("base GGUF", as_json) as update:
+        base = base_gguf(src, threads, update)
+    profile = _profile(src, scores, calib_file, trust_remote_code, as_json)
+    if scores_out is not None:
+        profile.save(scores_out)
+    p = plan_for(base, profile, base_t, rec, ggml_type(output_type))
+    size = expected_file_size(base, p)
+    if dry_run:
+        _report_plan(p, size, None, as_json, verbose=True)
+        return
+    with progress_bar("quantizing", as_json) as update:
+        written = write_planned(base, out, p, profile, threads, update)
+    results = (
+        None if no_eval else _eval_rows(base, [out], eval_file, eval_windows, threads, as_json)
+    )
+    _report_plan(p, out.stat().st_size, written.path, as_json, verbose, results)
+
+
+def _eval_rows(
+    reference: Path,
+    models: list[Path],
+    eval_file: Path | None,
+    windows: int,
+    threads: int,
+    quiet: bool,
+) -> tuple[str, EvalResult, list[EvalResult]]:
+    from edgekit.eval_text import load_eval_text
+    from edgekit.evaluate import evaluate
+
+    text = load_eval_text(eval_file)
+    with progress_bar("evaluating", quiet) as update:
+        ref, rows = evaluate(
+            reference, models, text.text, max_windows=windows, threads=threads, progress=update
+        )
+    return text.source, ref, rows
+
+
+def _report_plan(
+    p: Plan,
+    size: int,
+    path: Path | None,
+    as_json: bool,
+    verbose: bool,
+    results: tuple[str, EvalResult, list[EvalResult]] | None = None,
+) -> None:
+    if as_json:
+        doc: dict[str, Any] = {"output": str(path) if path else None, "file_size": size}
+        doc["plan"] = (
+            p.to_dict() if verbose else {k: v for k, v in p.to_dict().items() if k != "tensors"}
+        )
+        doc["kept"] = [{"tensor": d.tensor, "type": d.type.name, "score": d.score} for d in p.kept]
+        if results:
+            doc["eval"] = {
+                "text": results[0],
+                "reference": results[1].to_dict(),
+                "models": [r.to_dict() for r in results[2]],
+            }
+        print_json(doc)
+        return
+    if verbose:
+        for line in p.lines():
+            out_console.print(line, markup=False)
+    kept = ", ".join(f"{d.tensor} ({d.score:.1f})" for d in p.kept) or "none"
+    where = str(path) if path else "dry run, nothing written"
+    out_console.print(
+        f"[bold]{p.recipe}[/bold] over {p.base_type.name}: {mib(size)}, {p.bpw:.3f} bits/weight"
+        f" -> {where}\nkept high: {kept}"
+    )
+    if results:
+        print_eval_table(*results)
+
+
+def print_eval_table(source: str, ref: EvalResult, rows: list[EvalResult]) -> None:
+    table = Table(title=f"Quality vs reference (text: {source})", title_justify="left")
+    for col in ("model", "size", "bpw", "PPL", "KLD", "top-1", "tokens"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for r in [ref, *rows]:
+        name = Path(r.model).name + (" (reference)" if r is ref else "")
+        table.add_row(
+            name,
+            mib(r.file_size),
+            f"{r.bits_per_weight:.3f}",
+            f"{r.ppl:.3f}",
+            f"{r.kld:.5f}",
+            f"{r.top1:.2%}",
+            str(r.n_tokens),
+        )
+    out_console.print(table)
+
+
+@user_errors
+def eval_command(
+    models: Annotated[list[Path], typer.Argument(help="GGUF files to evaluate.")],
+    reference: Annotated[
+        Path, typer.Option("--reference", "-r", help="The F16/F32 GGUF they came from.")
+    ],
+    eval_file: EvalFileOpt = None,
+    eval_windows: WindowsOpt = 8,
+    speed: Annotated[bool, typer.Option("--speed", help="Also measure decode tok/s.")] = False,
+    threads: ThreadsOpt = 2,
+    as_json: JsonOpt = False,
+) -> None:
+    """Perplexity, KL divergence and top-1 agreement against a reference, plus size and bpw."""
+    from edgekit.evaluate import decode_speed
+
+    source, ref, rows = _eval_rows(reference, models, eval_file, eval_windows, threads, as_json)
+    if speed:
+        for r in rows:
+            r.decode_tok_s = decode_speed(Path(r.model), threads)
+    if as_json:
+        print_json(
+            {"text": source, "reference": ref.to_dict(), "models": [r.to_dict() for r in rows]}
+        )
+        return
+    print_eval_table(source, ref, rows)
+    if speed:
+        for r in rows:
+            out_console.print(f"{Path(r.model).name}: {r.decode_tok_s:.1f} tok/s decode")
