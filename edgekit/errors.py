@@ -103,3 +103,15 @@ class OutputPathError(ConversionError):
 
 class EvalError(EdgekitError):
     """A model could not be evaluated (mismatched vocabularies, no evaluation text)."""
+
+
+class BiasError(EdgekitError):
+    """The bias suite, its constraint or its history could not do what was asked."""
+
+
+class ControlVectorFileError(BiasError):
+    """A control-vector file is missing or not in llama.cpp's control-vector format."""
+
+
+class ReferenceTextError(BiasError):
+    """No real text to measure perplexity on was found on this machine."""
