@@ -67,7 +67,7 @@ TRICKY_LINES = [
 
 def train_bpe_tokenizer(style: str = "gpt2") -> Any:
     """A byte-level BPE tokenizer whose pre-tokenizer is GPT-2's, Llama 3's or Qwen2's."""
-    from tokenizers import (  # type: ignore[import-untyped]
+    from tokenizers import (
         Regex,
         Tokenizer,
         decoders,
@@ -122,7 +122,7 @@ def save_spm_tokenizer(folder: Path, arch: str) -> Any:
     has no dummy space prefix; the others do."""
     import io
 
-    import sentencepiece as spm  # type: ignore[import-untyped,unused-ignore]
+    import sentencepiece as spm
     import transformers
 
     buf = io.BytesIO()

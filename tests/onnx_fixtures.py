@@ -29,7 +29,7 @@ def corpus() -> list[str]:
 
 def train_tokenizer() -> Any:
     """A byte-level BPE `tokenizers.Tokenizer` that prepends <s>; no transformers needed."""
-    from tokenizers import (  # type: ignore[import-untyped]
+    from tokenizers import (
         Tokenizer,
         decoders,
         models,

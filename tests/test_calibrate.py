@@ -25,7 +25,7 @@ pytestmark = pytest.mark.timeout(300)
 
 
 def build_tokenizer(folder: Path) -> Any:
-    from tokenizers import (  # type: ignore[import-untyped]
+    from tokenizers import (
         Tokenizer,
         models,
         pre_tokenizers,

@@ -122,8 +122,13 @@ def convert_command(
         Path | None,
         typer.Argument(help="A Hugging Face folder or a .gguf; the default model if omitted."),
     ] = None,
-    to: Annotated[str, typer.Option("--to", help="Output format.")] = "gguf",
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Output .gguf.")] = None,
+    to: Annotated[str, typer.Option("--to", help="Output format: gguf | onnx.")] = "gguf",
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Output .gguf (or folder for onnx).")
+    ] = None,
+    precision: Annotated[
+        str, typer.Option("--precision", help="ONNX only: spike | int8 | fp32.")
+    ] = "spike",
     base_type: Annotated[str, typer.Option("--type", help="Base ggml type.")] = "Q4_K",
     recipe: Annotated[str, typer.Option(help="spike | target-bpw | random.")] = "spike",
     threshold: Annotated[float | None, typer.Option(help="Keep scores >= this.")] = None,
@@ -145,15 +150,23 @@ def convert_command(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="One line per tensor.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Spike-aware mixed-precision GGUF: spiky layers kept high, the rest at the base type."""
+    """Spike-aware mixed precision: spiky layers kept high, the rest quantized lower."""
     from edgekit.convert import base_gguf, expected_file_size, plan_for, write_planned
     from edgekit.runner import resolve_model
 
-    if to != "gguf":
-        raise ConversionError(f"--to {to} is not handled here", hint="Use --to gguf.")
+    if to not in ("gguf", "onnx"):
+        raise ConversionError(f"unknown output format --to {to}", hint="Use gguf or onnx.")
     src = resolve_model(source)
     base_t, high = ggml_type(base_type), ggml_type(high_type)
     rec = make_recipe(recipe, threshold, top_k, target_bpw, seed, k, high)
+    if to == "onnx":
+        from edgekit.cli.convert_onnx import convert_onnx
+
+        evaluate = None if no_eval else (eval_file, eval_windows, threads)
+        convert_onnx(
+            src, output, precision, rec, scores, calib_file, evaluate, trust_remote_code, as_json
+        )
+        return
     out = (output or default_output(src, base_t, recipe)).expanduser()
     with progress_bar("base GGUF", as_json) as update:
         base = base_gguf(src, threads, update)

@@ -11,14 +11,14 @@ from edgekit.cli.render import err_console, mib, print_json, user_errors
 
 if TYPE_CHECKING:
     from edgekit.runner import RunPlan
-    from edgekit.runtime.base import GenerationResult, SamplingParams
-    from edgekit.runtime.llama_cpp_runtime import LlamaCppRuntime
+    from edgekit.runtime.base import GenerationResult, Runtime, SamplingParams
 
 
 @user_errors
 def run_command(
     model: Annotated[
-        str | None, typer.Argument(help="A .gguf file; the embedded default model if omitted.")
+        str | None,
+        typer.Argument(help="A .gguf file or an ONNX folder; the default model if omitted."),
     ] = None,
     device: Annotated[str, typer.Option("--device", "-d", help="Device profile.")] = "cpu",
     prompt: Annotated[
@@ -79,14 +79,14 @@ def _announce(plan: RunPlan) -> None:
 
 
 def _complete(
-    runtime: LlamaCppRuntime, plan: RunPlan, prompt: str, params: SamplingParams, as_json: bool
+    runtime: Runtime, plan: RunPlan, prompt: str, params: SamplingParams, as_json: bool
 ) -> None:
     tokens = runtime.prompt_tokens(prompt)
     result = runtime.generate(tokens, params, on_token=None if as_json else _write)
     _report(result, plan, as_json)
 
 
-def _chat(runtime: LlamaCppRuntime, plan: RunPlan, params: SamplingParams, as_json: bool) -> None:
+def _chat(runtime: Runtime, plan: RunPlan, params: SamplingParams, as_json: bool) -> None:
     interactive = sys.stdin.isatty()
     if interactive and not as_json:
         err_console.print("[dim]Chat mode: type a message; /exit or Ctrl-D ends.[/dim]")

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from typing import Protocol
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,24 @@ class GenerationResult:
 
 
 TokenCallback = Callable[[str], None]
+
+
+class Runtime(Protocol):
+    """What the CLI and the dashboard drive, whatever the back end (llama.cpp, onnxruntime)."""
+
+    notes: list[str]
+
+    def tokenize(self, text: str) -> list[int]: ...
+
+    def prompt_tokens(self, text: str) -> list[int]: ...
+
+    def format_chat(self, messages: Sequence[dict[str, str]]) -> str: ...
+
+    def generate(
+        self, tokens: list[int], params: SamplingParams, on_token: TokenCallback | None = None
+    ) -> GenerationResult: ...
+
+    def close(self) -> None: ...
 
 
 def decode_rate(n_generated: int, first_token_at: float | None, last_token_at: float) -> float:

@@ -1,0 +1,51 @@
+"""The ONNX path through the CLI: `convert --to onnx`, then `run` on the folder it wrote."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("optimum.exporters.onnx")
+pytest.importorskip("onnxruntime")
+
+from typer.testing import CliRunner
+
+from edgekit.cli import app
+from tests.onnx_fixtures import build_tiny_hf
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def spiky_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_hf(tmp_path_factory.mktemp("hf") / "llama", "llama", spike_block=1)
+
+
+def test_convert_to_onnx_spike_then_run(spiky_llama: Path, tmp_path: Path) -> None:
+    out = tmp_path / "llama-onnx"
+    done = runner.invoke(
+        app, ["convert", str(spiky_llama), "--to", "onnx", "-o", str(out), "--json", "--top-k", "1"]
+    )
+    assert done.exit_code == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["precision"] == "spike" and Path(report["output"]) == out
+    assert [k["tensor"] for k in report["kept"]] == ["blk.1.ffn_down.weight"]
+    fp32 = out.with_name(out.name + "-fp32")
+    assert fp32.is_dir()  # kept as the reference of the quality table
+    assert report["eval"]["models"][0]["top1"] > 0.5
+    assert (out / "plan.json").is_file() and (out / "tokenizer.json").is_file()
+
+    ran = runner.invoke(
+        app, ["run", str(out), "-p", "the river", "-n", "6", "--temp", "0", "--json"]
+    )
+    assert ran.exit_code == 0, ran.stderr
+    stats = json.loads(ran.stdout)["stats"]
+    assert stats["generated_tokens"] > 0 and stats["decode_tokens_per_s"] > 0
+
+
+def test_unknown_format_is_one_clear_error(spiky_llama: Path) -> None:
+    done = runner.invoke(app, ["convert", str(spiky_llama), "--to", "tflite"])
+    assert done.exit_code == 2 and "unknown output format" in done.stderr
