@@ -49,3 +49,19 @@ def test_convert_to_onnx_spike_then_run(spiky_llama: Path, tmp_path: Path) -> No
 def test_unknown_format_is_one_clear_error(spiky_llama: Path) -> None:
     done = runner.invoke(app, ["convert", str(spiky_llama), "--to", "tflite"])
     assert done.exit_code == 2 and "unknown output format" in done.stderr
+
+
+def test_eval_an_onnx_folder_against_its_fp32_export(spiky_llama: Path, tmp_path: Path) -> None:
+    fp32, int8 = tmp_path / "fp32", tmp_path / "int8"
+    for out, precision in ((fp32, "fp32"), (int8, "int8")):
+        args = ["convert", str(spiky_llama), "--to", "onnx", "--precision", precision]
+        done = runner.invoke(app, [*args, "-o", str(out), "--no-eval", "--json"])
+        assert done.exit_code == 0, done.stderr
+    done = runner.invoke(
+        app, ["eval", str(int8), "-r", str(fp32), "--eval-windows", "1", "--speed", "--json"]
+    )
+    assert done.exit_code == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["reference"]["kld"] == 0 or data["reference"]["kld"] is None
+    row = data["models"][0]
+    assert row["kld"] > 0 and 0 < row["top1"] <= 1 and row["decode_tok_s"] > 0

@@ -260,9 +260,10 @@ def print_eval_table(source: str, ref: EvalResult, rows: list[EvalResult]) -> No
 
 @user_errors
 def eval_command(
-    models: Annotated[list[Path], typer.Argument(help="GGUF files to evaluate.")],
+    models: Annotated[list[Path], typer.Argument(help="GGUF files or ONNX folders.")],
     reference: Annotated[
-        Path, typer.Option("--reference", "-r", help="The F16/F32 GGUF they came from.")
+        Path,
+        typer.Option("--reference", "-r", help="The F16/F32 GGUF (or fp32 ONNX) they came from."),
     ],
     eval_file: EvalFileOpt = None,
     eval_windows: WindowsOpt = 8,
@@ -270,13 +271,20 @@ def eval_command(
     threads: ThreadsOpt = 2,
     as_json: JsonOpt = False,
 ) -> None:
-    """Perplexity, KL divergence and top-1 agreement against a reference, plus size and bpw."""
-    from edgekit.evaluate import decode_speed
+    """Perplexity, KL divergence and top-1 agreement against a reference, plus size and bpw.
 
-    source, ref, rows = _eval_rows(reference, models, eval_file, eval_windows, threads, as_json)
+    GGUF files are compared with a GGUF reference through llama.cpp; ONNX folders with their
+    fp32 export through onnxruntime.
+    """
+    from edgekit.runtime.onnx_model import is_onnx_model
+
+    if is_onnx_model(reference):
+        source, ref, rows = eval_onnx_rows(reference, models, eval_file, eval_windows, threads)
+    else:
+        source, ref, rows = _eval_rows(reference, models, eval_file, eval_windows, threads, as_json)
     if speed:
         for r in rows:
-            r.decode_tok_s = decode_speed(Path(r.model), threads)
+            r.decode_tok_s = _decode_speed(Path(r.model), threads)
     if as_json:
         print_json(
             {"text": source, "reference": ref.to_dict(), "models": [r.to_dict() for r in rows]}
@@ -286,3 +294,31 @@ def eval_command(
     if speed:
         for r in rows:
             out_console.print(f"{Path(r.model).name}: {r.decode_tok_s:.1f} tok/s decode")
+
+
+def eval_onnx_rows(
+    reference: Path, models: list[Path], eval_file: Path | None, windows: int, threads: int
+) -> tuple[str, EvalResult, list[EvalResult]]:
+    from dataclasses import replace
+
+    from edgekit.devices import load_profile
+    from edgekit.eval_text import load_eval_text
+    from edgekit.runtime.onnx_eval import evaluate_onnx
+
+    text = load_eval_text(eval_file)
+    profile = replace(load_profile("cpu"), threads=threads)
+    ref, rows = evaluate_onnx(reference, models, text.text, max_windows=windows, profile=profile)
+    return text.source, ref, rows
+
+
+def _decode_speed(model: Path, threads: int) -> float:
+    from dataclasses import replace
+
+    from edgekit.devices import load_profile
+    from edgekit.evaluate import decode_speed
+    from edgekit.runtime import onnx_eval
+    from edgekit.runtime.onnx_model import is_onnx_model
+
+    if is_onnx_model(model):
+        return onnx_eval.decode_speed(model, replace(load_profile("cpu"), threads=threads))
+    return decode_speed(model, threads)

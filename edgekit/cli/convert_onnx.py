@@ -50,7 +50,11 @@ def convert_onnx(
         fp32_dir=fp32_dir,
         log=say,
     )
-    rows = _eval(fp32_dir, out, evaluate) if fp32_dir is not None and evaluate else None
+    rows = None
+    if fp32_dir is not None and evaluate is not None:
+        from edgekit.cli.convert import eval_onnx_rows
+
+        rows = eval_onnx_rows(fp32_dir, [out], *evaluate)
     _report(result.output, result.precision, result.file_size, result.plan.kept, rows, as_json)
 
 
@@ -59,22 +63,6 @@ def _read(path: Path) -> str:
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise ConversionError(f"cannot read the calibration text {path}: {e}") from None
-
-
-def _eval(
-    reference: Path, model: Path, evaluate: tuple[Path | None, int, int]
-) -> tuple[str, EvalResult, list[EvalResult]]:
-    from dataclasses import replace
-
-    from edgekit.devices import load_profile
-    from edgekit.eval_text import load_eval_text
-    from edgekit.runtime.onnx_eval import evaluate_onnx
-
-    eval_file, windows, threads = evaluate
-    text = load_eval_text(eval_file)
-    profile = replace(load_profile("cpu"), threads=threads)
-    ref, rows = evaluate_onnx(reference, [model], text.text, max_windows=windows, profile=profile)
-    return text.source, ref, rows
 
 
 def _report(
