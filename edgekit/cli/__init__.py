@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from edgekit.cli.convert import convert_command, eval_command
+from edgekit.cli.dashboard import dashboard_command
 from edgekit.cli.info import devices_app, inspect_command, model_app
 from edgekit.cli.run import run_command
 
@@ -18,6 +19,7 @@ app.command("run")(run_command)
 app.command("inspect")(inspect_command)
 app.command("convert")(convert_command)
 app.command("eval")(eval_command)
+app.command("dashboard")(dashboard_command)
 app.add_typer(devices_app, name="devices")
 app.add_typer(model_app, name="model")
 

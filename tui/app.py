@@ -1,0 +1,293 @@
+"""`edgekit dashboard`: chat with a model while its memory, speed and precision stay in view.
+
+A front over the core, like the CLI: the model goes through runner.plan_run/open_runtime, the
+numbers come from edgekit.monitor and the run plan. Loading and generating run in thread workers;
+tokens reach the screen through a queue drained a few times a second, so the decode threads never
+wait on rendering.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections import deque
+from pathlib import Path
+from typing import ClassVar
+
+from textual import work
+from textual.app import App, ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical
+from textual.message import Message
+from textual.widgets import Footer, Header, Input
+
+from edgekit.errors import EdgekitError
+from edgekit.monitor import Monitor
+from edgekit.runner import RunPlan, open_runtime, plan_run
+from edgekit.runtime.base import GenerationResult, Runtime, SamplingParams
+from edgekit.tui.messages import (
+    GenerationDone,
+    GenerationStopped,
+    ModelFailed,
+    ModelLoaded,
+    PlanReady,
+)
+from edgekit.tui.screens import ErrorScreen, SwitchModelScreen
+from edgekit.tui.widgets import (
+    BiasPanel,
+    DevicePanel,
+    MemoryPanel,
+    PrecisionPanel,
+    SpeedPanel,
+    Transcript,
+)
+
+# One UI tick both shows the new tokens and refreshes the panels: each tick renders on the UI
+# thread, which holds the GIL the generating thread needs between llama.cpp calls.
+UI_TICK_S = 0.2
+# Actions that wait for features the core does not have yet: shown greyed out in the footer.
+UNAVAILABLE = frozenset({"toggle_bias_guard", "run_bias_suite"})
+
+
+class DashboardApp(App[None]):
+    CSS_PATH = "dashboard.tcss"
+    TITLE = "edgekit"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+n", "new_prompt", "New prompt"),
+        Binding("escape", "stop", "Stop"),
+        Binding("ctrl+g", "toggle_bias_guard", "Bias guard"),
+        Binding("ctrl+t", "run_bias_suite", "Bias suite"),
+        Binding("ctrl+o", "switch_model", "Model"),
+        Binding("ctrl+q", "quit", "Quit", priority=True),
+    ]
+
+    def __init__(
+        self,
+        model: str | None = None,
+        device: str = "cpu",
+        n_ctx: int | None = None,
+        params: SamplingParams | None = None,
+        monitor: Monitor | None = None,
+        live_metrics: bool = True,
+        autoload: bool = True,
+    ) -> None:
+        """`live_metrics=False` and `autoload=False` let tests feed fixed data instead."""
+        super().__init__()
+        self.model, self.device, self.n_ctx = model, device, n_ctx
+        self.params = params or SamplingParams()
+        self.monitor = monitor or Monitor()
+        self.live_metrics, self.autoload = live_metrics, autoload
+        self.plan: RunPlan | None = None
+        self.runtime: Runtime | None = None
+        self.state = "starting"
+        self.messages: list[dict[str, str]] = []
+        self.pending: deque[str] = deque()
+        self.stop_requested = threading.Event()
+
+    def compose(self) -> ComposeResult:
+        yield Header(icon="◆")
+        with Vertical(id="chat"):
+            yield Transcript(id="transcript")
+            yield Input(placeholder="Prompt, then Enter", id="prompt")
+        with Vertical(id="panels"):
+            yield MemoryPanel()
+            yield SpeedPanel()
+            yield DevicePanel()
+            yield PrecisionPanel()
+            yield BiasPanel()
+        yield Footer(show_command_palette=False)
+
+    def on_mount(self) -> None:
+        if self.live_metrics:
+            self.monitor.start()
+        self.set_interval(UI_TICK_S, self.tick)
+        self.refresh_metrics()
+        self.query_one("#prompt", Input).focus()
+        if self.autoload:
+            self.set_state("loading")
+            self.load_model(self.model, self.device, self.n_ctx, None)
+
+    def on_unmount(self) -> None:
+        self.stop_requested.set()
+        self.monitor.stop()
+
+    # What the screen shows; tests call these directly with fixed data.
+
+    def set_state(self, state: str) -> None:
+        self.state = state
+        name = self.plan.info.name if self.plan else (self.model or "default model")
+        self.sub_title = f"{name} · {self.device} · {state}"
+        self.refresh_bindings()
+
+    def show_plan(self, plan: RunPlan) -> None:
+        self.plan = plan
+        self.query_one(DevicePanel).show(plan)
+        self.query_one(PrecisionPanel).show(plan.info)
+        self.set_state(self.state)
+
+    def refresh_metrics(self) -> None:
+        snapshot = self.monitor.snapshot()
+        self.query_one(MemoryPanel).show(snapshot)
+        self.query_one(SpeedPanel).show(snapshot)
+
+    def tick(self) -> None:
+        self.flush_tokens()
+        self.refresh_metrics()
+
+    def flush_tokens(self) -> None:
+        pieces = []
+        while self.pending:
+            pieces.append(self.pending.popleft())
+        if pieces:
+            self.query_one(Transcript).append_reply("".join(pieces))
+
+    def show_error(self, error: EdgekitError) -> None:
+        self.push_screen(ErrorScreen(error))
+
+    # Model loading. Workers report back with messages: unlike call_from_thread, posting never
+    # blocks, so a worker finishing while the app shuts down cannot hang on a stopped loop.
+
+    def post_from_worker(self, message: Message) -> None:
+        # A closed event loop raises: nobody is left to tell, and that is fine.
+        with contextlib.suppress(RuntimeError):
+            self.post_message(message)
+
+    @work(thread=True, exclusive=True, group="model")
+    def load_model(
+        self,
+        model: str | None,
+        device: str,
+        n_ctx: int | None,
+        previous: Runtime | None,
+    ) -> None:
+        try:
+            plan = plan_run(model, device, n_ctx)
+            self.post_from_worker(PlanReady(plan))
+            if previous is not None:
+                previous.close()  # before the new one loads, so both never share the memory
+                previous = None
+            runtime = open_runtime(plan)
+        except EdgekitError as e:
+            self.post_from_worker(ModelFailed(e, previous))
+            return
+        self.post_from_worker(ModelLoaded(runtime))
+
+    def on_plan_ready(self, message: PlanReady) -> None:
+        self.show_plan(message.plan)
+
+    def on_model_loaded(self, message: ModelLoaded) -> None:
+        self.runtime = message.runtime
+        for note in message.runtime.notes:  # what `edgekit run` prints as "note: ..."
+            self.query_one(Transcript).add_note(f"note: {note}")
+        self.set_state("ready")
+
+    def on_model_failed(self, message: ModelFailed) -> None:
+        self.runtime = message.still_open
+        self.set_state("ready" if self.runtime else "no model")
+        self.report(message.error)
+
+    def report(self, error: EdgekitError) -> None:
+        if os.environ.get("EDGEKIT_DEBUG") == "1":
+            raise error  # as the CLI does: the traceback, not the message
+        self.show_error(error)
+
+    # Generation.
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        text = event.value.strip()
+        if not text:
+            return
+        if self.runtime is None and self.state != "loading":
+            self.notify("No model is loaded: pick one with ctrl+o.", severity="warning")
+            return
+        if self.runtime is None or self.state != "ready":
+            self.notify(f"Wait: the model is {self.state}.")
+            return
+        event.input.clear()
+        self.messages.append({"role": "user", "content": text})
+        self.query_one(Transcript).add_prompt(text)
+        self.stop_requested.clear()
+        self.set_state("generating")
+        self.generate(self.runtime, list(self.messages))
+
+    @work(thread=True, exclusive=True, group="generate")
+    def generate(self, runtime: Runtime, messages: list[dict[str, str]]) -> None:
+        self.monitor.begin_generation()
+        result: GenerationResult | None = None
+        error: EdgekitError | None = None
+        try:
+            tokens = runtime.prompt_tokens(runtime.format_chat(messages))
+            result = runtime.generate(tokens, self.params, on_token=self.on_token)
+        except GenerationStopped:
+            pass
+        except EdgekitError as e:
+            error = e
+        finally:
+            self.monitor.end_generation(result.stats if result else None)
+        self.post_from_worker(GenerationDone(result, error))
+
+    def on_token(self, piece: str) -> None:
+        if self.stop_requested.is_set():
+            raise GenerationStopped
+        self.pending.append(piece)
+        self.monitor.token_arrived()
+
+    def on_generation_done(self, message: GenerationDone) -> None:
+        self.flush_tokens()
+        transcript = self.query_one(Transcript)
+        if message.error is not None:
+            self.messages.pop()  # the turn that failed is not part of the conversation
+            transcript.add_note("(failed)")
+            self.report(message.error)
+        else:
+            reply = message.result.text if message.result else transcript.reply_text
+            self.messages.append({"role": "assistant", "content": reply.strip()})
+            if message.result is None:
+                transcript.add_note("(stopped)")
+        self.refresh_metrics()
+        self.set_state("ready")
+
+    # Footer actions.
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in UNAVAILABLE:
+            return None
+        if action == "stop":
+            return self.state == "generating"
+        if action in {"new_prompt", "switch_model"}:
+            return True if self.state not in {"generating", "loading"} else None
+        return True
+
+    def action_new_prompt(self) -> None:
+        self.messages.clear()
+        self.query_one(Transcript).clear()
+        self.query_one("#prompt", Input).focus()
+
+    def action_stop(self) -> None:
+        self.stop_requested.set()
+
+    def action_toggle_bias_guard(self) -> None:
+        """Unavailable until the core can score bias (check_action keeps it disabled)."""
+
+    def action_run_bias_suite(self) -> None:
+        """Unavailable until the core can score bias (check_action keeps it disabled)."""
+
+    def action_switch_model(self) -> None:
+        current = str(self.plan.info.path) if self.plan else (self.model or "")
+        self.push_screen(SwitchModelScreen(current), self.switch_to)
+
+    def switch_to(self, model: str | None) -> None:
+        if model is None:
+            return
+        self.model = model or None
+        self.action_new_prompt()
+        previous, self.runtime = self.runtime, None
+        self.set_state("loading")
+        self.load_model(self.model, self.device, self.n_ctx, previous)
+
+
+def run_dashboard(
+    model: str | Path | None, device: str, n_ctx: int | None, params: SamplingParams
+) -> None:
+    DashboardApp(str(model) if model else None, device, n_ctx, params).run()

@@ -1,0 +1,39 @@
+"""What the dashboard's thread workers tell the UI thread (posting a message never blocks)."""
+
+from __future__ import annotations
+
+from textual.message import Message
+
+from edgekit.errors import EdgekitError
+from edgekit.runner import RunPlan
+from edgekit.runtime.base import GenerationResult, Runtime
+
+
+class GenerationStopped(Exception):
+    """Raised from the token callback to end a generation the user stopped."""
+
+
+class PlanReady(Message):
+    def __init__(self, plan: RunPlan) -> None:
+        super().__init__()
+        self.plan = plan
+
+
+class ModelLoaded(Message):
+    def __init__(self, runtime: Runtime) -> None:
+        super().__init__()
+        self.runtime = runtime
+
+
+class ModelFailed(Message):
+    def __init__(self, error: EdgekitError, still_open: Runtime | None) -> None:
+        super().__init__()
+        self.error, self.still_open = error, still_open
+
+
+class GenerationDone(Message):
+    """`result` is None when the user stopped the generation or it failed with `error`."""
+
+    def __init__(self, result: GenerationResult | None, error: EdgekitError | None) -> None:
+        super().__init__()
+        self.result, self.error = result, error

@@ -1,0 +1,170 @@
+"""The dashboard's panels. Each shows numbers the core computed; none computes its own."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical, VerticalScroll
+from textual.widgets import DataTable, Sparkline, Static
+
+from edgekit.gguf_file import ModelInfo
+from edgekit.monitor import LiveGeneration, MemoryReading, MonitorSnapshot
+from edgekit.runner import RunPlan
+
+BAR_WIDTH = 12
+NOT_SCORED = "Not scored: bias checks are not built."
+
+
+def human_bytes(n: float) -> str:
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if abs(n) >= size:
+            return f"{n / size:,.1f} {unit}"
+    return f"{n:,.0f} B"
+
+
+def share_bar(part: float, whole: float, width: int = BAR_WIDTH) -> Text:
+    fraction = min(1.0, part / whole) if whole > 0 else 0.0
+    filled = round(fraction * width)
+    style = "green" if fraction < 0.8 else "red"
+    return Text.assemble(("█" * filled, style), ("░" * (width - filled), "dim"), f" {fraction:.0%}")
+
+
+class Panel(Vertical):
+    """A titled box; the title rides on the top border so a panel costs one line of chrome."""
+
+    def __init__(self, title: str, *, id: str) -> None:
+        super().__init__(id=id, classes="panel")
+        self.border_title = title
+
+
+class MemoryPanel(Panel):
+    def __init__(self) -> None:
+        super().__init__("Memory", id="memory")
+
+    def compose(self) -> ComposeResult:
+        yield Static("sampling…", id="memory-text")
+        yield Sparkline([], id="rss-spark")
+
+    def show(self, snapshot: MonitorSnapshot) -> None:
+        if snapshot.memory is not None:
+            self.query_one("#memory-text", Static).update(self._lines(snapshot.memory))
+        self.query_one("#rss-spark", Sparkline).data = list(snapshot.rss_history)
+
+    @staticmethod
+    def _lines(m: MemoryReading) -> Text:
+        return Text(
+            f"RSS  {human_bytes(m.rss_bytes)} · peak {human_bytes(m.peak_rss_bytes)}\n"
+            f"free {human_bytes(m.available_bytes)} of {human_bytes(m.total_bytes)}\n"
+            f"swap {human_bytes(m.swap_used_bytes)} of {human_bytes(m.swap_total_bytes)}"
+        )
+
+
+class SpeedPanel(Panel):
+    def __init__(self) -> None:
+        super().__init__("Speed", id="speed")
+
+    def compose(self) -> ComposeResult:
+        yield Static("no generation yet", id="speed-text")
+        yield Sparkline([], id="rate-spark")
+
+    def show(self, snapshot: MonitorSnapshot) -> None:
+        self.query_one("#speed-text", Static).update(speed_text(snapshot))
+        self.query_one("#rate-spark", Sparkline).data = list(snapshot.decode_rate_history)
+
+
+def speed_text(snapshot: MonitorSnapshot) -> Text:
+    if snapshot.live is not None:
+        return live_speed_text(snapshot.live, "prompt …")
+    if snapshot.stopped is not None:
+        return live_speed_text(snapshot.stopped, "stopped")
+    last = snapshot.last
+    if last is None:
+        return Text("no generation yet\n")
+    prompt, decode = last.prompt_tokens_per_s, last.decode_tokens_per_s
+    return Text(
+        f"prompt {prompt:,.0f} · decode {decode:,.1f} tok/s\n"
+        f"TTFT {last.time_to_first_token_s:.2f} s · {last.generated_tokens} tok"
+    )
+
+
+def live_speed_text(live: LiveGeneration, prefix: str) -> Text:
+    """Numbers counted from the token callbacks: no prompt rate until llama.cpp reports it."""
+    ttft = "…" if live.time_to_first_token_s is None else f"{live.time_to_first_token_s:.2f} s"
+    return Text(
+        f"{prefix} · decode {live.decode_tokens_per_s:,.1f} tok/s\nTTFT {ttft} · {live.tokens} tok"
+    )
+
+
+class DevicePanel(Panel):
+    def __init__(self) -> None:
+        super().__init__("Device", id="device")
+
+    def compose(self) -> ComposeResult:
+        yield Static("loading…", id="device-text")
+
+    def show(self, plan: RunPlan) -> None:
+        p, e = plan.profile, plan.estimate
+        self.border_title = f"Device {p.name}"
+        need, budget = e.against_budget, e.budget
+        line1 = f"{p.threads} threads · ctx {plan.n_ctx} · {p.gpu_layers} GPU layers"
+        line2 = f"{human_bytes(need)} of {human_bytes(budget)} "
+        self.query_one("#device-text", Static).update(
+            Text.assemble(line1, "\n", line2, share_bar(need, budget))
+        )
+
+
+class PrecisionPanel(Panel):
+    def __init__(self) -> None:
+        super().__init__("Precision", id="precision")
+
+    def compose(self) -> ComposeResult:
+        table: DataTable[str] = DataTable(id="types", cursor_type="none", zebra_stripes=True)
+        table.add_columns("type", "tensors", "size", "share")
+        yield table
+
+    def show(self, info: ModelInfo) -> None:
+        self.border_title = f"Precision {info.file_type} · {info.bits_per_weight:.2f} bpw"
+        table = self.query_one("#types", DataTable)
+        table.clear()
+        for name, (count, size) in info.types.items():
+            share = size / info.tensor_bytes if info.tensor_bytes else 0.0
+            table.add_row(name, str(count), human_bytes(size), f"{share:.1%}", key=name)
+
+
+class BiasPanel(Panel):
+    def __init__(self) -> None:
+        super().__init__("Bias", id="bias")
+
+    def compose(self) -> ComposeResult:
+        yield Static(NOT_SCORED, id="bias-text")
+
+
+class Transcript(VerticalScroll):
+    """The conversation: the user's prompts and the model's streamed replies."""
+
+    def __init__(self, *, id: str) -> None:
+        super().__init__(id=id)
+        self.reply: Static | None = None
+        self.reply_text = ""
+
+    def add_prompt(self, text: str) -> None:
+        self.mount(Static(Text("> " + text), classes="prompt-turn"))
+        self.reply = Static("", classes="reply-turn")
+        self.reply_text = ""
+        self.mount(self.reply)
+        self.scroll_end(animate=False)
+
+    def append_reply(self, piece: str) -> None:
+        if self.reply is None:
+            return
+        self.reply_text += piece
+        self.reply.update(Text(self.reply_text))
+        self.scroll_end(animate=False)
+
+    def add_note(self, text: str) -> None:
+        self.mount(Static(Text(text), classes="note"))
+        self.scroll_end(animate=False)
+
+    def clear(self) -> None:
+        self.reply, self.reply_text = None, ""
+        self.remove_children()
