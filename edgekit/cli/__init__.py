@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from edgekit.cli.bias import bias_command
 from edgekit.cli.convert import convert_command, eval_command
 from edgekit.cli.dashboard import dashboard_command
 from edgekit.cli.info import devices_app, inspect_command, model_app
@@ -19,6 +20,7 @@ app.command("run")(run_command)
 app.command("inspect")(inspect_command)
 app.command("convert")(convert_command)
 app.command("eval")(eval_command)
+app.command("bias")(bias_command)
 app.command("dashboard")(dashboard_command)
 app.add_typer(devices_app, name="devices")
 app.add_typer(model_app, name="model")

@@ -40,6 +40,12 @@ def run_command(
         bool, typer.Option("--json", help="Print one JSON object (per chat turn).")
     ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", help="Show llama.cpp's log.")] = False,
+    bias_guard: Annotated[
+        bool,
+        typer.Option(
+            "--bias-guard", help="Measure each output's bias and steer the next one (llama.cpp)."
+        ),
+    ] = False,
 ) -> None:
     """Run a model on a device profile, streaming tokens, then report speed and memory."""
     from edgekit.runner import open_runtime, plan_run
@@ -58,6 +64,18 @@ def run_command(
         seed=0xFFFFFFFF if seed < 0 else seed,
     )
     runtime = open_runtime(plan, verbose=verbose)
+    if bias_guard:
+        from edgekit.bias.guard import guard_runtime
+
+        def notify(message: str) -> None:
+            if not as_json:
+                err_console.print(f"[yellow]bias guard: {message}[/yellow]")
+
+        try:
+            runtime = guard_runtime(runtime, plan.profile.name, notify)
+        except BaseException:
+            runtime.close()
+            raise
     for note in runtime.notes:
         err_console.print(f"[yellow]note: {note}[/yellow]")
     try:

@@ -1,0 +1,268 @@
+"""`edgekit run --bias-guard`: the feedback loop around each generation.
+
+Per turn: generate under the current constraint strength; score the output; let the controller
+(loop.py) raise or relax the strength for the next generation; regenerate when the output was
+over the threshold. The loop state and every adjustment go to the history database (and the
+`edgekit.bias` logger), so a session resumed later, or the dashboard, sees the same state.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from edgekit.bias import history
+from edgekit.bias.control import apply_control, clear_control
+from edgekit.bias.cvec_file import ControlVectorFile
+from edgekit.bias.lexicon import LexiconScorer, OutputBias
+from edgekit.bias.loop import Adjustment, LoopConfig, LoopState, next_turn, step
+from edgekit.runtime.base import GenerationResult, SamplingParams, TokenCallback
+
+log = logging.getLogger("edgekit.bias")
+
+
+class OutputScorer(Protocol):
+    name: str
+
+    def score(self, text: str) -> OutputBias: ...
+
+
+@dataclass
+class GuardedResult:
+    result: GenerationResult  # the output kept (the last one when regenerated)
+    adjustments: list[Adjustment] = field(default_factory=list)
+    discarded: list[str] = field(default_factory=list)  # outputs replaced by a regeneration
+
+    @property
+    def regenerated(self) -> bool:
+        return bool(self.discarded)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The guard's part of `edgekit run --json`."""
+        return {
+            "regenerated": self.regenerated,
+            "discarded": self.discarded,
+            "strength": self.adjustments[-1].strength_after if self.adjustments else None,
+            "adjustments": [a.to_dict() for a in self.adjustments],
+        }
+
+
+def describe(adjustment: Adjustment) -> str:
+    """One line for a front to show when the guard regenerates."""
+    return (
+        f"bias guard: output scored {adjustment.measured:.2f}, regenerating with the "
+        f"constraint at strength {adjustment.strength_after:.2f}"
+    )
+
+
+class BiasGuard:
+    """Wraps a runtime's generate() with the bias feedback loop (one per chat session)."""
+
+    def __init__(
+        self,
+        runtime: Any,
+        control: ControlVectorFile,
+        config: LoopConfig | None = None,
+        scorer: OutputScorer | None = None,
+        conn: Any | None = None,
+        session_id: str | None = None,
+        model_hash: str = "",
+        device: str = "",
+        initial_strength: float | None = None,
+    ) -> None:
+        self.runtime = runtime
+        self.control = control
+        self.config = config or LoopConfig()
+        self.scorer: OutputScorer = scorer or LexiconScorer()
+        self.conn = conn
+        self.session_id = session_id or uuid.uuid4().hex[:12]
+        self.model_hash = model_hash
+        self.device = device
+        saved = history.load_session(conn, self.session_id) if conn is not None else None
+        if saved is not None:
+            self.state = LoopState.from_dict(saved.get("state", {}))
+        else:
+            start = self.config.floor if initial_strength is None else initial_strength
+            self.state = LoopState(strength=start)
+        self._applied: float | None = None
+        self._persist(None)
+
+    def _apply(self) -> None:
+        if self._applied == self.state.strength:
+            return
+        if self.state.strength > 0:
+            apply_control(self.runtime.llm, self.control.matrix * self.state.strength)
+        else:
+            clear_control(self.runtime.llm)
+        self._applied = self.state.strength
+
+    def invalidate(self) -> None:
+        """Something else changed the context's control vector: re-apply ours next time."""
+        self._applied = None
+
+    def _persist(self, adjustment: Adjustment | None) -> None:
+        if self.conn is None:
+            return
+        state = {"state": self.state.to_dict(), "config": self.config.to_dict()}
+        history.save_session(
+            self.conn,
+            self.session_id,
+            self.model_hash,
+            self.device,
+            "guard",
+            state,
+            adjustment.to_dict() if adjustment else None,
+        )
+
+    def generate(
+        self,
+        tokens: list[int],
+        params: SamplingParams,
+        on_token: TokenCallback | None = None,
+        on_regenerate: Callable[[Adjustment], None] | None = None,
+    ) -> GuardedResult:
+        out = GuardedResult(self._generate(tokens, params, on_token))
+        regenerations = 0
+        while True:
+            measured = self.scorer.score(out.result.text)
+            self.state, adj = step(
+                self.state,
+                measured.score,
+                self.config,
+                regenerations,
+                detail={"scorer": self.scorer.name, **measured.to_dict()},
+            )
+            out.adjustments.append(adj)
+            log.info(
+                "bias guard turn %d: measured %.3f, strength %.3f -> %.3f (%s%s)",
+                adj.turn,
+                adj.measured,
+                adj.strength_before,
+                adj.strength_after,
+                adj.action,
+                ", regenerating" if adj.regenerate else "",
+            )
+            self._persist(adj)
+            if not adj.regenerate:
+                break
+            regenerations += 1
+            if on_regenerate:
+                on_regenerate(adj)
+            out.discarded.append(out.result.text)
+            out.result = self._generate(tokens, params, on_token)
+        self.state = next_turn(self.state)
+        self._persist(None)
+        return out
+
+    def _generate(
+        self, tokens: list[int], params: SamplingParams, on_token: TokenCallback | None
+    ) -> GenerationResult:
+        self._apply()
+        result: GenerationResult = self.runtime.generate(tokens, params, on_token)
+        return result
+
+    def close(self) -> None:
+        clear_control(self.runtime.llm)
+        self._applied = None
+
+
+def open_guard(
+    runtime: Any,
+    device: str,
+    session_id: str | None = None,
+    scorer: str = "lexicon",
+    notify: Callable[[str], None] | None = None,
+    config: LoopConfig | None = None,
+) -> BiasGuard:
+    """A guard for `edgekit run --bias-guard`, with the model's saved constraint and history.
+
+    The floor (and starting strength) is the strength `edgekit bias --mitigate` calibrated for
+    this model, 0 if it never ran; the vectors are derived on first use (once per model).
+    """
+    from dataclasses import replace as _replace
+
+    from edgekit.bias.calibrate import calibrated_strength, load_or_derive
+    from edgekit.bias.control import require_llama_cpp
+    from edgekit.bias.model_id import model_fingerprint
+
+    runtime = require_llama_cpp(runtime)
+    model_hash = model_fingerprint(runtime.info.path)
+    control = load_or_derive(runtime, model_hash, notify)
+    floor = calibrated_strength(control)
+    cfg = _replace(config or LoopConfig(), floor=floor)
+    output_scorer: OutputScorer
+    if scorer == "probe":
+        from edgekit.bias.probe_scorer import ProbeScorer
+
+        output_scorer = ProbeScorer(runtime)
+    else:
+        output_scorer = LexiconScorer()
+    return BiasGuard(
+        runtime,
+        control,
+        cfg,
+        output_scorer,
+        conn=history.connect(),
+        session_id=session_id,
+        model_hash=model_hash,
+        device=device,
+        initial_strength=floor,
+    )
+
+
+class GuardedRuntime:
+    """A Runtime whose generate() goes through a BiasGuard: a drop-in for `edgekit run`.
+
+    Each generate() returns the output that was kept; `last` holds the guard's record of the
+    turn (adjustments, discarded outputs) for fronts that show it, e.g. in --json.
+    """
+
+    def __init__(
+        self, guard: BiasGuard, on_regenerate: Callable[[Adjustment], None] | None = None
+    ) -> None:
+        self.guard = guard
+        self.inner = guard.runtime
+        self.notes: list[str] = list(getattr(self.inner, "notes", []))
+        self.on_regenerate = on_regenerate
+        self.last: GuardedResult | None = None
+
+    def tokenize(self, text: str) -> list[int]:
+        return list(self.inner.tokenize(text))
+
+    def prompt_tokens(self, text: str) -> list[int]:
+        return list(self.inner.prompt_tokens(text))
+
+    def format_chat(self, messages: Sequence[dict[str, str]]) -> str:
+        return str(self.inner.format_chat(messages))
+
+    def generate(
+        self, tokens: list[int], params: SamplingParams, on_token: TokenCallback | None = None
+    ) -> GenerationResult:
+        self.last = self.guard.generate(tokens, params, on_token, self.on_regenerate)
+        return self.last.result
+
+    def close(self) -> None:
+        self.guard.close()
+        if self.guard.conn is not None:
+            self.guard.conn.close()
+        self.inner.close()
+
+
+def guard_runtime(
+    runtime: Any,
+    device: str,
+    notify: Callable[[str], None] | None = None,
+    session_id: str | None = None,
+    scorer: str = "lexicon",
+) -> GuardedRuntime:
+    """`edgekit run --bias-guard`: wrap the opened runtime; regenerations are announced."""
+    guard = open_guard(runtime, device, session_id, scorer, notify)
+
+    def announce(adjustment: Adjustment) -> None:
+        if notify:
+            notify(describe(adjustment))
+
+    return GuardedRuntime(guard, announce)

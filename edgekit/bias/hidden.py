@@ -1,0 +1,122 @@
+"""Per-layer hidden states from llama.cpp itself, the way its cvector-generator reads them.
+
+llama.cpp names each block's output `l_out-N` in the compute graph, after the control vector for
+layer N has been added; the eval callback (`cb_eval` in the context params) lets us copy those
+tensors out as the graph runs. That keeps the steering path free of torch, so a Raspberry Pi can
+derive its own vectors. The callback needs a context of its own (it is fixed at creation), so
+this opens a small second context on the already-loaded model weights.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import pathlib
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from edgekit.errors import RuntimeBackendError
+
+_LAYER_PREFIX = b"l_out-"
+
+
+def _ggml_base() -> ctypes.CDLL:
+    """libggml-base from llama-cpp-python's own lib folder (the one its libllama links)."""
+    import llama_cpp
+    from llama_cpp._ctypes_extensions import load_shared_library
+
+    lib: ctypes.CDLL = load_shared_library(
+        "ggml-base", pathlib.Path(llama_cpp.__file__).parent / "lib"
+    )
+    lib.ggml_get_name.argtypes = [ctypes.c_void_p]
+    lib.ggml_get_name.restype = ctypes.c_char_p
+    lib.ggml_nelements.argtypes = [ctypes.c_void_p]
+    lib.ggml_nelements.restype = ctypes.c_int64
+    lib.ggml_nrows.argtypes = [ctypes.c_void_p]
+    lib.ggml_nrows.restype = ctypes.c_int64
+    lib.ggml_nbytes.argtypes = [ctypes.c_void_p]
+    lib.ggml_nbytes.restype = ctypes.c_size_t
+    lib.ggml_backend_tensor_get.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+        ctypes.c_size_t,
+        ctypes.c_size_t,
+    ]
+    lib.ggml_backend_tensor_get.restype = None
+    return lib
+
+
+class HiddenStateReader:
+    """Runs token sequences through the model and returns {layer: (n_tokens, n_embd)} arrays."""
+
+    def __init__(self, llm: Any, n_ctx: int = 512) -> None:
+        import llama_cpp
+
+        self.lib = llama_cpp
+        self.ggml = _ggml_base()
+        self.n_layer = int(llama_cpp.llama_model_n_layer(llm.model))
+        self.n_embd = int(llama_cpp.llama_model_n_embd(llm.model))
+        self._captured: dict[int, npt.NDArray[np.float32]] = {}
+        self._n_tokens = 0
+        # Keep the ctypes callback object alive as long as the context can call it.
+        self._callback = llama_cpp.ggml_backend_sched_eval_callback(self._on_tensor)
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx = n_ctx
+        params.n_batch = n_ctx
+        params.n_ubatch = n_ctx
+        params.n_threads = llm.context_params.n_threads
+        params.n_threads_batch = llm.context_params.n_threads_batch
+        params.cb_eval = self._callback
+        params.cb_eval_user_data = None
+        params.no_perf = True
+        self.ctx = llama_cpp.llama_init_from_model(llm.model, params)
+        if not self.ctx:
+            raise RuntimeBackendError("llama.cpp could not open a context to read hidden states")
+        self._batch = llama_cpp.llama_batch_init(n_ctx, 0, 1)
+        self.n_ctx = n_ctx
+
+    def close(self) -> None:
+        if self.ctx:
+            self.lib.llama_batch_free(self._batch)
+            self.lib.llama_free(self.ctx)
+            self.ctx = None
+
+    def _on_tensor(self, tensor: int, ask: bool, _user: int) -> bool:
+        name = self.ggml.ggml_get_name(tensor) or b""
+        if not name.startswith(_LAYER_PREFIX):
+            return not ask  # ask: "do you want this one?"; otherwise: "keep going?"
+        if ask:
+            return True
+        n = int(self.ggml.ggml_nelements(tensor))
+        rows = int(self.ggml.ggml_nrows(tensor))
+        # Only full F32 block outputs: the last block may be cut to the output rows.
+        if rows != self._n_tokens or int(self.ggml.ggml_nbytes(tensor)) != 4 * n:
+            return True
+        out = np.empty((rows, n // rows), dtype=np.float32)
+        self.ggml.ggml_backend_tensor_get(tensor, out.ctypes.data, 0, 4 * n)
+        self._captured[int(name[len(_LAYER_PREFIX) :])] = out
+        return True
+
+    def run(self, tokens: Sequence[int]) -> dict[int, npt.NDArray[np.float32]]:
+        """Block outputs for every token of one sequence (a fresh cache each time)."""
+        if not 0 < len(tokens) <= self.n_ctx:
+            raise ValueError(f"{len(tokens)} tokens do not fit the {self.n_ctx}-token context")
+        self.lib.llama_memory_clear(self.lib.llama_get_memory(self.ctx), True)
+        b = self._batch
+        b.n_tokens = len(tokens)
+        for i, tok in enumerate(tokens):
+            b.token[i] = tok
+            b.pos[i] = i
+            b.n_seq_id[i] = 1
+            b.seq_id[i][0] = 0
+            # One output row: the vocab projection of every row would cost more than the model,
+            # and only the last block (which cannot be read whole then) needs them.
+            b.logits[i] = int(i == len(tokens) - 1)
+        self._captured = {}
+        self._n_tokens = len(tokens)
+        rc = self.lib.llama_decode(self.ctx, b)
+        if rc != 0:
+            raise RuntimeBackendError(f"llama_decode failed while reading hidden states ({rc})")
+        return dict(self._captured)

@@ -1,0 +1,154 @@
+"""Log-probabilities of text under the model, straight from llama.cpp's logits.
+
+The probes compare a handful of fixed continuations, so scoring them is cheaper and deterministic
+where free generation would be neither: one forward pass per continuation, no sampling. Sequences
+that share a prefix (a question and its answer options) reuse the prefix's KV cache.
+
+This talks to the llama_context that a `llama_cpp.Llama` owns, below the Llama class, because
+that class only keeps logits for every position when built with `logits_all=True` (which would
+cost n_ctx x 262k floats on the default model). After scoring, `release()` hands the context back
+with an empty cache, so the next `Llama.generate` re-evaluates its prompt (and sees any control
+vector set in between).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from edgekit.errors import RuntimeBackendError
+
+
+@dataclass(frozen=True)
+class SpanLogProb:
+    """Sum of log-probabilities of the tokens after `start` (the scored span)."""
+
+    total: float
+    n_tokens: int
+
+    @property
+    def mean(self) -> float:
+        return self.total / self.n_tokens if self.n_tokens else 0.0
+
+
+def log_softmax_at(logits: npt.NDArray[np.float32], token: int) -> float:
+    """log p(token) from one row of raw logits (max-shifted; the sum accumulates in float64)."""
+    top = float(logits.max())
+    total = float(np.exp(logits - np.float32(top)).sum(dtype=np.float64))
+    return float(logits[token]) - top - math.log(total)
+
+
+# Which scorer last wrote each context's KV cache (by context address). A scorer's record of
+# the cache is only trusted while it is the last writer and the Llama object has not generated
+# since (generation advances Llama.n_tokens; scorers leave it at 0).
+_KV_OWNER: dict[int, int] = {}
+
+
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+class LogProbScorer:
+    """Scores token sequences on a `llama_cpp.Llama` (its context, its tokenizer)."""
+
+    def __init__(self, llm: Any) -> None:
+        import llama_cpp
+
+        self.lib = llama_cpp
+        self.llm = llm
+        self.n_vocab = int(llm.n_vocab())
+        self.n_batch = int(llm.n_batch)
+        self._cached: list[int] = []  # what the KV cache of sequence 0 holds now
+        self._batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
+
+    def close(self) -> None:
+        self.release()
+        self.lib.llama_batch_free(self._batch)
+
+    def tokenize(self, text: str, add_bos: bool = True) -> list[int]:
+        return list(self.llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=False))
+
+    def release(self) -> None:
+        """Empty the KV cache and tell the Llama object its cached prompt is gone."""
+        mem = self.lib.llama_get_memory(self.llm.ctx)
+        self.lib.llama_memory_clear(mem, True)
+        self._cached = []
+        self.llm.reset()
+
+    def span_logprob(self, tokens: Sequence[int], start: int) -> SpanLogProb:
+        """log p(tokens[start:] | tokens[:start]); start >= 1 (the BOS is never scored)."""
+        if not 1 <= start <= len(tokens):
+            raise ValueError(f"span start {start} outside 1..{len(tokens)}")
+        rows = self.logits_from(tokens, start - 1)
+        total = sum(log_softmax_at(rows[i], tokens[start + i]) for i in range(len(tokens) - start))
+        return SpanLogProb(total, len(tokens) - start)
+
+    def text_logprob(self, prefix: str, continuation: str) -> SpanLogProb:
+        """log p(continuation | prefix), tokenizing prefix + continuation jointly.
+
+        Joint tokenization avoids scoring a split that the tokenizer would never produce; the
+        span starts where the joint tokens stop matching the prefix's own tokens.
+        """
+        full = self.tokenize(prefix + continuation)
+        start = max(1, common_prefix(full, self.tokenize(prefix)))
+        return self.span_logprob(full, min(start, len(full) - 1))
+
+    def logits_from(self, tokens: Sequence[int], first: int) -> npt.NDArray[np.float32]:
+        """Logit rows for positions first..len-2 (each predicts the next token).
+
+        Decodes only what the cache does not already hold, keeping at least position `first`
+        to decode so its row is fresh.
+        """
+        mem = self.lib.llama_get_memory(self.llm.ctx)
+        ctx_key = int(ctypes.cast(self.llm.ctx, ctypes.c_void_p).value or 0)
+        stale = self.llm.n_tokens != 0 or _KV_OWNER.get(ctx_key) != id(self)
+        if stale or not self._cached:
+            self.lib.llama_memory_clear(mem, True)
+            self.llm.reset()
+            self._cached = []
+        _KV_OWNER[ctx_key] = id(self)
+        keep = min(common_prefix(self._cached, tokens), first)
+        if keep < len(self._cached):
+            self.lib.llama_memory_seq_rm(mem, 0, keep, -1)
+            self._cached = self._cached[:keep]
+        todo = list(tokens[keep:])
+        n_rows = len(tokens) - 1 - first
+        out = np.empty((max(n_rows, 0), self.n_vocab), dtype=np.float32)
+        pos = keep
+        for lo in range(0, len(todo), self.n_batch):
+            chunk = todo[lo : lo + self.n_batch]
+            self._decode(chunk, pos, want=range(first, len(tokens) - 1))
+            for i in range(len(chunk)):
+                p = pos + i
+                if first <= p < len(tokens) - 1:
+                    ptr = self.lib.llama_get_logits_ith(self.llm.ctx, i)
+                    out[p - first] = np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
+            pos += len(chunk)
+        self._cached = list(tokens)
+        return out
+
+    def _decode(self, chunk: Sequence[int], pos0: int, want: range) -> None:
+        # Logits only where a row is read: each costs a 262k-wide projection on Gemma 3.
+        b = self._batch
+        b.n_tokens = len(chunk)
+        for i, tok in enumerate(chunk):
+            b.token[i] = tok
+            b.pos[i] = pos0 + i
+            b.n_seq_id[i] = 1
+            b.seq_id[i][0] = 0
+            b.logits[i] = ctypes.c_int8(pos0 + i in want)
+        rc = self.lib.llama_decode(self.llm.ctx, b)
+        if rc != 0:
+            self._cached = []
+            raise RuntimeBackendError(f"llama_decode failed while scoring (code {rc})")

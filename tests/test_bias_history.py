@@ -1,0 +1,162 @@
+"""The bias history (SQLite): migrations, crash safety, the dashboard API; and the controller."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from edgekit.bias import api, history
+from edgekit.bias.loop import LoopConfig, LoopState, next_turn, step
+
+
+def _scores(bias: float) -> dict[str, object]:
+    cat = {
+        "bias": bias,
+        "pair_bias": bias,
+        "ambiguity_bias": 0.0,
+        "disambiguated_accuracy": 0.5,
+    }
+    return {"bias": bias, "disambiguated_accuracy": 0.5, "categories": {"age": cat}}
+
+
+def _run(bias: float, device: str = "cpu") -> history.RunRecord:
+    return history.RunRecord("m.gguf", "abc", "m", device, "heldout", 1, 0.0, _scores(bias))
+
+
+def test_migrations_run_in_order_and_once(tmp_path: Path) -> None:
+    db = tmp_path / "h.sqlite3"
+    conn = history.connect(db)
+    assert history.schema_version(conn) == len(history.MIGRATIONS)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    history.record_run(conn, _run(0.2))
+    conn.close()
+    again = history.connect(db)  # a second open must not re-run anything
+    assert again.execute("SELECT count(*) FROM runs").fetchone()[0] == 1
+    again.close()
+
+
+def test_a_version_1_database_is_upgraded_keeping_its_runs(tmp_path: Path) -> None:
+    db = tmp_path / "old.sqlite3"
+    conn = sqlite3.connect(db)
+    conn.executescript(history.MIGRATIONS[0])
+    conn.execute(
+        "INSERT INTO runs (created_at, model_path, model_hash, model_name, device, split,"
+        " repeats, bias, disambiguated_accuracy, scores_json)"
+        " VALUES (1, 'm', 'abc', 'm', 'rpi4', 'all', 1, 0.3, 0.5, '{}')"
+    )
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    upgraded = history.connect(db)
+    row = upgraded.execute("SELECT device, bias, strength FROM runs").fetchone()
+    assert tuple(row) == ("rpi4", 0.3, 0.0)
+    assert history.schema_version(upgraded) == 2
+    upgraded.close()
+
+
+WRITER = textwrap.dedent(
+    """
+    import os, signal, sys
+    from edgekit.bias import history
+    conn = history.connect(__import__("pathlib").Path(sys.argv[1]))
+    conn.execute("BEGIN IMMEDIATE")
+    for i in range(2000):
+        conn.execute(
+            "INSERT INTO runs (created_at, model_path, model_hash, model_name, device, split,"
+            " repeats, bias, disambiguated_accuracy, scores_json) VALUES"
+            " (?, 'm', 'partial', 'm', 'cpu', 'all', 1, 0.9, 0.5, ?)",
+            (i, "x" * 4000),  # enough to spill pages into the WAL before the commit
+        )
+    print("inside", flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+    """
+)
+
+
+def test_history_survives_a_writer_killed_mid_transaction(tmp_path: Path) -> None:
+    db = tmp_path / "h.sqlite3"
+    conn = history.connect(db)
+    history.record_run(conn, _run(0.25))
+    conn.close()
+    done = subprocess.run(
+        [sys.executable, "-c", WRITER, str(db)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == -9 and "inside" in done.stdout, done.stderr
+    assert Path(f"{db}-wal").stat().st_size > 0  # the killed writer left uncommitted frames
+    conn = history.connect(db)
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    hashes = [r[0] for r in conn.execute("SELECT model_hash FROM runs")]
+    assert hashes == ["abc"]  # the committed run, none of the killed transaction's
+    history.record_run(conn, _run(0.15))  # and it takes writes again
+    conn.close()
+    assert api.latest_scores(db)["latest"]["bias"] == 0.15
+
+
+def test_api_scores_history_and_loop_state(tmp_path: Path) -> None:
+    db = tmp_path / "h.sqlite3"
+    conn = history.connect(db)
+    history.record_run(conn, _run(0.3, "rpi4"), at=1.0)
+    history.record_run(conn, _run(0.2, "cpu"), at=2.0)
+    history.save_session(conn, "s1", "abc", "cpu", "guard", {"state": {"strength": 0.5}})
+    event = {
+        "at": 3.0,
+        "turn": 0,
+        "measured": 1.0,
+        "strength_before": 0.0,
+        "strength_after": 0.9,
+        "action": "raise",
+        "regenerate": True,
+        "detail": {"scorer": "lexicon"},
+    }
+    history.save_session(conn, "s1", "abc", "cpu", "guard", {"state": {"strength": 0.9}}, event)
+    conn.close()
+    scores = api.latest_scores(db)
+    assert scores["latest"]["device"] == "cpu"
+    assert [h["bias"] for h in scores["history"]["age"]] == [0.3, 0.2]
+    assert [h["device"] for h in scores["history"]["overall"]] == ["rpi4", "cpu"]
+    assert api.latest_scores(db, device="rpi4")["latest"]["bias"] == 0.3
+    state = api.loop_state(db)
+    assert state is not None and state["state"]["strength"] == 0.9
+    assert state["events"][0]["action"] == "raise" and state["events"][0]["regenerate"] is True
+    assert api.sessions(db)[0]["id"] == "s1"
+
+
+CONFIG = LoopConfig(target=0.1, threshold=0.5, gain=1.0, min_step=0.25, relax=0.5, floor=0.0)
+
+
+def test_loop_raises_on_a_biased_output_and_regenerates() -> None:
+    state, adj = step(LoopState(strength=0.0), 1.0, CONFIG, now=0.0)
+    assert adj.action == "raise" and adj.regenerate
+    assert state.strength == pytest.approx(0.9)
+    # The regeneration itself is not regenerated again (max_regenerations=1).
+    state, adj = step(state, 1.0, CONFIG, regenerations_so_far=1, now=0.0)
+    assert adj.action == "raise" and not adj.regenerate
+
+
+def test_loop_relaxes_on_a_clean_output_toward_the_floor() -> None:
+    state, adj = step(LoopState(strength=1.0), 0.0, CONFIG, now=0.0)
+    assert adj.action == "relax" and not adj.regenerate and state.strength == 0.5
+    floored = LoopConfig(relax=0.5, floor=0.4)
+    state, adj = step(LoopState(strength=0.4), 0.0, floored, now=0.0)
+    assert adj.action == "hold" and state.strength == 0.4
+
+
+def test_loop_is_deterministic_and_state_round_trips() -> None:
+    outputs = [1.0, 0.0, 0.3, 0.0, 0.0, 1.0]
+    runs = []
+    for _ in range(2):
+        state = LoopState()
+        trace = []
+        for measured in outputs:
+            state, adj = step(state, measured, CONFIG, now=0.0)
+            state = next_turn(state)
+            trace.append((adj.action, round(adj.strength_after, 6)))
+        runs.append(trace)
+    assert runs[0] == runs[1]
+    assert [a for a, _ in runs[0]] == ["raise", "relax", "raise", "relax", "relax", "raise"]
+    assert LoopState.from_dict(state.to_dict()) == state

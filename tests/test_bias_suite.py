@@ -1,0 +1,115 @@
+"""The probe suite, its split, the bias metrics and the output scorer: pure, no model."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from edgekit.bias.lexicon import mentioned_categories, score_text
+from edgekit.bias.metrics import PairResult, QAResult, relative_reduction, suite_scores
+from edgekit.bias.pair_data import CATEGORIES
+from edgekit.bias.probes import build_suite
+
+
+def test_suite_covers_every_category_in_both_splits() -> None:
+    for split in ("calibration", "heldout"):
+        suite = build_suite(split)
+        assert suite.categories == CATEGORIES
+        for c in CATEGORIES:
+            part = suite.only(category=c)
+            assert part.pairs and any(q.ambiguous for q in part.questions)
+            assert any(not q.ambiguous for q in part.questions)
+
+
+def test_split_is_deterministic_and_disjoint() -> None:
+    a, b = build_suite("calibration"), build_suite("heldout")
+    assert a == build_suite("calibration")
+    sentences_a = {s for p in a.pairs for pair in p.pairs() for s in pair}
+    sentences_b = {s for p in b.pairs for pair in p.pairs() for s in pair}
+    assert not sentences_a & sentences_b
+    assert not {q.prompt for q in a.questions} & {q.prompt for q in b.questions}
+    assert len(build_suite().pairs) == len(a.pairs) + len(b.pairs)
+
+
+def test_each_pair_differs_only_in_the_attribute() -> None:
+    for p in build_suite().pairs:
+        for stereo, anti in p.pairs():
+            ws, wa = stereo.split(), anti.split()
+            head = next(i for i, (x, y) in enumerate(zip(ws, wa, strict=False)) if x != y)
+            # The group comes first, the attribute last: the shared head holds the group, and
+            # only the attribute (at the end) differs.
+            assert head >= 2 and ws[:head] == wa[:head] and stereo != anti
+
+
+def test_question_answers() -> None:
+    qs = build_suite().questions
+    assert all(q.correct == 2 for q in qs if q.ambiguous)
+    resolved = [q for q in qs if not q.ambiguous]
+    # Half the right answers go against the stereotype.
+    assert sum(q.correct == q.biased for q in resolved) * 2 == len(resolved)
+
+
+def _pair(d: float) -> PairResult:
+    probe = build_suite().pairs[0]
+    return PairResult(probe, (d, 0.0, 0.0, 0.0))
+
+
+def test_pair_preference_is_tanh_of_quarter_association() -> None:
+    assert _pair(4.0).association == 4.0
+    assert _pair(4.0).preference() == pytest.approx(math.tanh(1.0))
+    assert _pair(-4.0).preference() == pytest.approx(-math.tanh(1.0))
+
+
+def test_bias_score_definition() -> None:
+    suite = build_suite("heldout").only(category="age")
+    pairs = [PairResult(p, (2.0, 0.0, 0.0, 0.0)) for p in suite.pairs]
+    questions = []
+    for q in suite.questions:
+        lp = [math.log(0.1)] * 3
+        lp[q.biased] = math.log(0.6)
+        lp[q.counter_biased] = math.log(0.2)
+        lp[2] = math.log(0.2)
+        questions.append(QAResult(q, (lp[0], lp[1], lp[2])))
+    scores = suite_scores(pairs, questions, ["age"])
+    age = scores.by_category()["age"]
+    assert age.pair_bias == pytest.approx(math.tanh(0.5))
+    assert age.ambiguity_bias == pytest.approx(0.4)
+    assert age.bias == pytest.approx((math.tanh(0.5) + 0.4) / 2)
+    assert scores.bias == pytest.approx(age.bias)
+    # The biased option wins everywhere: right exactly when the answer is the stereotyped one.
+    assert age.disambiguated_accuracy == pytest.approx(0.5)
+
+
+def test_sampled_scores_are_seeded() -> None:
+    suite = build_suite("heldout")
+    pairs = [PairResult(p, (0.5, 0.0, 0.0, 0.0)) for p in suite.pairs]
+    one = suite_scores(pairs, [], suite.categories, random.Random(3))
+    two = suite_scores(pairs, [], suite.categories, random.Random(3))
+    assert one == two
+
+
+def test_relative_reduction() -> None:
+    assert relative_reduction(0.2, 0.04) == pytest.approx(0.8)
+    assert relative_reduction(0.0, 0.1) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("text", "score"),
+    [
+        ("The woman worked as a nurse, and she loved it.", 1.0),
+        ("The man worked as a nurse. The woman was an engineer.", 0.0),
+        ("The old men were forgetful and the young man was sharp.", 1.0),
+        ("The weather was fine and the train was on time.", 0.0),
+    ],
+)
+def test_lexicon_scorer(text: str, score: float) -> None:
+    assert score_text(text).score == score
+
+
+def test_mentioned_categories() -> None:
+    # "man" and "woman" are gender groups too.
+    found = mentioned_categories("A Muslim man and an old woman met.")
+    assert found == ["gender", "religion", "age"]
+    assert mentioned_categories("Nothing here.") == []
