@@ -14,6 +14,19 @@ from tests.tiny_models import write_tiny_llama
 REAL_CACHE = os.environ.get("EDGEKIT_CACHE_DIR")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def isolated_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Histories and derived vectors go to a temporary folder, never the user's data dir."""
+    folder = tmp_path_factory.mktemp("data")
+    previous = os.environ.get("EDGEKIT_DATA_DIR")
+    os.environ["EDGEKIT_DATA_DIR"] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop("EDGEKIT_DATA_DIR", None)
+    else:
+        os.environ["EDGEKIT_DATA_DIR"] = previous
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-block random LLaMA GGUF (F32) with a byte-fallback SentencePiece vocab."""

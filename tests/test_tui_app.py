@@ -54,7 +54,8 @@ async def test_generation_updates_every_panel(tiny_model: Path) -> None:
         assert table.row_count == len(app.plan.info.types)
         assert "F32" in str(table.get_row("F32"))
         assert "ctx 512" in text_of(app, "#device-text")
-        assert text_of(app, "#bias-text") == NOT_SCORED
+        await wait_until(pilot, lambda: NOT_SCORED in text_of(app, "#bias-text"))
+        assert "guard: off" in text_of(app, "#bias-text")
 
         await submit(pilot, "the river")
         await wait_until(pilot, lambda: app.monitor.snapshot().generations == 1)
@@ -136,10 +137,10 @@ async def test_a_stopped_generation_keeps_its_partial_reply(tiny_model: Path) ->
         assert app.state == "ready"
 
 
-async def test_bias_actions_are_shown_but_unavailable(tiny_model: Path) -> None:
+async def test_bias_suite_action_is_shown_but_unavailable(tiny_model: Path) -> None:
     app = DashboardApp(str(tiny_model), autoload=False, live_metrics=False)
     async with app.run_test(size=(80, 24)):
-        assert app.check_action("toggle_bias_guard", ()) is None
+        assert app.check_action("toggle_bias_guard", ()) is True
         assert app.check_action("run_bias_suite", ()) is None
         assert app.check_action("stop", ()) is False  # nothing to stop
 
@@ -156,3 +157,31 @@ async def test_switch_model_loads_the_new_one(tiny_model: Path, tiny_q8_model: P
         await wait_until(pilot, lambda: app.state == "ready" and app.runtime is not None)
         assert app.plan is not None and app.plan.info.path == tiny_q8_model
         assert app.query_one("#types", DataTable).get_row("Q8_0")[0] == "Q8_0"
+
+
+async def test_bias_guard_toggles_on_and_off(tiny_model: Path) -> None:
+    app = DashboardApp(str(tiny_model), "cpu", params=GREEDY)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: app.state == "ready")
+        await pilot.press("ctrl+g")
+        await wait_until(pilot, lambda: "guard: on" in text_of(app, "#bias-text"))
+        await submit(pilot, "the river")
+        await wait_until(pilot, lambda: app.monitor.snapshot().generations == 1)
+        await wait_until(pilot, lambda: app.state == "ready")
+        await pilot.press("ctrl+g")
+        await wait_until(pilot, lambda: "guard: off" in text_of(app, "#bias-text"))
+
+
+def test_bias_panel_shows_stored_scores() -> None:
+    from edgekit.tui.widgets import bias_text
+
+    summary = {
+        "latest": {"bias": 0.124, "device": "rpi5"},
+        "history": {
+            "overall": [{"bias": 0.2}, {"bias": 0.124}],
+            "gender": [{"bias": 0.3}, {"bias": 0.171}],
+        },
+    }
+    text = str(bias_text(summary, "off"))
+    assert "overall 0.124" in text and "2 runs, rpi5" in text and "gender" in text
+    assert "0.30 0.17" in text

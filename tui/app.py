@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
 import threading
 from collections import deque
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from textual import work
 from textual.app import App, ComposeResult
@@ -45,9 +46,10 @@ from edgekit.tui.widgets import (
 
 # One UI tick both shows the new tokens and refreshes the panels: each tick renders on the UI
 # thread, which holds the GIL the generating thread needs between llama.cpp calls.
-UI_TICK_S = 0.2
+UI_TICK_S = 0.25
 # Actions that wait for features the core does not have yet: shown greyed out in the footer.
-UNAVAILABLE = frozenset({"toggle_bias_guard", "run_bias_suite"})
+# Running the whole suite takes minutes on a Pi: that stays with `edgekit bias`.
+UNAVAILABLE = frozenset({"run_bias_suite"})
 
 
 class DashboardApp(App[None]):
@@ -80,6 +82,7 @@ class DashboardApp(App[None]):
         self.live_metrics, self.autoload = live_metrics, autoload
         self.plan: RunPlan | None = None
         self.runtime: Runtime | None = None
+        self.bias_summary: dict[str, Any] = {}
         self.state = "starting"
         self.messages: list[dict[str, str]] = []
         self.pending: deque[str] = deque()
@@ -164,6 +167,7 @@ class DashboardApp(App[None]):
         try:
             plan = plan_run(model, device, n_ctx)
             self.post_from_worker(PlanReady(plan))
+            self.call_from_thread(self.show_bias, bias_summary(plan))
             if previous is not None:
                 previous.close()  # before the new one loads, so both never share the memory
                 previous = None
@@ -178,6 +182,7 @@ class DashboardApp(App[None]):
 
     def on_model_loaded(self, message: ModelLoaded) -> None:
         self.runtime = message.runtime
+        self.refresh_bias()
         for note in message.runtime.notes:  # what `edgekit run` prints as "note: ..."
             self.query_one(Transcript).add_note(f"note: {note}")
         self.set_state("ready")
@@ -268,7 +273,43 @@ class DashboardApp(App[None]):
         self.stop_requested.set()
 
     def action_toggle_bias_guard(self) -> None:
-        """Unavailable until the core can score bias (check_action keeps it disabled)."""
+        """Wrap the runtime in the bias feedback loop (as `edgekit run --bias-guard`), or unwrap."""
+        from edgekit.bias.guard import GuardedRuntime
+
+        runtime = self.runtime
+        if runtime is None or self.state != "ready":
+            return
+        if isinstance(runtime, GuardedRuntime):
+            runtime.guard.close()  # clears the control vector; the model stays loaded
+            if runtime.guard.conn is not None:
+                runtime.guard.conn.close()
+            self.runtime = runtime.inner
+            self.refresh_bias()
+            return
+        self.set_state("loading")
+        self.enable_guard(runtime)
+
+    @work(thread=True, exclusive=True, group="model")
+    def enable_guard(self, runtime: Runtime) -> None:
+        from edgekit.bias.guard import guard_runtime
+
+        try:
+            # Deriving the steering vectors the first time takes minutes on the default model.
+            guarded = guard_runtime(runtime, self.device)
+        except EdgekitError as e:
+            self.post_from_worker(ModelFailed(e, runtime))
+            return
+        self.post_from_worker(ModelLoaded(guarded))
+
+    def show_bias(self, summary: dict[str, Any]) -> None:
+        from edgekit.bias.guard import GuardedRuntime
+
+        self.bias_summary = summary
+        guard = "on" if isinstance(self.runtime, GuardedRuntime) else "off (ctrl+g)"
+        self.query_one(BiasPanel).show(summary, guard)
+
+    def refresh_bias(self) -> None:
+        self.show_bias(self.bias_summary)
 
     def action_run_bias_suite(self) -> None:
         """Unavailable until the core can score bias (check_action keeps it disabled)."""
@@ -285,6 +326,17 @@ class DashboardApp(App[None]):
         previous, self.runtime = self.runtime, None
         self.set_state("loading")
         self.load_model(self.model, self.device, self.n_ctx, previous)
+
+
+def bias_summary(plan: RunPlan) -> dict[str, Any]:
+    """This model's stored bias scores (any device), from the history `edgekit bias` keeps."""
+    from edgekit.bias.api import latest_scores
+    from edgekit.bias.model_id import model_fingerprint
+
+    try:
+        return latest_scores(model_hash=model_fingerprint(plan.info.path))
+    except (OSError, sqlite3.Error, EdgekitError):
+        return {}  # no history yet, or an ONNX folder: the panel says "not scored"
 
 
 def run_dashboard(

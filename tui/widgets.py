@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
@@ -12,7 +14,7 @@ from edgekit.monitor import LiveGeneration, MemoryReading, MonitorSnapshot
 from edgekit.runner import RunPlan
 
 BAR_WIDTH = 12
-NOT_SCORED = "Not scored: bias checks are not built."
+NOT_SCORED = "Not scored yet: run `edgekit bias` on this model."
 
 
 def human_bytes(n: float) -> str:
@@ -37,17 +39,27 @@ class Panel(Vertical):
         self.border_title = title
 
 
+class Readout(Static):
+    """Text that changes a few times a second but keeps its line count: an update with the same
+    text is skipped, and none re-runs the layout, to keep the UI thread's share of the GIL (and
+    of the cores the decode threads use) small while a reply streams."""
+
+    def show(self, text: Text) -> None:
+        if text != self.content:
+            self.update(text, layout=False)
+
+
 class MemoryPanel(Panel):
     def __init__(self) -> None:
         super().__init__("Memory", id="memory")
 
     def compose(self) -> ComposeResult:
-        yield Static("sampling…", id="memory-text")
+        yield Readout("sampling…\n\n", id="memory-text")
         yield Sparkline([], id="rss-spark")
 
     def show(self, snapshot: MonitorSnapshot) -> None:
         if snapshot.memory is not None:
-            self.query_one("#memory-text", Static).update(self._lines(snapshot.memory))
+            self.query_one("#memory-text", Readout).show(self._lines(snapshot.memory))
         self.query_one("#rss-spark", Sparkline).data = list(snapshot.rss_history)
 
     @staticmethod
@@ -64,11 +76,11 @@ class SpeedPanel(Panel):
         super().__init__("Speed", id="speed")
 
     def compose(self) -> ComposeResult:
-        yield Static("no generation yet", id="speed-text")
+        yield Readout("no generation yet\n", id="speed-text")
         yield Sparkline([], id="rate-spark")
 
     def show(self, snapshot: MonitorSnapshot) -> None:
-        self.query_one("#speed-text", Static).update(speed_text(snapshot))
+        self.query_one("#speed-text", Readout).show(speed_text(snapshot))
         self.query_one("#rate-spark", Sparkline).data = list(snapshot.decode_rate_history)
 
 
@@ -137,6 +149,25 @@ class BiasPanel(Panel):
 
     def compose(self) -> ComposeResult:
         yield Static(NOT_SCORED, id="bias-text")
+
+    def show(self, summary: dict[str, Any], guard: str) -> None:
+        """`summary` is edgekit.bias.api.latest_scores(...) for this model."""
+        self.query_one("#bias-text", Static).update(bias_text(summary, guard))
+
+
+def bias_text(summary: dict[str, Any], guard: str) -> Text:
+    latest = summary.get("latest")
+    text = Text(f"guard: {guard}\n")
+    if not latest:
+        return text.append(NOT_SCORED)
+    runs = len(summary["history"]["overall"])
+    text.append(f"overall {latest['bias']:.3f}", style="bold")
+    text.append(f"  ({runs} run{'s' if runs != 1 else ''}, {latest['device']})\n")
+    for category, rows in sorted(summary["history"].items()):
+        if category != "overall" and rows:
+            trend = " ".join(f"{r['bias']:.2f}" for r in rows[-3:])
+            text.append(f"{category[:18]:<18} {trend}\n")
+    return text
 
 
 class Transcript(VerticalScroll):

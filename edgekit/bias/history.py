@@ -90,7 +90,9 @@ def connect(path: Path | None = None) -> sqlite3.Connection:
     p = path or default_db_path()
     p.parent.mkdir(parents=True, exist_ok=True)
     # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT) below.
-    conn = sqlite3.connect(p, timeout=30, isolation_level=None)
+    # check_same_thread=False: the dashboard opens the guard in one worker thread and generates
+    # in another; its workers are exclusive, so the connection is never used concurrently.
+    conn = sqlite3.connect(p, timeout=30, isolation_level=None, check_same_thread=False)
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
