@@ -28,6 +28,7 @@ from edgekit.monitor import Monitor
 from edgekit.runner import RunPlan, open_runtime, plan_run
 from edgekit.runtime.base import GenerationResult, Runtime, SamplingParams
 from edgekit.tui.messages import (
+    BiasScores,
     GenerationDone,
     GenerationStopped,
     ModelFailed,
@@ -167,7 +168,8 @@ class DashboardApp(App[None]):
         try:
             plan = plan_run(model, device, n_ctx)
             self.post_from_worker(PlanReady(plan))
-            self.call_from_thread(self.show_bias, bias_summary(plan))
+            # A message, not call_from_thread: that blocks, and would hang a quit mid-load.
+            self.post_from_worker(BiasScores(bias_summary(plan)))
             if previous is not None:
                 previous.close()  # before the new one loads, so both never share the memory
                 previous = None
@@ -179,6 +181,9 @@ class DashboardApp(App[None]):
 
     def on_plan_ready(self, message: PlanReady) -> None:
         self.show_plan(message.plan)
+
+    def on_bias_scores(self, message: BiasScores) -> None:
+        self.show_bias(message.summary)
 
     def on_model_loaded(self, message: ModelLoaded) -> None:
         self.runtime = message.runtime

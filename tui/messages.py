@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from textual.message import Message
 
 from edgekit.errors import EdgekitError
@@ -17,6 +19,14 @@ class PlanReady(Message):
     def __init__(self, plan: RunPlan) -> None:
         super().__init__()
         self.plan = plan
+
+
+class BiasScores(Message):
+    """This model's stored bias scores (edgekit.bias.api.latest_scores), read in a worker."""
+
+    def __init__(self, summary: dict[str, Any]) -> None:
+        super().__init__()
+        self.summary = summary
 
 
 class ModelLoaded(Message):
