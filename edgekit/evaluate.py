@@ -117,6 +117,24 @@ class _Model:
         return log_softmax(raw.astype(np.float32))
 
 
+def score_windows(
+    n_models: int,
+    wins: list[list[int]],
+    run_window: Callable[[list[int], list[_Acc]], None],
+    progress: Callable[[int, int], None] | None = None,
+) -> list[_Acc]:
+    """Run every window through `run_window`, one accumulator per model; shared by the GGUF
+    and ONNX evaluations, which differ only in how a window's logits are produced."""
+    if not wins:
+        raise EvalError("the evaluation text is too short", hint="Use a longer --eval-file.")
+    accs = [_Acc() for _ in range(n_models)]
+    for i, win in enumerate(wins):
+        run_window(win, accs)
+        if progress:
+            progress(i + 1, len(wins))
+    return accs
+
+
 def windows(
     tokens: Sequence[int], n_ctx: int, bos: int | None, max_windows: int
 ) -> list[list[int]]:
@@ -155,13 +173,9 @@ def evaluate(
         bos = int(ref_llm.token_bos())
         tokens = list(ref_llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
         wins = windows(tokens, n_ctx, bos if bos >= 0 else None, max_windows)
-        if not wins:
-            raise EvalError("the evaluation text is too short", hint="Use a longer --eval-file.")
-        accs = [_Acc() for _ in models]
-        for wi, win in enumerate(wins):
-            _run_window(models, win, n_batch, accs)
-            if progress:
-                progress(wi + 1, len(wins))
+        accs = score_windows(
+            len(models), wins, lambda win, accs: _run_window(models, win, n_batch, accs), progress
+        )
     finally:
         for m in models:
             m.close()

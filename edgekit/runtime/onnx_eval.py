@@ -15,7 +15,15 @@ import numpy as np
 
 from edgekit.devices import DeviceProfile, load_profile
 from edgekit.errors import EvalError
-from edgekit.evaluate import EvalResult, RefBlock, _Acc, compare, log_softmax, windows
+from edgekit.evaluate import (
+    EvalResult,
+    RefBlock,
+    _Acc,
+    compare,
+    log_softmax,
+    score_windows,
+    windows,
+)
 from edgekit.runtime.base import SamplingParams
 from edgekit.runtime.onnx_model import load_onnx_dir, onnx_model_info
 from edgekit.runtime.onnx_runtime import OnnxRuntime
@@ -82,13 +90,9 @@ def evaluate_onnx(
         tok = models[0].tokenizer
         body = tok.tok.encode(text, add_special_tokens=False).ids
         wins = windows(body, n_ctx, tok.bos_id, max_windows)
-        if not wins:
-            raise EvalError("the evaluation text is too short", hint="Use a longer --eval-file.")
-        accs = [_Acc() for _ in models]
-        for i, win in enumerate(wins):
-            _window(models, win, accs, chunk)
-            if progress:
-                progress(i + 1, len(wins))
+        accs = score_windows(
+            len(models), wins, lambda win, accs: _window(models, win, accs, chunk), progress
+        )
     finally:
         for m in models:
             m.close()
