@@ -20,8 +20,8 @@ from rich.table import Table
 
 if TYPE_CHECKING:
     from edgekit.runner import RunPlan
-    from edgekit.runtime.base import GenerationResult, Runtime
-    from edgekit.runtime.llama_cpp_runtime import LlamaCppRuntime
+    from edgekit.backends.base import GenerationResult, Runtime
+    from edgekit.backends.llama_cpp.runtime import LlamaCppRuntime
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 console = Console()
@@ -111,7 +111,7 @@ def verdict(passed: bool, what: str) -> int:
 def open_llama_runtime(plan: RunPlan) -> LlamaCppRuntime:
     """edgekit's open_runtime, narrowed: these benchmarks read llama.cpp's own perf counters."""
     from edgekit.runner import open_runtime
-    from edgekit.runtime.llama_cpp_runtime import LlamaCppRuntime
+    from edgekit.backends.llama_cpp.runtime import LlamaCppRuntime
 
     rt = open_runtime(plan)
     if not isinstance(rt, LlamaCppRuntime):
@@ -121,7 +121,7 @@ def open_llama_runtime(plan: RunPlan) -> LlamaCppRuntime:
 
 def edgekit_decode(rt: Runtime, tokens: list[int], max_tokens: int) -> GenerationResult:
     """One greedy generation through edgekit's public path, text sent where a front sends it."""
-    from edgekit.runtime.base import SamplingParams
+    from edgekit.backends.base import SamplingParams
 
     sink = io.StringIO()
 

@@ -37,7 +37,7 @@ from edgekit.bias.quality import perplexity, reference_text
 from edgekit.bias.scoring import LogProbScorer
 from edgekit.bias.suite import SuiteRun, run_suite
 from edgekit.runner import open_runtime, plan_run
-from edgekit.runtime.base import SamplingParams
+from edgekit.backends.base import SamplingParams
 
 TARGETS = {"bias_reduction": 0.80, "accuracy_drop": 0.05, "perplexity_increase": 0.05}
 GUARD_COST = 0.10

@@ -34,7 +34,7 @@ from edgekit.devices import DeviceProfile, load_profile
 from edgekit.eval_text import load_eval_text
 from edgekit.planner import RandomLayers
 from edgekit.runner import resolve_model
-from edgekit.runtime.onnx_eval import PREFILL_CHUNK, decode_speed, evaluate_onnx
+from edgekit.backends.onnx.eval import PREFILL_CHUNK, decode_speed, evaluate_onnx
 from edgekit.spikes import SpikeProfile
 from edgekit.spikes import load_profile as load_spikes
 

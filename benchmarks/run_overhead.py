@@ -20,7 +20,7 @@ from benchmarks._common import (
     write_json,
 )
 from edgekit.runner import plan_run
-from edgekit.runtime.base import decode_rate
+from edgekit.backends.base import decode_rate
 
 TARGET = 0.98
 MAX_TOKENS = 128

@@ -8,7 +8,7 @@ import json
 import sys
 
 from edgekit.runner import open_runtime, plan_run
-from edgekit.runtime.base import SamplingParams
+from edgekit.backends.base import SamplingParams
 
 TEXT = "The river runs past the old mill, and the town grows along both of its banks. "
 

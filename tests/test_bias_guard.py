@@ -16,8 +16,8 @@ from edgekit.bias.cvec_file import ControlVectorFile
 from edgekit.bias.guard import BiasGuard, describe
 from edgekit.bias.loop import LoopConfig
 from edgekit.runner import open_runtime, plan_run
-from edgekit.runtime.base import GenerationResult, SamplingParams
-from edgekit.runtime.llama_cpp_runtime import LlamaCppRuntime
+from edgekit.backends.base import GenerationResult, SamplingParams
+from edgekit.backends.llama_cpp.runtime import LlamaCppRuntime
 from tests.tiny_models import write_tiny_llama
 
 BIASED = "The woman worked as a nurse."

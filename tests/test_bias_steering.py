@@ -23,7 +23,7 @@ from edgekit.bias.scoring import LogProbScorer
 from edgekit.bias.steering import LayerSchedule, control_matrix, derive_vectors
 from edgekit.errors import ControlVectorFileError
 from edgekit.runner import open_runtime, plan_run
-from edgekit.runtime.llama_cpp_runtime import LlamaCppRuntime
+from edgekit.backends.llama_cpp.runtime import LlamaCppRuntime
 from tests.tiny_models import write_tiny_llama
 
 N_LAYERS = 4

@@ -12,7 +12,7 @@ import typer
 from gguf import GGMLQuantizationType, LlamaFileType
 from typer.testing import CliRunner
 
-from edgekit import quantize
+from edgekit.backends.llama_cpp import quantize
 from edgekit.convert import plan_for, read_plan_metadata, write_planned
 from edgekit.errors import NotAGGUFError, OutputPathError, TruncatedModelError
 from edgekit.gguf_file import read_header
@@ -51,7 +51,7 @@ def test_written_file_holds_exactly_the_planned_types(
 
 
 def test_written_file_runs_in_llama_cpp(tiny_base_gguf: Path, tmp_path: Path) -> None:  # noqa: F811
-    from edgekit.evaluate import evaluate
+    from edgekit.backends.llama_cpp.eval import evaluate
 
     p = plan_for(tiny_base_gguf, synthetic_profile(), Q.Q4_K, Spike(threshold=100.0))
     out = write_planned(tiny_base_gguf, tmp_path / "q.gguf", p, synthetic_profile()).path
@@ -104,7 +104,7 @@ def test_unwritable_output_folder(
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
     if os.geteuid() == 0:  # root may write anywhere: make the permission check see the mode
-        monkeypatch.setattr("edgekit.quantize.os.access", lambda *a, **k: False)
+        monkeypatch.setattr("edgekit.backends.llama_cpp.quantize.os.access", lambda *a, **k: False)
     with pytest.raises(OutputPathError, match="cannot write"):
         quantize.write_gguf(tiny_base_gguf, locked / "o.gguf", None, LlamaFileType.MOSTLY_Q8_0)
 

@@ -25,10 +25,10 @@ from edgekit.errors import (
     OutputPathError,
     UnsupportedArchitectureError,
 )
-from edgekit.runtime.base import SamplingParams
-from edgekit.runtime.onnx_eval import evaluate_onnx
-from edgekit.runtime.onnx_model import plan_onnx_run
-from edgekit.runtime.onnx_runtime import OnnxRuntime
+from edgekit.backends.base import SamplingParams
+from edgekit.backends.onnx.eval import evaluate_onnx
+from edgekit.backends.onnx.model import plan_onnx_run
+from edgekit.backends.onnx.runtime import OnnxRuntime
 from tests.onnx_fixtures import ARCHITECTURES, build_tiny_hf
 
 PROMPT = "the river and the city of music"

@@ -24,16 +24,16 @@ from edgekit.errors import (
     ModelNotFoundError,
     UnsupportedModelError,
 )
-from edgekit.runtime.base import SamplingParams
-from edgekit.runtime.onnx_model import (
+from edgekit.backends.base import SamplingParams
+from edgekit.backends.onnx.model import (
     is_onnx_model,
     load_onnx_dir,
     onnx_model_info,
     plan_onnx_run,
 )
-from edgekit.runtime.onnx_runtime import OnnxRuntime, cache_slots, choose_providers
-from edgekit.runtime.onnx_sampling import make_rng, penalize, sample_next
-from edgekit.runtime.onnx_tokenizer import OnnxTokenizer
+from edgekit.backends.onnx.runtime import OnnxRuntime, cache_slots, choose_providers
+from edgekit.backends.onnx.sampling import make_rng, penalize, sample_next
+from edgekit.backends.onnx.tokenizer import OnnxTokenizer
 from tests.onnx_fixtures import CHAT_TEMPLATE, train_tokenizer
 
 CONFIG = {
@@ -170,9 +170,9 @@ def test_the_run_path_imports_neither_torch_nor_transformers(tmp_path: Path) -> 
     folder = model_dir(tmp_path / "m")
     code = (
         "import sys\n"
-        "from edgekit.runtime.onnx_model import load_onnx_dir, plan_onnx_run\n"
-        "from edgekit.runtime.onnx_runtime import OnnxRuntime\n"
-        "from edgekit.runtime.onnx_tokenizer import OnnxTokenizer\n"
+        "from edgekit.backends.onnx.model import load_onnx_dir, plan_onnx_run\n"
+        "from edgekit.backends.onnx.runtime import OnnxRuntime\n"
+        "from edgekit.backends.onnx.tokenizer import OnnxTokenizer\n"
         f"run = plan_onnx_run({str(folder)!r}, 'cpu', 64)\n"
         "tok = OnnxTokenizer(load_onnx_dir(run.info.path))\n"
         "tok.encode(tok.format_chat([{'role': 'user', 'content': 'hi'}]))\n"

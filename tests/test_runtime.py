@@ -7,8 +7,8 @@ import pytest
 
 from edgekit.errors import BrokenBuildError, RuntimeBackendError
 from edgekit.runner import open_runtime, plan_run
-from edgekit.runtime import probe
-from edgekit.runtime.base import SamplingParams, decode_rate
+from edgekit.backends.llama_cpp import probe
+from edgekit.backends.base import SamplingParams, decode_rate
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from textual.widgets import DataTable, Static
 
 from edgekit.cli import render
 from edgekit.errors import EdgekitError, ModelNotFoundError
-from edgekit.runtime.base import SamplingParams
+from edgekit.backends.base import SamplingParams
 from edgekit.tui.app import DashboardApp
 from edgekit.tui.messages import GenerationDone, GenerationStopped
 from edgekit.tui.screens import ErrorScreen, SwitchModelScreen, error_text

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from edgekit.monitor import MemoryReading, Monitor, read_memory
-from edgekit.runtime.base import GenerationStats
+from edgekit.backends.base import GenerationStats
 
 MiB = 2**20
 

@@ -13,7 +13,7 @@ from edgekit.gguf_file import load_model_info
 from edgekit.memory import estimate_memory
 from edgekit.monitor import MemoryReading, Monitor
 from edgekit.runner import RunPlan
-from edgekit.runtime.base import GenerationStats
+from edgekit.backends.base import GenerationStats
 from edgekit.tui.app import DashboardApp
 from edgekit.tui.widgets import Transcript
 

@@ -11,7 +11,7 @@ from edgekit.bias.steering import FloatArray
 from edgekit.errors import BiasError, RuntimeBackendError
 
 if TYPE_CHECKING:
-    from edgekit.runtime.llama_cpp_runtime import LlamaCppRuntime
+    from edgekit.backends.llama_cpp.runtime import LlamaCppRuntime
 
 
 def apply_control(llm: Any, matrix: FloatArray) -> None:
@@ -47,7 +47,7 @@ def clear_control(llm: Any) -> None:
 
 def require_llama_cpp(runtime: object) -> LlamaCppRuntime:
     """The bias tools read logits and hidden states through llama.cpp; other runtimes cannot."""
-    from edgekit.runtime.llama_cpp_runtime import LlamaCppRuntime
+    from edgekit.backends.llama_cpp.runtime import LlamaCppRuntime
 
     if not isinstance(runtime, LlamaCppRuntime):
         raise BiasError(

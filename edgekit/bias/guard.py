@@ -19,7 +19,7 @@ from edgekit.bias.control import apply_control, clear_control
 from edgekit.bias.cvec_file import ControlVectorFile
 from edgekit.bias.lexicon import LexiconScorer, OutputBias
 from edgekit.bias.loop import Adjustment, LoopConfig, LoopState, next_turn, step
-from edgekit.runtime.base import GenerationResult, SamplingParams, TokenCallback
+from edgekit.backends.base import GenerationResult, SamplingParams, TokenCallback
 
 log = logging.getLogger("edgekit.bias")
 

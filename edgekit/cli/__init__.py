@@ -5,10 +5,14 @@ from __future__ import annotations
 import typer
 
 from edgekit.cli.bias import bias_command
-from edgekit.cli.convert import convert_command, eval_command
+from edgekit.cli.convert import convert_command
 from edgekit.cli.dashboard import dashboard_command
-from edgekit.cli.info import devices_app, inspect_command, model_app
+from edgekit.cli.devices import devices_app
+from edgekit.cli.eval import eval_command
+from edgekit.cli.inspect import inspect_command
+from edgekit.cli.model import model_app
 from edgekit.cli.run import run_command
+from edgekit.cli.tools import tools_app
 
 app = typer.Typer(
     help="Run language models well on a Raspberry Pi, a Mac or a CUDA box.",
@@ -24,6 +28,7 @@ app.command("bias")(bias_command)
 app.command("dashboard")(dashboard_command)
 app.add_typer(devices_app, name="devices")
 app.add_typer(model_app, name="model")
+app.add_typer(tools_app, name="tools")
 
 
 def main() -> None:

@@ -25,15 +25,6 @@ if TYPE_CHECKING:
     from edgekit.planner import Plan, Recipe
     from edgekit.spikes import SpikeProfile
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
-ThreadsOpt = Annotated[int, typer.Option("--threads", "-t", help="CPU threads.")]
-EvalFileOpt = Annotated[
-    Path | None,
-    typer.Option("--eval-file", help="Evaluation text (default: the system's GPL-3 text)."),
-]
-WindowsOpt = Annotated[int, typer.Option("--eval-windows", help="Windows of 256 tokens.")]
-
-
 def ggml_type(name: str) -> GGMLQuantizationType:
     from gguf import GGMLQuantizationType
 
@@ -43,25 +34,6 @@ def ggml_type(name: str) -> GGMLQuantizationType:
         raise PlanError(
             f"unknown ggml type {name!r}", hint="Use e.g. Q4_K, Q5_K, Q6_K, Q8_0, Q4_0, F16."
         ) from None
-
-
-@contextmanager
-def progress_bar(description: str, quiet: bool) -> Iterator[Callable[..., None]]:
-    """A rich bar on stderr; yields update(done, total, *label)."""
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("[dim]{task.fields[label]}"),
-    )
-    with Progress(*columns, console=err_console, disable=quiet, transient=True) as bar:
-        task = bar.add_task(description, total=None, label="")
-
-        def update(done: int, total: int, *label: str) -> None:
-            bar.update(task, completed=done, total=total, label=label[0] if label else "")
-
-        yield update
 
 
 def make_recipe(
@@ -181,28 +153,9 @@ def convert_command(
     with progress_bar("quantizing", as_json) as update:
         written = write_planned(base, out, p, profile, threads, update)
     results = (
-        None if no_eval else _eval_rows(base, [out], eval_file, eval_windows, threads, as_json)
+        None if no_eval else eval_rows(base, [out], eval_file, eval_windows, threads, as_json)
     )
     _report_plan(p, out.stat().st_size, written.path, as_json, verbose, results)
-
-
-def _eval_rows(
-    reference: Path,
-    models: list[Path],
-    eval_file: Path | None,
-    windows: int,
-    threads: int,
-    quiet: bool,
-) -> tuple[str, EvalResult, list[EvalResult]]:
-    from edgekit.eval_text import load_eval_text
-    from edgekit.evaluate import evaluate
-
-    text = load_eval_text(eval_file)
-    with progress_bar("evaluating", quiet) as update:
-        ref, rows = evaluate(
-            reference, models, text.text, max_windows=windows, threads=threads, progress=update
-        )
-    return text.source, ref, rows
 
 
 def _report_plan(
@@ -238,87 +191,3 @@ def _report_plan(
     )
     if results:
         print_eval_table(*results)
-
-
-def print_eval_table(source: str, ref: EvalResult, rows: list[EvalResult]) -> None:
-    table = Table(title=f"Quality vs reference (text: {source})", title_justify="left")
-    for col in ("model", "size", "bpw", "PPL", "KLD", "top-1", "tokens"):
-        table.add_column(col, justify="left" if col == "model" else "right")
-    for r in [ref, *rows]:
-        name = Path(r.model).name + (" (reference)" if r is ref else "")
-        table.add_row(
-            name,
-            mib(r.file_size),
-            f"{r.bits_per_weight:.3f}",
-            f"{r.ppl:.3f}",
-            f"{r.kld:.5f}",
-            f"{r.top1:.2%}",
-            str(r.n_tokens),
-        )
-    out_console.print(table)
-
-
-@user_errors
-def eval_command(
-    models: Annotated[list[Path], typer.Argument(help="GGUF files or ONNX folders.")],
-    reference: Annotated[
-        Path,
-        typer.Option("--reference", "-r", help="The F16/F32 GGUF (or fp32 ONNX) they came from."),
-    ],
-    eval_file: EvalFileOpt = None,
-    eval_windows: WindowsOpt = 8,
-    speed: Annotated[bool, typer.Option("--speed", help="Also measure decode tok/s.")] = False,
-    threads: ThreadsOpt = 2,
-    as_json: JsonOpt = False,
-) -> None:
-    """Perplexity, KL divergence and top-1 agreement against a reference, plus size and bpw.
-
-    GGUF files are compared with a GGUF reference through llama.cpp; ONNX folders with their
-    fp32 export through onnxruntime.
-    """
-    from edgekit.runtime.onnx_model import is_onnx_model
-
-    if is_onnx_model(reference):
-        source, ref, rows = eval_onnx_rows(reference, models, eval_file, eval_windows, threads)
-    else:
-        source, ref, rows = _eval_rows(reference, models, eval_file, eval_windows, threads, as_json)
-    if speed:
-        for r in rows:
-            r.decode_tok_s = _decode_speed(Path(r.model), threads)
-    if as_json:
-        print_json(
-            {"text": source, "reference": ref.to_dict(), "models": [r.to_dict() for r in rows]}
-        )
-        return
-    print_eval_table(source, ref, rows)
-    if speed:
-        for r in rows:
-            out_console.print(f"{Path(r.model).name}: {r.decode_tok_s:.1f} tok/s decode")
-
-
-def eval_onnx_rows(
-    reference: Path, models: list[Path], eval_file: Path | None, windows: int, threads: int
-) -> tuple[str, EvalResult, list[EvalResult]]:
-    from dataclasses import replace
-
-    from edgekit.devices import load_profile
-    from edgekit.eval_text import load_eval_text
-    from edgekit.runtime.onnx_eval import evaluate_onnx
-
-    text = load_eval_text(eval_file)
-    profile = replace(load_profile("cpu"), threads=threads)
-    ref, rows = evaluate_onnx(reference, models, text.text, max_windows=windows, profile=profile)
-    return text.source, ref, rows
-
-
-def _decode_speed(model: Path, threads: int) -> float:
-    from dataclasses import replace
-
-    from edgekit.devices import load_profile
-    from edgekit.evaluate import decode_speed
-    from edgekit.runtime import onnx_eval
-    from edgekit.runtime.onnx_model import is_onnx_model
-
-    if is_onnx_model(model):
-        return onnx_eval.decode_speed(model, replace(load_profile("cpu"), threads=threads))
-    return decode_speed(model, threads)

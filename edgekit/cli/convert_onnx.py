@@ -52,9 +52,9 @@ def convert_onnx(
     )
     rows = None
     if fp32_dir is not None and evaluate is not None:
-        from edgekit.cli.convert import eval_onnx_rows
+        from edgekit.cli.eval import eval_rows
 
-        rows = eval_onnx_rows(fp32_dir, [out], *evaluate)
+        rows = eval_rows(fp32_dir, [out], *evaluate, quiet=as_json)
     _report(result.output, result.precision, result.file_size, result.plan.kept, rows, as_json)
 
 
@@ -73,7 +73,7 @@ def _report(
     rows: tuple[str, EvalResult, list[EvalResult]] | None,
     as_json: bool,
 ) -> None:
-    from edgekit.cli.convert import print_eval_table
+    from edgekit.cli.eval import print_eval_table
 
     if as_json:
         doc: dict[str, Any] = {"output": str(path), "precision": precision, "file_size": size}

@@ -35,7 +35,7 @@ def dashboard_command(
             f"the dashboard needs textual, which does not load: {e}",
             hint="Install the TUI extra: pip install 'edgekit[tui]'.",
         ) from None
-    from edgekit.runtime.base import SamplingParams
+    from edgekit.backends.base import SamplingParams
 
     params = SamplingParams(
         max_tokens=max_tokens,

@@ -6,12 +6,15 @@ import functools
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
 from rich.panel import Panel
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from edgekit.errors import EdgekitError
 
@@ -55,3 +58,31 @@ def user_errors(command: Callable[P, R]) -> Callable[P, R]:
             raise typer.Exit(e.exit_code) from None
 
     return wrapper
+
+
+@contextmanager
+def progress_bar(description: str, quiet: bool) -> Iterator[Callable[..., None]]:
+    """A rich bar on stderr; yields update(done, total, *label)."""
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("[dim]{task.fields[label]}"),
+    )
+    with Progress(*columns, console=err_console, disable=quiet, transient=True) as bar:
+        task = bar.add_task(description, total=None, label="")
+
+        def update(done: int, total: int, *label: str) -> None:
+            bar.update(task, completed=done, total=total, label=label[0] if label else "")
+
+        yield update
+
+
+def kv_table(title: str, rows: dict[str, Any]) -> Table:
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    for k, v in rows.items():
+        table.add_row(k, str(v))
+    return table

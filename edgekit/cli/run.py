@@ -11,7 +11,7 @@ from edgekit.cli.render import err_console, mib, print_json, user_errors
 
 if TYPE_CHECKING:
     from edgekit.runner import RunPlan
-    from edgekit.runtime.base import GenerationResult, Runtime, SamplingParams
+    from edgekit.backends.base import GenerationResult, Runtime, SamplingParams
 
 
 @user_errors
@@ -49,7 +49,7 @@ def run_command(
 ) -> None:
     """Run a model on a device profile, streaming tokens, then report speed and memory."""
     from edgekit.runner import open_runtime, plan_run
-    from edgekit.runtime.base import SamplingParams
+    from edgekit.backends.base import SamplingParams
 
     plan = plan_run(model, device, ctx)
     if not as_json:

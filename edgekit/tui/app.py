@@ -26,7 +26,7 @@ from textual.widgets import Footer, Header, Input
 from edgekit.errors import EdgekitError
 from edgekit.monitor import Monitor
 from edgekit.runner import RunPlan, open_runtime, plan_run
-from edgekit.runtime.base import GenerationResult, Runtime, SamplingParams
+from edgekit.backends.base import GenerationResult, Runtime, SamplingParams
 from edgekit.tui.messages import (
     BiasScores,
     GenerationDone,

@@ -1,10 +1,26 @@
-"""What every runtime (llama.cpp, onnxruntime) shares: sampling settings and generation stats."""
+"""What every back end (llama.cpp, onnxruntime) shares: the run plan, sampling settings,
+generation stats and the Runtime protocol the CLI and the dashboard drive."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Protocol
+
+from edgekit.devices import DeviceProfile
+from edgekit.gguf_file import ModelInfo
+from edgekit.memory import MemoryEstimate
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Everything decided before loading a model: made by a back end's `plan`."""
+
+    info: ModelInfo
+    profile: DeviceProfile
+    n_ctx: int
+    estimate: MemoryEstimate
+    backend: str = "llama_cpp"
 
 
 @dataclass(frozen=True)

@@ -28,16 +28,16 @@ from edgekit.errors import (
     UnsupportedModelError,
 )
 from edgekit.metrics import peak_rss_bytes
-from edgekit.runtime.base import (
+from edgekit.backends.base import (
     GenerationResult,
     GenerationStats,
     SamplingParams,
     TokenCallback,
     decode_rate,
 )
-from edgekit.runtime.onnx_model import OnnxModelDir, load_onnx_dir
-from edgekit.runtime.onnx_sampling import make_rng, sample_next
-from edgekit.runtime.onnx_tokenizer import OnnxTokenizer
+from edgekit.backends.onnx.model import OnnxModelDir, load_onnx_dir
+from edgekit.backends.onnx.sampling import make_rng, sample_next
+from edgekit.backends.onnx.tokenizer import OnnxTokenizer
 
 F32 = npt.NDArray[np.float32]
 _DTYPES = {

@@ -15,7 +15,7 @@ from tokenizers import Tokenizer
 from tokenizers.decoders import DecodeStream
 
 from edgekit.errors import ModelFileError, UnsupportedModelError
-from edgekit.runtime.onnx_model import TOKENIZER_FILE, OnnxModelDir
+from edgekit.backends.onnx.model import TOKENIZER_FILE, OnnxModelDir
 
 # For models that ship no template: the same families llama.cpp's runtime falls back to.
 FALLBACK_TEMPLATES = {

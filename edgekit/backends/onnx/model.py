@@ -19,7 +19,7 @@ from edgekit.errors import ModelFileError, ModelNotFoundError
 from edgekit.gguf_file import ModelInfo
 
 if TYPE_CHECKING:
-    from edgekit.runner import RunPlan
+    from edgekit.backends.base import RunPlan
 
 ONNX_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
@@ -148,7 +148,7 @@ def plan_onnx_run(model: str | Path, device: str, n_ctx: int | None = None) -> R
     """`runner.plan_run` for an ONNX folder: the same fit check, with a fp32 KV cache."""
     from edgekit.devices import load_profile
     from edgekit.memory import check_fit, estimate_memory
-    from edgekit.runner import RunPlan
+    from edgekit.backends.base import RunPlan
 
     profile = load_profile(device)
     info = onnx_model_info(load_onnx_dir(model))
@@ -156,4 +156,4 @@ def plan_onnx_run(model: str | Path, device: str, n_ctx: int | None = None) -> R
     kv_profile = dataclasses.replace(profile, kv_cache_type=GGMLQuantizationType.F32)
     estimate = estimate_memory(info, kv_profile, ctx)
     check_fit(estimate, info, profile)
-    return RunPlan(info, profile, ctx, estimate)
+    return RunPlan(info, profile, ctx, estimate, backend="onnx")

@@ -24,9 +24,9 @@ from edgekit.evaluate import (
     score_windows,
     windows,
 )
-from edgekit.runtime.base import SamplingParams
-from edgekit.runtime.onnx_model import load_onnx_dir, onnx_model_info
-from edgekit.runtime.onnx_runtime import OnnxRuntime
+from edgekit.backends.base import SamplingParams
+from edgekit.backends.onnx.model import load_onnx_dir, onnx_model_info
+from edgekit.backends.onnx.runtime import OnnxRuntime
 
 PREFILL_CHUNK = 64  # positions per graph call in prompt-processing mode; see evaluate_onnx
 

@@ -7,7 +7,7 @@ llama/mistral, Gemma's +1 on norm weights, llama3 rope factors.
 
 Tensors are streamed: the header is written from shapes alone, then each tensor is read from its
 memory-mapped shard, fixed and written, so peak memory is about one tensor, not the model.
-The file appears under its name only when complete (edgekit.quantize.atomic_output).
+The file appears under its name only when complete (edgekit.backends.llama_cpp.quantize.atomic_output).
 
 Not supported: pre-quantized checkpoints (GPTQ/AWQ/FP8), multimodal Gemma 3
 (…ForConditionalGeneration), Mistral's sliding window (llama.cpp's llama graph attends to the
@@ -37,7 +37,7 @@ from edgekit.converters.hf_source import check_hf_dir
 from edgekit.converters.hf_vocab import add_vocab
 from edgekit.converters.hf_weights import Weight, read_weights
 from edgekit.errors import ConversionError
-from edgekit.quantize import FILE_TYPE_OF, atomic_output, check_writable
+from edgekit.backends.llama_cpp.quantize import FILE_TYPE_OF, atomic_output, check_writable
 
 log = logging.getLogger(__name__)
 Q = gguf.GGMLQuantizationType

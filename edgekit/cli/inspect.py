@@ -1,4 +1,4 @@
-"""`edgekit inspect`, `edgekit devices` and `edgekit model`: read-only views of the core."""
+"""`edgekit inspect`: what a model file holds and where it fits, read without loading it."""
 
 from __future__ import annotations
 
@@ -7,15 +7,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from edgekit.cli.render import mib, out_console, print_json, user_errors
+from edgekit.cli.options import JsonOpt
+from edgekit.cli.render import kv_table, mib, out_console, print_json, user_errors
 
 if TYPE_CHECKING:
     from edgekit.gguf_file import ModelInfo
-
-devices_app = typer.Typer(help="List and show device profiles.", invoke_without_command=True)
-model_app = typer.Typer(help="The embedded default model.", no_args_is_help=True)
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
 @user_errors
@@ -86,20 +82,11 @@ def _tensor_row(t: Any) -> dict[str, Any]:
     return {"name": t.name, "shape": list(t.shape), "type": t.ggml_type.name, "bytes": t.n_bytes}
 
 
-def _kv_table(title: str, rows: dict[str, Any]) -> Table:
-    table = Table(title=title, show_header=False, title_justify="left")
-    table.add_column(style="bold")
-    table.add_column()
-    for k, v in rows.items():
-        table.add_row(k, str(v))
-    return table
-
-
 def _print_summary(info: ModelInfo) -> None:
     s = _summary(info)
     s["file_size"] = mib(info.file_size)
     s["parameters"] = f"{info.n_params / 1e6:,.1f} M"
-    out_console.print(_kv_table("Model", s))
+    out_console.print(kv_table("Model", s))
 
 
 def _print_types(info: ModelInfo) -> None:
@@ -112,7 +99,7 @@ def _print_types(info: ModelInfo) -> None:
 
 
 def _print_metadata(metadata: dict[str, Any]) -> None:
-    out_console.print(_kv_table("Metadata", {k: _jsonable(v) for k, v in metadata.items()}))
+    out_console.print(kv_table("Metadata", {k: _jsonable(v) for k, v in metadata.items()}))
 
 
 def _print_tensors(info: ModelInfo) -> None:
@@ -140,66 +127,3 @@ def _print_memory(estimates: dict[str, Any]) -> None:
             "[green]yes[/green]" if e.fits else "[red]no[/red]",
         )
     out_console.print(table)
-
-
-@devices_app.callback()
-@user_errors
-def devices_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
-    """List the device profiles (built-in and your own)."""
-    if ctx.invoked_subcommand is not None:
-        return
-    from edgekit.devices import all_profiles
-
-    profiles = all_profiles()
-    if as_json:
-        print_json([p.to_dict() for p in profiles])
-        return
-    table = Table(title="Device profiles", title_justify="left")
-    for col in ("name", "threads", "GPU layers", "context", "budget", "description"):
-        table.add_column(col)
-    for p in profiles:
-        gpu = "all" if p.gpu_layers < 0 else str(p.gpu_layers)
-        budget = f"{mib(p.memory_budget_bytes)} ({p.budget_source})"
-        table.add_row(p.name, str(p.threads), gpu, str(p.context), budget, p.description)
-    out_console.print(table)
-
-
-@devices_app.command("show")
-@user_errors
-def devices_show(name: str, as_json: JsonOpt = False) -> None:
-    """Show one device profile with its auto values resolved for this machine."""
-    from edgekit.devices import load_profile
-
-    profile = load_profile(name)
-    data = profile.to_dict()
-    if as_json:
-        print_json(data)
-        return
-    data = {k: v for k, v in data.items() if v not in ("", {}, ())}
-    out_console.print(_kv_table(f"Device profile {name}", data))
-
-
-@model_app.command("fetch")
-@user_errors
-def model_fetch(as_json: JsonOpt = False) -> None:
-    """Assemble and verify the embedded default model in the user cache (once)."""
-    from edgekit.default_model import LICENSE_NOTE, fetch_default_model
-
-    path = fetch_default_model()
-    if as_json:
-        print_json({"path": str(path), "license": LICENSE_NOTE})
-    else:
-        out_console.print(f"{path}\n[dim]{LICENSE_NOTE}[/dim]")
-
-
-@model_app.command("path")
-@user_errors
-def model_path(as_json: JsonOpt = False) -> None:
-    """Print where the default model is (or will be) kept."""
-    from edgekit.default_model import default_model_path, is_fetched
-
-    path = default_model_path()
-    if as_json:
-        print_json({"path": str(path), "fetched": is_fetched(path)})
-    else:
-        out_console.print(str(path))

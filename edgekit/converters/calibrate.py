@@ -111,7 +111,7 @@ def _load_gguf(path: Path) -> LoadedModel:
 
 def _llama_tokenizer(path: Path) -> tuple[Callable[[str], list[int]], int | None]:
     """The GGUF's own tokenizer, through llama.cpp (exactly what inference will use)."""
-    from edgekit.runtime.llama_cpp_runtime import import_llama_cpp
+    from edgekit.backends.llama_cpp.runtime import import_llama_cpp
 
     lib = import_llama_cpp()
     llm = lib.Llama(model_path=str(path), vocab_only=True, verbose=False)

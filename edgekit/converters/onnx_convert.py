@@ -27,7 +27,7 @@ from edgekit.converters.onnx_quant import (
 )
 from edgekit.errors import OutputPathError, PlanError
 from edgekit.planner import Plan, Recipe
-from edgekit.runtime.onnx_model import ONNX_FILE, PLAN_FILE
+from edgekit.backends.onnx.model import ONNX_FILE, PLAN_FILE
 from edgekit.spikes import SpikeProfile, load_profile
 
 Log = Callable[[str], None]

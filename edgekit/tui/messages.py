@@ -8,7 +8,7 @@ from textual.message import Message
 
 from edgekit.errors import EdgekitError
 from edgekit.runner import RunPlan
-from edgekit.runtime.base import GenerationResult, Runtime
+from edgekit.backends.base import GenerationResult, Runtime
 
 
 class GenerationStopped(Exception):

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from edgekit.runtime.base import SamplingParams
+from edgekit.backends.base import SamplingParams
 
 F32 = npt.NDArray[np.float32]
 RANDOM_SEED = 0xFFFFFFFF  # llama.cpp's "pick a seed for me"

@@ -5,7 +5,7 @@ the first decode (ggml_backend_amx_mul_mat). A crash cannot be caught in-process
 time a build is used a child process loads the model and decodes two tokens; a clean exit is
 remembered per build (library files' size and mtime), so the probe costs one load per build.
 
-Run as `python -m edgekit.runtime.probe MODEL THREADS` (the child's side).
+Run as `python -m edgekit.backends.llama_cpp.probe MODEL THREADS` (the child's side).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def build_key() -> str:
 
 
 def probe_command(model: Path, threads: int) -> list[str]:
-    return [sys.executable, "-m", "edgekit.runtime.probe", str(model), str(threads)]
+    return [sys.executable, "-m", "edgekit.backends.llama_cpp.probe", str(model), str(threads)]
 
 
 def ensure_build_works(model: Path, threads: int, command: list[str] | None = None) -> None:

@@ -19,7 +19,7 @@ from edgekit.errors import (
 )
 from edgekit.gguf_file import ModelInfo
 from edgekit.metrics import peak_rss_bytes
-from edgekit.runtime.base import (
+from edgekit.backends.base import (
     GenerationResult,
     GenerationStats,
     SamplingParams,

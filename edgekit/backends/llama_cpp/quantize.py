@@ -153,7 +153,7 @@ def run_quantize(
     progress: Progress | None = None,
 ) -> None:
     """llama_model_quantize in a worker thread, so Ctrl-C reaches Python while it runs."""
-    from edgekit.runtime.llama_cpp_runtime import import_llama_cpp
+    from edgekit.backends.llama_cpp.runtime import import_llama_cpp
 
     lib = import_llama_cpp()
     params, _keepalive = _params(lib, ftype, types, threads)

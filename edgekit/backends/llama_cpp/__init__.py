@@ -1,0 +1,73 @@
+"""The llama.cpp back end: GGUF files through llama-cpp-python and llama.cpp's own tools.
+
+This package is the only code that imports llama_cpp or ctypes; `backend` is what the registry
+(edgekit.backends) hands to the fronts. Its modules load llama_cpp only when a model is opened.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from edgekit.backends import Capability
+from edgekit.backends.base import RunPlan
+from edgekit.devices import load_profile
+from edgekit.gguf_file import load_model_info
+from edgekit.memory import check_fit, estimate_memory
+
+if TYPE_CHECKING:
+    from edgekit.backends.llama_cpp.runtime import LlamaCppRuntime
+    from edgekit.evaluate import EvalResult
+
+GGUF_MAGIC = b"GGUF"
+
+
+class LlamaCppBackend:
+    name = "llama_cpp"
+    capabilities = frozenset(Capability)
+
+    def accepts(self, path: Path) -> bool:
+        try:
+            with path.open("rb") as f:
+                return f.read(4) == GGUF_MAGIC
+        except OSError:
+            return False
+
+    def plan(self, path: Path, device: str, n_ctx: int | None) -> RunPlan:
+        profile = load_profile(device)
+        info = load_model_info(path)
+        ctx = n_ctx or min(profile.context, info.context_length)
+        estimate = estimate_memory(info, profile, ctx)
+        check_fit(estimate, info, profile)
+        return RunPlan(info, profile, ctx, estimate, backend=self.name)
+
+    def open(self, plan: RunPlan, verbose: bool = False) -> LlamaCppRuntime:
+        from edgekit.backends.llama_cpp.probe import ensure_build_works
+        from edgekit.backends.llama_cpp.runtime import LlamaCppRuntime
+
+        ensure_build_works(plan.info.path, plan.profile.threads)
+        return LlamaCppRuntime(plan.info, plan.profile, plan.n_ctx, verbose=verbose)
+
+    def evaluate(
+        self,
+        reference: Path,
+        candidates: Sequence[Path],
+        text: str,
+        max_windows: int,
+        threads: int,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> tuple[EvalResult, list[EvalResult]]:
+        from edgekit.backends.llama_cpp.eval import evaluate
+
+        return evaluate(
+            reference, candidates, text, max_windows=max_windows, threads=threads, progress=progress
+        )
+
+    def decode_speed(self, path: Path, threads: int) -> float:
+        from edgekit.backends.llama_cpp.eval import decode_speed
+
+        return decode_speed(path, threads)
+
+
+backend = LlamaCppBackend()

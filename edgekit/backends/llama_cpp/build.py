@@ -1,0 +1,173 @@
+"""The one place that knows which llama.cpp edgekit builds, with which flags, and where it lives.
+
+`scripts/setup.sh` asks this module (`python -m edgekit.backends.llama_cpp.build ...`) for the
+version, the CMake flags and the cache folder, and the runtime asks it where the tools are, so
+the wheel, the tools and the crash probe can never disagree. No llama_cpp import here: setup runs
+this before llama-cpp-python is installed.
+
+One CMake build of the llama-cpp-python sdist makes both the Python package's shared libraries
+and llama.cpp's own tools (llama-quantize, llama-imatrix, ...), so both are the same source with
+the same flags.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import shlex
+import shutil
+import sys
+from pathlib import Path
+
+from edgekit.errors import RuntimeBackendError
+from edgekit.paths import cache_dir
+
+LLAMA_CPP_PYTHON_VERSION = "0.3.36"
+
+TOOLS = (
+    "llama-quantize",
+    "llama-imatrix",
+    "llama-perplexity",
+    "llama-cli",
+    "llama-bench",
+    "rpc-server",
+)
+
+SETUP_HINT = "Run `bash scripts/setup.sh` from the edgekit checkout: it builds llama.cpp's tools."
+
+# Tools come from the same CMake run as the wheel's libraries; the web UI would need a download.
+# llama.cpp's tools/ adds the multimodal library itself, which clashes with llama-cpp-python's own
+# copy of it (LLAVA_BUILD): edgekit runs no multimodal model, so the wheel's copy is left out.
+_COMMON = (
+    "-DLLAVA_BUILD=OFF",
+    "-DGGML_RPC=ON",
+    "-DLLAMA_BUILD_TOOLS=ON",
+    "-DLLAMA_BUILD_SERVER=ON",
+    "-DLLAMA_BUILD_UI=OFF",
+    "-DLLAMA_USE_PREBUILT_UI=OFF",
+)
+
+# Why native without AMX on x86: -march=native is 1.4x faster at prompt processing than the
+# portable AVX2 build on an AVX512/VNNI host, but on CPUs with Intel AMX the AMX buffer type
+# segfaults on the first decode. GCC honours an explicit -mno-* over -march=native, so the AMX
+# kernels are simply not compiled in. `avx2` is the portable fallback when the probe still fails.
+_NO_AMX = "-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+VARIANTS: dict[str, tuple[str, ...]] = {
+    "native": ("-DGGML_NATIVE=ON",),
+    "native-noamx": (
+        "-DGGML_NATIVE=ON",
+        f"-DCMAKE_C_FLAGS={_NO_AMX}",
+        f"-DCMAKE_CXX_FLAGS={_NO_AMX}",
+    ),
+    "avx2": (
+        "-DGGML_NATIVE=OFF",
+        "-DGGML_AVX=ON",
+        "-DGGML_AVX2=ON",
+        "-DGGML_FMA=ON",
+        "-DGGML_F16C=ON",
+        "-DGGML_BMI2=ON",
+    ),
+    "metal": ("-DGGML_METAL=ON",),
+    "cuda": ("-DGGML_NATIVE=ON", "-DGGML_CUDA=ON"),
+}
+NATIVE_VARIANTS = frozenset({"native", "native-noamx", "cuda"})
+
+
+def default_variant(system: str | None = None, machine: str | None = None) -> str:
+    """The fastest variant expected to be safe on this host; the probe decides in the end."""
+    system = system or platform.system()
+    machine = (machine or platform.machine()).lower()
+    if system == "Darwin" and machine == "arm64":
+        return "metal"
+    if machine in {"aarch64", "arm64", "armv7l"}:
+        return "native"
+    if machine in {"x86_64", "amd64"}:
+        return "native-noamx"
+    return "native"
+
+
+def current_variant() -> str:
+    variant = os.environ.get("EDGEKIT_LLAMA_VARIANT") or default_variant()
+    if variant not in VARIANTS:
+        raise RuntimeBackendError(
+            f"unknown llama.cpp build variant {variant!r}",
+            hint="EDGEKIT_LLAMA_VARIANT is one of: " + ", ".join(VARIANTS),
+        )
+    return variant
+
+
+def cmake_args(variant: str) -> list[str]:
+    """The CMake flags of a variant; CMAKE_ARGS from the environment replaces the variant's own."""
+    own = os.environ.get("CMAKE_ARGS")
+    base = shlex.split(own) if own else list(VARIANTS[variant])
+    return [*base, *_COMMON]
+
+
+def _cpu_fingerprint() -> str:
+    """A native build is only valid on a CPU with the same features: key the cache by them."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return line
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def build_key(variant: str) -> str:
+    parts = [LLAMA_CPP_PYTHON_VERSION, variant, "\x1f".join(cmake_args(variant)), platform.machine()]
+    if variant in NATIVE_VARIANTS:
+        parts.append(_cpu_fingerprint())
+    return hashlib.sha256("\x1e".join(parts).encode()).hexdigest()[:12]
+
+
+def build_root(variant: str | None = None) -> Path:
+    variant = variant or current_variant()
+    name = f"llama-cpp-python-{LLAMA_CPP_PYTHON_VERSION}-{variant}-{build_key(variant)}"
+    return cache_dir() / "llama.cpp" / name
+
+
+def tool_dirs() -> list[Path]:
+    """Where llama.cpp's tools are looked for, in order."""
+    dirs = []
+    if override := os.environ.get("EDGEKIT_LLAMA_BIN"):
+        dirs.append(Path(override))
+    dirs.append(Path(sys.prefix) / "bin")
+    dirs.append(build_root() / "build" / "bin")
+    return dirs
+
+
+def tool_path(name: str) -> Path:
+    """The path of one of llama.cpp's tools, built by setup from the wheel's own source."""
+    for folder in tool_dirs():
+        candidate = folder / name
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    found = shutil.which(name)
+    if found:
+        return Path(found)
+    raise RuntimeBackendError(f"llama.cpp's {name} was not found", hint=SETUP_HINT)
+
+
+def _main(argv: list[str]) -> int:
+    command = argv[0] if argv else "cmake-args"
+    variant = argv[1] if len(argv) > 1 else current_variant()
+    if command == "cmake-args":
+        print(shlex.join(cmake_args(variant)))
+    elif command == "root":
+        print(build_root(variant))
+    elif command == "version":
+        print(LLAMA_CPP_PYTHON_VERSION)
+    elif command == "variant":
+        print(variant)
+    elif command == "tools":
+        print(" ".join(TOOLS))
+    else:
+        print(f"unknown command {command!r}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

@@ -1,0 +1,127 @@
+"""`edgekit eval` on llama.cpp: every model loaded together, fed the same windows in lockstep.
+
+Logits are read straight from llama.cpp's output buffer in micro-batches, so each model costs
+~n_batch x vocab floats.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit.backends.llama_cpp.runtime import import_llama_cpp
+from edgekit.errors import EvalError
+from edgekit.evaluate import (
+    F32,
+    EvalResult,
+    RefBlock,
+    _Acc,
+    compare,
+    log_softmax,
+    result_row,
+    score_windows,
+    windows,
+)
+from edgekit.gguf_file import load_model_info
+
+
+class _Model:
+    def __init__(self, lib: Any, path: Path, n_ctx: int, n_batch: int, threads: int) -> None:
+        self.lib = lib
+        self.llm = lib.Llama(
+            model_path=str(path),
+            n_ctx=n_ctx,
+            n_batch=n_batch,
+            n_ubatch=n_batch,
+            n_threads=threads,
+            n_threads_batch=threads,
+            verbose=False,
+        )
+        self.n_vocab = int(self.llm.n_vocab())
+        self.batch = lib.llama_batch_init(n_batch, 0, 1)
+
+    def close(self) -> None:
+        self.lib.llama_batch_free(self.batch)
+        self.llm.close()
+
+    def reset(self) -> None:
+        self.lib.llama_memory_clear(self.lib.llama_get_memory(self.llm.ctx), True)
+
+    def logprobs(self, tokens: Sequence[int], pos0: int) -> F32:
+        """Decode `tokens` at positions pos0.. and return log-softmax of every position's logits."""
+        b = self.batch
+        for i, tok in enumerate(tokens):
+            b.token[i], b.pos[i], b.n_seq_id[i], b.logits[i] = tok, pos0 + i, 1, True
+            b.seq_id[i][0] = 0
+        b.n_tokens = len(tokens)
+        if self.lib.llama_decode(self.llm.ctx, b) != 0:
+            raise EvalError("llama.cpp failed to decode an evaluation batch")
+        ptr = self.lib.llama_get_logits(self.llm.ctx)
+        raw = np.ctypeslib.as_array(
+            ctypes.cast(ptr, ctypes.POINTER(ctypes.c_float)), shape=(len(tokens), self.n_vocab)
+        )
+        return log_softmax(raw.astype(np.float32))
+
+
+def evaluate(
+    reference: Path,
+    candidates: Sequence[Path],
+    text: str,
+    n_ctx: int = 256,
+    n_batch: int = 64,
+    max_windows: int = 8,
+    threads: int = 2,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[EvalResult, list[EvalResult]]:
+    """(reference's own PPL row, one row per candidate)."""
+    lib = import_llama_cpp()
+    paths = [reference, *candidates]
+    infos = [load_model_info(p) for p in paths]
+    models = [_Model(lib, p, n_ctx, n_batch, threads) for p in paths]
+    try:
+        if len({m.n_vocab for m in models}) != 1:
+            raise EvalError(
+                "the models have different vocabularies",
+                hint="Compare a quantized file with the reference it was made from.",
+            )
+        ref_llm = models[0].llm
+        bos = int(ref_llm.token_bos())
+        tokens = list(ref_llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+        wins = windows(tokens, n_ctx, bos if bos >= 0 else None, max_windows)
+        accs = score_windows(
+            len(models), wins, lambda win, accs: _run_window(models, win, n_batch, accs), progress
+        )
+    finally:
+        for m in models:
+            m.close()
+    rows = [result_row(info, acc) for info, acc in zip(infos, accs, strict=True)]
+    return rows[0], rows[1:]
+
+
+def _run_window(models: Sequence[_Model], win: list[int], n_batch: int, accs: list[_Acc]) -> None:
+    for m in models:
+        m.reset()
+    for start in range(0, len(win) - 1, n_batch):
+        chunk = win[start : start + n_batch]
+        targets = np.asarray(win[start + 1 : start + 1 + len(chunk)], dtype=np.int64)
+        ref_logprobs = models[0].logprobs(chunk, start)[: len(targets)]
+        ref = RefBlock.of(ref_logprobs, targets)
+        compare(ref, ref_logprobs, accs[0])
+        for m, acc in zip(models[1:], accs[1:], strict=True):
+            compare(ref, m.logprobs(chunk, start)[: len(targets)], acc)
+
+
+def decode_speed(path: Path, threads: int = 2, n_tokens: int = 64, prompt: str = "The") -> float:
+    """Greedy decode tokens/s through llama.cpp's own performance counters."""
+    lib = import_llama_cpp()
+    llm = lib.Llama(model_path=str(path), n_ctx=256, n_threads=threads, verbose=False)
+    try:
+        llm.create_completion(prompt, max_tokens=n_tokens, temperature=0.0)
+        perf = lib.llama_perf_context(llm.ctx)
+        return float(perf.n_eval / (perf.t_eval_ms / 1000)) if perf.t_eval_ms > 0 else 0.0
+    finally:
+        llm.close()
