@@ -10,6 +10,13 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
 
+from edgekit.backends.base import (
+    GenerationResult,
+    GenerationStats,
+    SamplingParams,
+    TokenCallback,
+    decode_rate,
+)
 from edgekit.devices import DeviceProfile
 from edgekit.errors import (
     EmptyPromptError,
@@ -19,13 +26,6 @@ from edgekit.errors import (
 )
 from edgekit.gguf_file import ModelInfo
 from edgekit.metrics import peak_rss_bytes
-from edgekit.backends.base import (
-    GenerationResult,
-    GenerationStats,
-    SamplingParams,
-    TokenCallback,
-    decode_rate,
-)
 
 ChatMessage = dict[str, str]
 
