@@ -161,3 +161,14 @@ def test_native_converter_keeps_bpe_tokenizers_llama_cpps_cannot_identify(tmp_pa
         convert_hf(folder, tmp_path / "l.gguf", converter="llama.cpp")
     out = convert_hf(folder, tmp_path / "n.gguf")  # auto picks the native one for llama
     assert read_header(out).metadata["tokenizer.ggml.pre"] == "qwen2"
+
+
+def test_the_llama_cpp_version_has_one_source_of_truth() -> None:
+    """pyproject's pin is what pip resolves; build.py is what setup builds and the probe names."""
+    import tomllib
+
+    from edgekit.backends.llama_cpp.build import LLAMA_CPP_PYTHON_VERSION
+
+    root = Path(__file__).resolve().parents[1]
+    deps = tomllib.loads((root / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert f"llama-cpp-python=={LLAMA_CPP_PYTHON_VERSION}" in deps
