@@ -21,6 +21,7 @@ class RunPlan:
     n_ctx: int
     estimate: MemoryEstimate
     backend: str = "llama_cpp"
+    threads: int | None = None  # a fixed thread count (-t); None lets the back end choose
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class GenerationStats:
     total_s: float
     peak_rss_bytes: int
     stop_reason: str  # "eos" or "length"
+    threads: int = 0  # decode threads at the end of the generation; 0 where not known
 
     def to_dict(self) -> dict[str, float | int | str]:
         return dict(asdict(self))
