@@ -58,6 +58,7 @@ class GenerationStats:
             f"decode {self.generated_tokens} tok @ {self.decode_tokens_per_s:.1f} tok/s | "
             f"TTFT {self.time_to_first_token_s * 1000:.0f} ms | "
             f"peak RSS {self.peak_rss_bytes / 2**20:.0f} MiB"
+            + (f" | {self.threads} thread{'s' if self.threads > 1 else ''}" if self.threads else "")
         )
 
 
