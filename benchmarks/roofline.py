@@ -64,11 +64,17 @@ def limit_note(rows: dict[int, dict[str, float]]) -> str:
             "cannot help much"
         )
     return (
-        f"not bandwidth: at best decode moves {best['of_triad']:.2f} of triad; {ts[-1]} threads "
-        f"give x{scale:.2f} the tok/s of {ts[0]} while triad grows x{bw_scale:.2f}, so per-token "
-        "compute and the threads' synchronisation (hundreds of small ops and barriers per token "
-        "on a small model) dominate; "
-        f"llama_decode alone reaches {best['kernel_of_triad']:.2f} of triad"
+        f"not bandwidth. {ts[0]} thread, with no barriers at all, moves {lo['of_triad']:.2f} of "
+        "its triad, so per-byte compute (unpacking the quantized blocks and the dot products) "
+        f"limits it; {ts[-1]} threads give x{scale:.2f} the tok/s of {ts[0]} while triad grows "
+        f"x{bw_scale:.2f} ({hi['of_triad']:.2f} of triad): the threads' synchronisation (a "
+        "barrier after each of the graph's hundreds of small ops per token on a small model) "
+        "eats the rest. "
+        + (
+            "llama_decode alone gives the same fractions, so it is not Python."
+            if all(abs(r["kernel_of_triad"] - r["of_triad"]) < 0.03 for r in rows.values())
+            else "llama_decode alone moves more: the time outside it (Python, sampling) counts too."
+        )
     )
 
 
