@@ -18,6 +18,7 @@ import contextlib
 import json
 import os
 import resource
+import signal
 import subprocess
 import sys
 import time
@@ -156,6 +157,8 @@ def main() -> int:
         print(json.dumps(asyncio.run(_dashboard_child(args.threads))))
         return 0
 
+    # A timeout's SIGTERM must still run busy_process's cleanup: no `yes` may outlive this.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     n = usable_cpus()
     rounds = 1 if args.quick else 3
     boosted = boost_priority() if args.boost else False
