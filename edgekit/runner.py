@@ -6,6 +6,7 @@ estimate; what will not fit is refused before anything is loaded) -> load.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,10 +25,16 @@ def resolve_model(model: str | Path | None) -> Path:
     return fetch_default_model() if model is None else Path(model).expanduser()
 
 
-def plan_run(model: str | Path | None, device: str, n_ctx: int | None = None) -> RunPlan:
-    """Everything decided before loading; raises ModelTooBigError when it will not fit."""
+def plan_run(
+    model: str | Path | None, device: str, n_ctx: int | None = None, threads: int | None = None
+) -> RunPlan:
+    """Everything decided before loading; raises ModelTooBigError when it will not fit.
+
+    threads: a fixed thread count; None lets the back end follow the machine's load.
+    """
     path = resolve_model(model)
-    return backend_for(path).plan(path, device, n_ctx)
+    plan = backend_for(path).plan(path, device, n_ctx)
+    return plan if threads is None else dataclasses.replace(plan, threads=threads)
 
 
 def open_runtime(plan: RunPlan, verbose: bool = False) -> Runtime:

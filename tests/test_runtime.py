@@ -61,3 +61,75 @@ def test_failing_build_reports_its_error(tiny_model: Path, isolated_cache: Path)
 def test_decode_rate_ignores_the_first_token() -> None:
     assert decode_rate(11, first_token_at=1.0, last_token_at=2.0) == pytest.approx(10.0)
     assert decode_rate(1, first_token_at=1.0, last_token_at=1.0) == 0.0
+
+
+def _generate(model: Path, prompt: str, params: SamplingParams, threads: int | None = 1) -> str:
+    runtime = open_runtime(plan_run(model, "cpu", 256, threads=threads))
+    try:
+        return runtime.generate(runtime.prompt_tokens(prompt), params).text
+    finally:
+        runtime.close()
+
+
+def test_an_explicit_thread_count_is_used(tiny_model: Path) -> None:
+    runtime = open_runtime(plan_run(tiny_model, "cpu", 256, threads=1))
+    try:
+        stats = runtime.generate(runtime.prompt_tokens("a b"), SamplingParams(max_tokens=4)).stats
+    finally:
+        runtime.close()
+    assert stats.threads == 1
+
+
+def test_auto_threads_stay_within_the_profile(tiny_model: Path) -> None:
+    plan = plan_run(tiny_model, "cpu", 256)
+    runtime = open_runtime(plan)
+    try:
+        stats = runtime.generate(runtime.prompt_tokens("a b"), SamplingParams(max_tokens=4)).stats
+    finally:
+        runtime.close()
+    assert plan.threads is None and 1 <= stats.threads <= plan.profile.threads
+
+
+def test_sampling_semantics_follow_llama_cli(tiny_model: Path) -> None:
+    greedy = SamplingParams(max_tokens=24, temperature=0.0)
+    text = _generate(tiny_model, "the music of the river", greedy)
+    assert text  # the tiny model always has something to say
+    # top-k 1 leaves only the argmax, whatever the temperature: greedy again.
+    top1 = SamplingParams(max_tokens=24, temperature=1.5, top_k=1, seed=3)
+    assert _generate(tiny_model, "the music of the river", top1) == text
+    # A seed fixes a sampled text; a hot, unfiltered draw leaves the greedy path.
+    hot = SamplingParams(max_tokens=24, temperature=5.0, top_k=0, top_p=1.0, min_p=0.0, seed=7)
+    first = _generate(tiny_model, "the music of the river", hot)
+    assert _generate(tiny_model, "the music of the river", hot) == first
+    assert first != text
+
+
+def test_a_later_turn_reuses_the_cache_and_matches_a_fresh_run(tiny_model: Path) -> None:
+    """Chat turns share a prefix: only the new tokens are evaluated, with the same result."""
+    greedy = SamplingParams(max_tokens=12, temperature=0.0)
+    runtime = open_runtime(plan_run(tiny_model, "cpu", 256, threads=1))
+    try:
+        first = runtime.generate(runtime.prompt_tokens("the river"), greedy)
+        longer = runtime.prompt_tokens("the river" + first.text + " and the sea")
+        second = runtime.generate(longer, greedy)
+        held = [int(t) for t in runtime.llm.input_ids[: runtime.llm.n_tokens]]  # type: ignore[attr-defined]
+    finally:
+        runtime.close()
+    assert second.stats.prompt_tokens == len(longer)
+    assert held[: len(longer)] == longer  # the Llama object knows what the cache holds
+    assert second.text == _generate(tiny_model, "the river" + first.text + " and the sea", greedy)
+
+
+def test_the_bias_scorer_sees_a_cache_left_by_generation(tiny_model: Path) -> None:
+    from edgekit.bias.scoring import LogProbScorer
+
+    runtime = open_runtime(plan_run(tiny_model, "cpu", 256, threads=1))
+    try:
+        scorer = LogProbScorer(runtime.llm)  # type: ignore[attr-defined]
+        before = scorer.text_logprob("the river", " runs").total
+        runtime.generate(runtime.prompt_tokens("something else"), SamplingParams(max_tokens=6))
+        after = scorer.text_logprob("the river", " runs").total
+        scorer.close()
+    finally:
+        runtime.close()
+    assert after == pytest.approx(before, abs=1e-4)

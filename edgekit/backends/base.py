@@ -21,6 +21,7 @@ class RunPlan:
     n_ctx: int
     estimate: MemoryEstimate
     backend: str = "llama_cpp"
+    threads: int | None = None  # a fixed thread count (-t); None lets the back end choose
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class GenerationStats:
     total_s: float
     peak_rss_bytes: int
     stop_reason: str  # "eos" or "length"
+    threads: int = 0  # decode threads at the end of the generation; 0 where not known
 
     def to_dict(self) -> dict[str, float | int | str]:
         return dict(asdict(self))
@@ -56,6 +58,7 @@ class GenerationStats:
             f"decode {self.generated_tokens} tok @ {self.decode_tokens_per_s:.1f} tok/s | "
             f"TTFT {self.time_to_first_token_s * 1000:.0f} ms | "
             f"peak RSS {self.peak_rss_bytes / 2**20:.0f} MiB"
+            + (f" | {self.threads} thread{'s' if self.threads > 1 else ''}" if self.threads else "")
         )
 
 

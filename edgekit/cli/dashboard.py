@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from edgekit.cli.options import ThreadsOption
 from edgekit.cli.render import user_errors
 
 
@@ -24,6 +25,7 @@ def dashboard_command(
     ] = 256,
     temperature: Annotated[float, typer.Option("--temp", help="Temperature; 0 is greedy.")] = 0.8,
     seed: Annotated[int, typer.Option("--seed", "-s", help="-1 picks a random seed.")] = -1,
+    threads: ThreadsOption = None,
 ) -> None:
     """Chat with a model while watching its memory, speed, precision and device budget live."""
     try:
@@ -42,4 +44,4 @@ def dashboard_command(
         temperature=temperature,
         seed=0xFFFFFFFF if seed < 0 else seed,
     )
-    run_dashboard(model, device, ctx, params)
+    run_dashboard(model, device, ctx, params, threads=threads)

@@ -14,3 +14,13 @@ EvalFileOpt = Annotated[
     typer.Option("--eval-file", help="Evaluation text (default: the system's GPL-3 text)."),
 ]
 WindowsOpt = Annotated[int, typer.Option("--eval-windows", help="Windows of 256 tokens.")]
+ThreadsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--threads",
+        "-t",
+        min=1,
+        help="Decode threads, as llama-cli's -t (default: one per core other work leaves free, "
+        "re-checked while decoding).",
+    ),
+]

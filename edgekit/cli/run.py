@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from edgekit.cli.options import ThreadsOption
 from edgekit.cli.render import err_console, mib, print_json, user_errors
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ def run_command(
     min_p: Annotated[float, typer.Option("--min-p")] = 0.05,
     repeat_penalty: Annotated[float, typer.Option("--repeat-penalty")] = 1.0,
     seed: Annotated[int, typer.Option("--seed", "-s", help="-1 picks a random seed.")] = -1,
+    threads: ThreadsOption = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON object (per chat turn).")
     ] = False,
@@ -51,7 +53,7 @@ def run_command(
     from edgekit.backends.base import SamplingParams
     from edgekit.runner import open_runtime, plan_run
 
-    plan = plan_run(model, device, ctx)
+    plan = plan_run(model, device, ctx, threads=threads)
     if not as_json:
         _announce(plan)
     params = SamplingParams(
@@ -91,9 +93,15 @@ def _announce(plan: RunPlan) -> None:
     i, p, e = plan.info, plan.profile, plan.estimate
     err_console.print(
         f"[dim]{i.name} ({i.file_type}, {i.bits_per_weight:.2f} bpw) on {p.name}: "
-        f"{p.threads} threads, ctx {plan.n_ctx}, est. {mib(e.against_budget)} of "
+        f"{_threads_label(plan)}, ctx {plan.n_ctx}, est. {mib(e.against_budget)} of "
         f"{mib(e.budget)} budget[/dim]"
     )
+
+
+def _threads_label(plan: RunPlan) -> str:
+    if plan.threads is not None:
+        return f"{plan.threads} threads"
+    return f"up to {plan.profile.threads} threads (fewer while other work holds cores)"
 
 
 def _complete(

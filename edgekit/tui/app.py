@@ -74,10 +74,15 @@ class DashboardApp(App[None]):
         monitor: Monitor | None = None,
         live_metrics: bool = True,
         autoload: bool = True,
+        threads: int | None = None,
     ) -> None:
-        """`live_metrics=False` and `autoload=False` let tests feed fixed data instead."""
+        """`live_metrics=False` and `autoload=False` let tests feed fixed data instead.
+
+        threads: a fixed decode thread count; None follows the load (the UI's own included).
+        """
         super().__init__()
         self.model, self.device, self.n_ctx = model, device, n_ctx
+        self.threads = threads
         self.params = params or SamplingParams()
         self.monitor = monitor or Monitor()
         self.live_metrics, self.autoload = live_metrics, autoload
@@ -166,7 +171,7 @@ class DashboardApp(App[None]):
         previous: Runtime | None,
     ) -> None:
         try:
-            plan = plan_run(model, device, n_ctx)
+            plan = plan_run(model, device, n_ctx, threads=self.threads)
             self.post_from_worker(PlanReady(plan))
             # A message, not call_from_thread: that blocks, and would hang a quit mid-load.
             self.post_from_worker(BiasScores(bias_summary(plan)))
@@ -345,6 +350,10 @@ def bias_summary(plan: RunPlan) -> dict[str, Any]:
 
 
 def run_dashboard(
-    model: str | Path | None, device: str, n_ctx: int | None, params: SamplingParams
+    model: str | Path | None,
+    device: str,
+    n_ctx: int | None,
+    params: SamplingParams,
+    threads: int | None = None,
 ) -> None:
-    DashboardApp(str(model) if model else None, device, n_ctx, params).run()
+    DashboardApp(str(model) if model else None, device, n_ctx, params, threads=threads).run()

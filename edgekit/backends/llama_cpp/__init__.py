@@ -51,7 +51,9 @@ class LlamaCppBackend:
         from edgekit.backends.llama_cpp.runtime import LlamaCppRuntime
 
         ensure_build_works(plan.info.path, plan.profile.threads)
-        return LlamaCppRuntime(plan.info, plan.profile, plan.n_ctx, verbose=verbose)
+        return LlamaCppRuntime(
+            plan.info, plan.profile, plan.n_ctx, verbose=verbose, threads=plan.threads
+        )
 
     def evaluate(
         self,

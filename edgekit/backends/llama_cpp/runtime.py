@@ -17,6 +17,8 @@ from edgekit.backends.base import (
     TokenCallback,
     decode_rate,
 )
+from edgekit.backends.llama_cpp.sampler import NativeSampler, PieceDecoder
+from edgekit.backends.llama_cpp.threads import ThreadGovernor
 from edgekit.devices import DeviceProfile
 from edgekit.errors import (
     EmptyPromptError,
@@ -47,17 +49,25 @@ def fallback_chat_template(architecture: str) -> str:
 
 class LlamaCppRuntime:
     def __init__(
-        self, info: ModelInfo, profile: DeviceProfile, n_ctx: int, verbose: bool = False
+        self,
+        info: ModelInfo,
+        profile: DeviceProfile,
+        n_ctx: int,
+        verbose: bool = False,
+        threads: int | None = None,
     ) -> None:
+        """threads: a fixed count (-t); None measures the load before each turn (see threads.py)."""
         self.lib = import_llama_cpp()
         self.info = info
         self.n_ctx = n_ctx
+        self.governor = ThreadGovernor(profile.threads, fixed=threads)
+        self.governor.start()
         try:
             self.llm: Any = self.lib.Llama(
                 model_path=str(info.path),
                 n_ctx=n_ctx,
-                n_threads=profile.threads,
-                n_threads_batch=profile.threads,
+                n_threads=self.governor.current,
+                n_threads_batch=self.governor.current,
                 n_gpu_layers=profile.gpu_layers,
                 n_batch=profile.batch,
                 n_ubatch=profile.ubatch,
@@ -76,6 +86,9 @@ class LlamaCppRuntime:
                 "run with --verbose to see llama.cpp's log.",
             ) from None
         self._vocab = self.llm._model.vocab
+        self._n_batch = int(self.llm.n_batch)
+        self._piece = PieceDecoder(self.lib, self._vocab)
+        self._one = (self.lib.llama_token * 1)()
         self.notes: list[str] = []
         if profile.gpu_layers != 0 and not self.lib.llama_supports_gpu_offload():
             self.notes.append(
@@ -131,10 +144,10 @@ class LlamaCppRuntime:
         params: SamplingParams,
         on_token: TokenCallback | None = None,
     ) -> GenerationResult:
-        llm, lib = self.llm, self.lib
+        lib, ctx = self.lib, self.llm.ctx
         max_tokens = min(params.max_tokens, self.n_ctx - len(tokens))
-        llm.set_seed(params.seed)
-        lib.llama_perf_context_reset(llm.ctx)
+        self._set_threads(self.governor.before_turn())
+        lib.llama_perf_context_reset(ctx)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         pieces: list[str] = []
 
@@ -144,31 +157,33 @@ class LlamaCppRuntime:
                 if on_token:
                     on_token(piece)
 
+        sampler = NativeSampler(lib, ctx, self._vocab, params)
         n_sampled, n_generated, first_at, last_at, stop = 0, 0, None, 0.0, "length"
         start = time.perf_counter()
-        stream = llm.generate(
-            tokens,
-            top_k=params.top_k,
-            top_p=params.top_p,
-            min_p=params.min_p,
-            temp=params.temperature,
-            repeat_penalty=params.repeat_penalty,
-        )
-        for token in stream:
-            last_at = time.perf_counter()
-            first_at = first_at or last_at
-            n_sampled += 1
-            if lib.llama_vocab_is_eog(self._vocab, token):
-                stop = "eos"
-                break
-            n_generated += 1
-            # Incremental decoding: a multi-byte character can span several tokens.
-            emit(decoder.decode(llm.detokenize([token], special=False)))
-            if n_generated >= max_tokens:
-                break
-        stream.close()
+        try:
+            self._eval_prompt(tokens)
+            sampler.accept_prompt(tokens)
+            while n_generated < max_tokens:
+                token = sampler.sample()
+                last_at = time.perf_counter()
+                first_at = first_at or last_at
+                n_sampled += 1
+                if lib.llama_vocab_is_eog(self._vocab, token):
+                    stop = "eos"
+                    break
+                n_generated += 1
+                # Incremental decoding: a multi-byte character can span several tokens.
+                emit(decoder.decode(self._piece(token)))
+                if n_generated >= max_tokens:
+                    break
+                changed = self.governor.during_turn()
+                if changed is not None:
+                    self._set_threads(changed)
+                self._eval([token])
+        finally:
+            sampler.close()
         emit(decoder.decode(b"", final=True))
-        perf = lib.llama_perf_context(llm.ctx)
+        perf = lib.llama_perf_context(ctx)
         stats = GenerationStats(
             prompt_tokens=len(tokens),
             generated_tokens=n_generated,
@@ -180,5 +195,50 @@ class LlamaCppRuntime:
             total_s=time.perf_counter() - start,
             peak_rss_bytes=peak_rss_bytes(),
             stop_reason=stop,
+            threads=self.threads,
         )
         return GenerationResult("".join(pieces), stats)
+
+    @property
+    def threads(self) -> int:
+        return int(self.lib.llama_n_threads(self.llm.ctx))
+
+    def _set_threads(self, n: int) -> None:
+        if n != self.threads:
+            # Prompt batches scale with threads where decode barely does, but a busy core
+            # stalls both alike, so both follow the load.
+            self.lib.llama_set_n_threads(self.llm.ctx, n, n)
+
+    def _eval_prompt(self, tokens: list[int]) -> None:
+        """Evaluate what the KV cache does not already hold of `tokens` (chat turns share a
+        prefix). The Llama object's input_ids/n_tokens say what the cache holds, so its own
+        methods and the bias scorer (which resets it) stay consistent with this loop."""
+        llm, lib = self.llm, self.lib
+        held = [int(t) for t in llm.input_ids[: llm.n_tokens]]
+        keep = 0
+        for a, b in zip(held, tokens[:-1], strict=False):  # the last token is always re-run
+            if a != b:
+                break
+            keep += 1
+        mem = lib.llama_get_memory(llm.ctx)
+        if keep == 0 or not lib.llama_memory_seq_rm(mem, 0, keep, -1):
+            lib.llama_memory_clear(mem, True)
+            keep = 0
+        llm.n_tokens = keep
+        for lo in range(keep, len(tokens), self._n_batch):
+            self._eval(tokens[lo : lo + self._n_batch])
+
+    def _eval(self, chunk: list[int]) -> None:
+        llm = self.llm
+        n = len(chunk)
+        if n == 1:
+            self._one[0] = chunk[0]
+            arr = self._one
+        else:
+            arr = (self.lib.llama_token * n)(*chunk)
+        rc = self.lib.llama_decode(llm.ctx, self.lib.llama_batch_get_one(arr, n))
+        if rc != 0:
+            llm.n_tokens = 0
+            raise RuntimeBackendError(f"llama_decode failed (code {rc})")
+        llm.input_ids[llm.n_tokens : llm.n_tokens + n] = chunk
+        llm.n_tokens += n

@@ -35,7 +35,11 @@ class OnnxBackend:
     def open(self, plan: RunPlan, verbose: bool = False) -> OnnxRuntime:
         from edgekit.backends.onnx.runtime import OnnxRuntime
 
-        return OnnxRuntime(plan.info.path, plan.profile, plan.n_ctx)
+        # onnxruntime's pool takes a fixed size only: -t sets it, else the profile's count.
+        profile = (
+            plan.profile if plan.threads is None else replace(plan.profile, threads=plan.threads)
+        )
+        return OnnxRuntime(plan.info.path, profile, plan.n_ctx)
 
     def evaluate(
         self,
