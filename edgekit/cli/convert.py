@@ -15,7 +15,9 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from edgekit.cli.render import err_console, mib, out_console, print_json, user_errors
+from edgekit.cli.eval import eval_rows, print_eval_table
+from edgekit.cli.options import EvalFileOpt, JsonOpt, ThreadsOpt, WindowsOpt
+from edgekit.cli.render import err_console, mib, out_console, print_json, progress_bar, user_errors
 from edgekit.errors import ConversionError, PlanError
 
 if TYPE_CHECKING:
