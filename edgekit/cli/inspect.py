@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
 from edgekit.cli.options import JsonOpt
-from edgekit.cli.render import kv_table, mib, out_console, print_json, user_errors
+from edgekit.cli.render import err_console, kv_table, mib, out_console, print_json, user_errors
 
 if TYPE_CHECKING:
     from edgekit.gguf_file import ModelInfo
@@ -23,7 +24,7 @@ def inspect_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Architecture, tensor types, bits per weight, metadata and memory per device profile."""
-    from edgekit.devices import all_profiles
+    from edgekit.devices import scan_profiles
     from edgekit.gguf_file import model_info as to_info
     from edgekit.gguf_file import read_header
     from edgekit.memory import estimate_memory
@@ -31,7 +32,10 @@ def inspect_command(
 
     header = read_header(resolve_model(model))
     info = to_info(header)
-    estimates = {p.name: estimate_memory(info, p) for p in all_profiles()}
+    entries = scan_profiles()
+    # A broken profile of the user's only costs its own row, never the whole command.
+    broken = {e.name: e.error for e in entries if e.error is not None}
+    estimates = {e.name: estimate_memory(info, e.profile) for e in entries if e.profile}
     if as_json:
         print_json(
             {
@@ -40,6 +44,7 @@ def inspect_command(
                 "types": {k: {"tensors": c, "bytes": b} for k, (c, b) in info.types.items()},
                 "tensors": [_tensor_row(t) for t in info.tensors] if tensors else None,
                 "memory": {name: e.to_dict() for name, e in estimates.items()},
+                "broken_profiles": {name: e.to_dict() for name, e in broken.items()},
             }
         )
         return
@@ -49,6 +54,8 @@ def inspect_command(
     if tensors:
         _print_tensors(info)
     _print_memory(estimates)
+    for name, error in broken.items():
+        err_console.print(f"note: device profile {name} is broken: {error.message}", markup=False)
 
 
 def _summary(info: ModelInfo) -> dict[str, Any]:
@@ -75,6 +82,10 @@ def _jsonable(value: Any) -> Any:
 
     if isinstance(value, SkippedArray):
         return f"[{value.length} x {value.item_type.name}]"
+    if isinstance(value, list) and len(value) > 64:  # per-layer arrays: summarised like the rest
+        return f"[{len(value)} values]"
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # JSON has no NaN
     return value
 
 
@@ -94,7 +105,8 @@ def _print_types(info: ModelInfo) -> None:
     for col in ("type", "tensors", "size", "share"):
         table.add_column(col, justify="left" if col == "type" else "right")
     for name, (count, size) in info.types.items():
-        table.add_row(name, str(count), mib(size), f"{size / info.tensor_bytes:.1%}")
+        share = size / info.tensor_bytes if info.tensor_bytes else 0.0
+        table.add_row(name, str(count), mib(size), f"{share:.1%}")
     out_console.print(table)
 
 
