@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from edgekit.cli.checks import check_generation_options
 from edgekit.cli.render import user_errors
 
 
@@ -26,6 +27,7 @@ def dashboard_command(
     seed: Annotated[int, typer.Option("--seed", "-s", help="-1 picks a random seed.")] = -1,
 ) -> None:
     """Chat with a model while watching its memory, speed, precision and device budget live."""
+    check_generation_options(max_tokens=max_tokens, ctx=ctx, temperature=temperature, seed=seed)
     try:
         from edgekit.tui.app import run_dashboard
     except ImportError as e:

@@ -7,11 +7,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from edgekit.cli.checks import check_generation_options, check_text
 from edgekit.cli.render import err_console, mib, print_json, user_errors
+from edgekit.errors import PromptEncodingError
 
 if TYPE_CHECKING:
-    from edgekit.runner import RunPlan
     from edgekit.backends.base import GenerationResult, Runtime, SamplingParams
+    from edgekit.runner import RunPlan
 
 
 @user_errors
@@ -48,9 +50,21 @@ def run_command(
     ] = False,
 ) -> None:
     """Run a model on a device profile, streaming tokens, then report speed and memory."""
-    from edgekit.runner import open_runtime, plan_run
     from edgekit.backends.base import SamplingParams
+    from edgekit.runner import open_runtime, plan_run
 
+    check_generation_options(
+        max_tokens=max_tokens,
+        ctx=ctx,
+        temperature=temperature,
+        seed=seed,
+        top_p=top_p,
+        top_k=top_k,
+        min_p=min_p,
+        repeat_penalty=repeat_penalty,
+    )
+    if prompt is not None:
+        check_text(prompt)
     plan = plan_run(model, device, ctx)
     if not as_json:
         _announce(plan)
@@ -112,7 +126,12 @@ def _chat(runtime: Runtime, plan: RunPlan, params: SamplingParams, as_json: bool
     while True:
         if interactive and not as_json:
             err_console.print("[bold cyan]> [/bold cyan]", end="")
-        line = sys.stdin.readline()
+        try:
+            line = check_text(sys.stdin.readline(), "the chat message")
+        except UnicodeDecodeError as e:
+            raise PromptEncodingError(
+                f"the chat message is not valid UTF-8 text ({e.reason})"
+            ) from None
         if not line or line.strip() in {"/exit", "/quit"}:
             break
         if not line.strip():
