@@ -222,7 +222,9 @@ def set_field(lay: Layout, header: bytes, rng: random.Random) -> tuple[bytes, in
         struct.pack_into("<Q", b, off, rng.choice(EDGE_U64))
     elif fmt in ("<I", "<i"):
         struct.pack_into("<I", b, off, rng.choice(EDGE_U32))
-    elif fmt in ("<f", "<d"):
+    elif fmt == "<f":
+        struct.pack_into(fmt, b, off, rng.choice([*EDGE_FLOATS[:5], 3.4e38, 0.5]))
+    elif fmt == "<d":
         struct.pack_into(fmt, b, off, rng.choice(EDGE_FLOATS))
     else:
         b[off] = rng.randrange(256)

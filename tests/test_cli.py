@@ -266,14 +266,14 @@ def test_error_panel_wraps_on_a_narrow_terminal() -> None:
     from rich.console import Console
 
     from edgekit.cli import render
-    from edgekit.errors import ProfileKeyError
+    from edgekit.errors import EdgekitError
 
     message = "device profile /x/" + "y" * 90 + "/mine.toml: unknown key [runtime] 'gpu_layer'"
     console = Console(file=io.StringIO(), force_terminal=True, width=40, color_system=None)
     original = render.err_console
     render.err_console = console
     try:
-        render.render_error(ProfileKeyError(message, hint="Valid keys in [runtime]: threads."))
+        render.render_error(EdgekitError(message, hint="Valid keys in [runtime]: threads."))
     finally:
         render.err_console = original
     text = console.file.getvalue()  # type: ignore[attr-defined]
