@@ -3,7 +3,9 @@
 Mutants (tests/mutators.py) of three GGUF seeds, the two tiny test models (built here) and the
 default model's real header (262k-token vocabulary; its tensor data is a sparse hole, never read),
 plus the built-in profiles. Each outcome must be a valid result or a clean EdgekitError, within
-2 s and 500 MB of resident memory, with no negative memory estimate.
+2 s of CPU time and 500 MB of resident memory, with no negative memory estimate. (CPU time, not
+wall time, decides "over 2 s": on a shared machine a case's wall time also holds other processes'
+load; the largest wall time is printed too.)
 
     python benchmarks/fuzz_readers.py --n 20000        # the run quoted in the README
     python benchmarks/fuzz_readers.py --quick          # 1,000 mutants
@@ -99,12 +101,13 @@ def main() -> int:
                 s.big,
                 s.negative,
                 f"{max((x.seconds for x in o), default=0):.3f}",
+                f"{max((x.wall_seconds for x in o), default=0):.3f}",
                 f"{max((x.peak_bytes for x in o), default=0) / 2**20:.1f}",
             ]
         )
     columns = ["target", "mutants", "valid", "clean errors", "uncaught"]
-    columns += [f"> {TIME_LIMIT_S:.0f} s", f"> {MEMORY_LIMIT // 2**20} MB", "negative est."]
-    columns += ["max s", "max MB"]
+    columns += [f"> {TIME_LIMIT_S:.0f} s CPU", f"> {MEMORY_LIMIT // 2**20} MB", "negative est."]
+    columns += ["max CPU s", "max wall s", "max MB"]
     print_table(f"Reader fuzz, seed {args.seed} ({elapsed:.0f} s)", columns, rows)
     kinds: dict[str, int] = {}
     for s in results.values():

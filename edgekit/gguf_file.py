@@ -34,6 +34,7 @@ from edgekit.errors import (
     HeaderLimitError,
     MetadataTypeError,
     MetadataValueError,
+    ModelFileError,
     ModelNotFoundError,
     NotAGGUFError,
     TensorInfoError,
@@ -254,8 +255,13 @@ def read_header(path: str | Path) -> GGUFHeader:
     size = p.stat().st_size
     if size < 24:
         raise NotAGGUFError(f"{p} is not a GGUF file ({size} bytes)")
-    with p.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-        return _parse(_Cursor(buf, p), size)
+    try:
+        with p.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+            return _parse(_Cursor(buf, p), size)
+    except OSError as e:  # unreadable (permissions), or a special file mmap refuses
+        raise ModelFileError(
+            f"cannot read {p}: {e.strerror or e}", hint="Check the path."
+        ) from None
 
 
 def _parse(cur: _Cursor, size: int) -> GGUFHeader:

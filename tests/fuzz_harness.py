@@ -2,9 +2,10 @@
 
 Shared by tests/test_fuzz_readers.py (a few hundred mutants in CI) and benchmarks/fuzz_readers.py
 (the long run). An outcome is fine when it is a valid result or a clean EdgekitError; it is a
-finding when it is any other exception, takes over TIME_LIMIT_S, grows the process over
-MEMORY_LIMIT (peak resident memory during the case: Linux's VmHWM, reset before each case), or
-yields a negative memory estimate.
+finding when it is any other exception, takes over TIME_LIMIT_S of CPU time (its own work; wall
+time on a shared machine also holds other processes' load, so it is only recorded), grows the
+process over MEMORY_LIMIT (peak resident memory during the case: Linux's VmHWM, reset before each
+case), or yields a negative memory estimate.
 """
 
 from __future__ import annotations
@@ -41,9 +42,10 @@ class Outcome:
     mutator: str
     case: int
     kind: str  # "ok", "error:<class>", or "uncaught:<class>"
-    seconds: float
+    seconds: float  # CPU time of the case
     peak_bytes: int
     negative_estimate: bool = False
+    wall_seconds: float = 0.0
 
     @property
     def finding(self) -> bool:
@@ -126,7 +128,7 @@ def _reset_peak() -> int:
 
 def _run(target: str, mutator: str, case: int, work: Callable[[], bool]) -> Outcome:
     base = _reset_peak()
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     negative = False
     signal.setitimer(signal.ITIMER_REAL, HARD_STOP_S)
     try:
@@ -138,9 +140,9 @@ def _run(target: str, mutator: str, case: int, work: Callable[[], bool]) -> Outc
         kind = f"uncaught:{type(e).__name__}: {str(e)[:120]}"
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
-    seconds = time.perf_counter() - start
+    cpu, wall = time.process_time() - cpu_start, time.perf_counter() - start
     peak = max(0, _status_kib("VmHWM") * 1024 - base)
-    return Outcome(target, mutator, case, kind, seconds, peak, negative)
+    return Outcome(target, mutator, case, kind, cpu, peak, negative, wall)
 
 
 def check_model(path: Path, profiles: list[DeviceProfile]) -> bool:

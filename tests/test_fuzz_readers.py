@@ -23,7 +23,7 @@ N_PROFILES = 500
 
 def _report(summary: Summary) -> str:
     return "\n".join(
-        f"{o.target} {o.mutator} case {o.case}: {o.kind} ({o.seconds:.2f} s, "
+        f"{o.target} {o.mutator} case {o.case}: {o.kind} ({o.seconds:.2f} s CPU, "
         f"{o.peak_bytes / 2**20:.0f} MB{', negative estimate' if o.negative_estimate else ''})"
         for o in summary.findings()[:20]
     )

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import struct
 import time
 from pathlib import Path
@@ -202,3 +203,16 @@ def test_duplicate_keys_are_corrupt(tiny_model: Path, tmp_path: Path) -> None:
 def test_every_file_error_is_a_model_file_error() -> None:
     for cls in (HeaderLimitError, MetadataTypeError, MetadataValueError, TensorInfoError):
         assert issubclass(cls, CorruptModelError) and issubclass(cls, ModelFileError)
+
+
+def test_unreadable_file_is_a_model_file_error(tiny_model: Path, tmp_path: Path) -> None:
+    locked = tmp_path / "locked.gguf"
+    locked.write_bytes(tiny_model.read_bytes())
+    locked.chmod(0)
+    try:
+        if os.access(locked, os.R_OK):
+            pytest.skip("running as a user that reads any file (root)")
+        with pytest.raises(ModelFileError, match="cannot read"):
+            read_header(locked)
+    finally:
+        locked.chmod(0o600)

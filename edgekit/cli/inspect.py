@@ -82,8 +82,8 @@ def _jsonable(value: Any) -> Any:
 
     if isinstance(value, SkippedArray):
         return f"[{value.length} x {value.item_type.name}]"
-    if isinstance(value, list) and len(value) > 64:  # per-layer arrays: summarised like the rest
-        return f"[{len(value)} values]"
+    if isinstance(value, list):  # per-layer arrays are kept; long ones are summarised
+        return f"[{len(value)} values]" if len(value) > 64 else [_jsonable(v) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)  # JSON has no NaN
     return value

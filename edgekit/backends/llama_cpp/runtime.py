@@ -90,7 +90,8 @@ def check_loaded_model(lib: ModuleType, llm: Any, info: ModelInfo) -> None:
     first = bos if bos >= 0 else ([*llm.tokenize(b"the", add_bos=False), 0])[0]
     try:
         llm.eval([first])
-        logits = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(n_vocab,))
+        pointer = llm._ctx.get_logits()  # NULL for models without an output head (embeddings)
+        logits = np.ctypeslib.as_array(pointer, shape=(n_vocab,)) if pointer else np.zeros(1)
         n_bad = int(np.count_nonzero(~np.isfinite(logits)))
     finally:
         # Leave the context as loaded: generation starts from an empty KV cache.
