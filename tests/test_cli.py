@@ -317,3 +317,13 @@ def test_shadowed_builtin_is_reported(user_config: Path) -> None:
     code, out, _ = invoke("devices", "--json")
     cpu = next(p for p in json.loads(out) if p["name"] == "cpu")
     assert cpu["user"] and cpu["shadows"].endswith("cpu.toml")
+
+
+def test_names_from_the_file_are_text_not_markup(tiny_model: Path, tmp_path: Path) -> None:
+    # A model's name is the file's to choose; rich markup in it used to crash the banner.
+    hostile = "[/dim]oops[bold"
+    bad = _edited(tiny_model, tmp_path, **{"general.name": hostile})
+    code, out, err = invoke("run", str(bad), "-p", "the city", "-n", "2")
+    assert code == 0 and hostile in err
+    code, out, _ = invoke("inspect", str(bad), "--tensors")
+    assert code == 0 and hostile in out

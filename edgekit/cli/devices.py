@@ -35,12 +35,14 @@ def devices_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     for e in entries:
         p = e.profile
         if p is None:
-            table.add_row(e.name, "", "", "", "", Text("broken: see below", style="red"))
+            table.add_row(Text(e.name), "", "", "", "", Text("broken: see below", style="red"))
             continue
         gpu = "all" if p.gpu_layers < 0 else str(p.gpu_layers)
         budget = f"{mib(p.memory_budget_bytes)} ({p.budget_source})"
         note = " (your file; replaces the built-in)" if e.shadows else ""
-        table.add_row(p.name, str(p.threads), gpu, str(p.context), budget, p.description + note)
+        # Text, not markup: names and descriptions come from the user's files.
+        row = (p.name, str(p.threads), gpu, str(p.context), budget, p.description + note)
+        table.add_row(*(Text(cell) for cell in row))
     out_console.print(table)
     for e in entries:
         if e.error is not None:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from edgekit.cli.options import JsonOpt
 from edgekit.cli.render import err_console, kv_table, mib, out_console, print_json, user_errors
@@ -119,7 +120,8 @@ def _print_tensors(info: ModelInfo) -> None:
     for col in ("name", "shape", "type", "size"):
         table.add_column(col)
     for t in info.tensors:
-        table.add_row(t.name, "x".join(map(str, t.shape)), t.ggml_type.name, mib(t.n_bytes))
+        # Text, not markup: tensor names come from the file.
+        table.add_row(Text(t.name), "x".join(map(str, t.shape)), t.ggml_type.name, mib(t.n_bytes))
     out_console.print(table)
 
 
@@ -129,7 +131,7 @@ def _print_memory(estimates: dict[str, Any]) -> None:
         table.add_column(col, justify="left" if col == "device" else "right")
     for name, e in estimates.items():
         table.add_row(
-            name,
+            Text(name),
             str(e.context),
             mib(e.weights + e.repacked),
             mib(e.kv_cache),

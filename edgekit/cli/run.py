@@ -6,6 +6,7 @@ import sys
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.text import Text
 
 from edgekit.cli.checks import check_generation_options, check_text
 from edgekit.cli.render import err_console, mib, print_json, user_errors
@@ -91,7 +92,7 @@ def run_command(
             runtime.close()
             raise
     for note in runtime.notes:
-        err_console.print(f"[yellow]note: {note}[/yellow]")
+        err_console.print(Text(f"note: {note}", style="yellow"))
     try:
         if prompt is not None:
             _complete(runtime, plan, prompt, params, as_json)
@@ -103,11 +104,13 @@ def run_command(
 
 def _announce(plan: RunPlan) -> None:
     i, p, e = plan.info, plan.profile, plan.estimate
-    err_console.print(
-        f"[dim]{i.name} ({i.file_type}, {i.bits_per_weight:.2f} bpw) on {p.name}: "
+    # Text, not markup: the model's name comes from its file.
+    line = (
+        f"{i.name} ({i.file_type}, {i.bits_per_weight:.2f} bpw) on {p.name}: "
         f"{p.threads} threads, ctx {plan.n_ctx}, est. {mib(e.against_budget)} of "
-        f"{mib(e.budget)} budget[/dim]"
+        f"{mib(e.budget)} budget"
     )
+    err_console.print(Text(line, style="dim"))
 
 
 def _complete(
