@@ -56,8 +56,9 @@ from edgekit.gguf_values import (
 )
 
 # Limits checked BEFORE anything is allocated or looped over, so that a few edited bytes cannot make
-# the reader loop for minutes or fill memory. Each is far above any real model and at most
-# llama.cpp's own (ggml/src/gguf.cpp): a file over them would not load there either.
+# the reader loop for minutes or fill memory. Each is far above any released model. llama.cpp's
+# own (ggml/src/gguf.cpp: 2^30 elements or bytes) are looser: it allocates in C++, we in Python
+# objects, and we must stay fast (a full read of the default model's header takes ~30 ms of CPU).
 MAX_KV = 1 << 16  # real models have ~30-60 metadata keys
 MAX_TENSORS = 1 << 20  # the largest MoE files have a few thousand
 MAX_ARRAY = 1 << 24  # vocabularies and merges: ~300k at most today
@@ -252,13 +253,13 @@ def read_header(path: str | Path) -> GGUFHeader:
         raise ModelNotFoundError(f"model file not found: {p}", hint="Check the path.")
     if p.is_dir():
         raise NotAGGUFError(f"{p} is a directory, not a GGUF file")
-    size = p.stat().st_size
-    if size < 24:
-        raise NotAGGUFError(f"{p} is not a GGUF file ({size} bytes)")
     try:
+        size = p.stat().st_size
+        if size < 24:
+            raise NotAGGUFError(f"{p} is not a GGUF file ({size} bytes)")
         with p.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
             return _parse(_Cursor(buf, p), size)
-    except OSError as e:  # unreadable (permissions), or a special file mmap refuses
+    except OSError as e:  # unreadable (permissions), gone meanwhile, or a file mmap refuses
         raise ModelFileError(
             f"cannot read {p}: {e.strerror or e}", hint="Check the path."
         ) from None
