@@ -37,16 +37,11 @@ def print_json(obj: Any) -> None:
 
 
 def render_error(error: EdgekitError, as_json: bool = False) -> None:
-    """One error, never cropped: a panel that wraps (and folds long paths) on a terminal; whole
-    plain lines elsewhere (CI logs, 2>err.txt), where a fixed 80-column box would cut the path
-    or the key the message is about, and grep wants the line intact."""
+    """One error panel, never cropped. On a terminal it wraps (and folds long paths); elsewhere
+    (CI logs, 2>err.txt) rich would box it at 80 columns and cut off the path or key the message
+    is about, so the panel is made as wide as its longest line instead: every line stays whole."""
     if as_json:
         print_json(error.to_dict())
-        return
-    if not err_console.is_terminal:
-        lines = [f"edgekit: error: {error.message}"] + ([error.hint] if error.hint else [])
-        sys.stderr.write("\n".join(lines) + "\n")
-        sys.stderr.flush()
         return
     # Text, not markup: a message quoting a file name or a TOML table ("[runtime]") must not be
     # read as rich markup.
@@ -54,7 +49,16 @@ def render_error(error: EdgekitError, as_json: bool = False) -> None:
     if error.hint:
         body.append("\n" + error.hint, style="not bold")
     panel = Panel(body, title="edgekit: error", title_align="left", border_style="red")
-    err_console.print(panel, soft_wrap=False)
+    if err_console.is_terminal:
+        err_console.print(panel, soft_wrap=False)
+        return
+    widest = max((len(line) for line in body.plain.splitlines()), default=0)
+    saved = err_console._width  # no public way to widen one print past the console's width
+    err_console.width = max(widest + 4, 40)
+    try:
+        err_console.print(panel, soft_wrap=False)
+    finally:
+        err_console._width = saved
 
 
 def render_crash(error: Exception) -> None:
