@@ -33,8 +33,13 @@ def test_a_good_directory_passes(tmp_path: Path) -> None:
 
 
 def test_unknown_architecture(tmp_path: Path) -> None:
-    with pytest.raises(UnsupportedArchitectureError, match="falcon"):
-        check_hf_dir(hf_dir(tmp_path, model_type="falcon", arch="FalconForCausalLM"))
+    with pytest.raises(UnsupportedArchitectureError, match="wombat"):
+        check_hf_dir(hf_dir(tmp_path, model_type="wombat", arch="WombatForCausalLM"))
+
+
+def test_an_architecture_llama_cpp_knows_passes_the_checks(tmp_path: Path) -> None:
+    """falcon has no native mapping, but llama.cpp's converter handles it."""
+    assert check_hf_dir(hf_dir(tmp_path, model_type="falcon", arch="FalconForCausalLM"))
 
 
 def test_missing_tokenizer(tmp_path: Path) -> None:
