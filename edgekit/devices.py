@@ -2,7 +2,8 @@
 
 Built-in profiles are TOML files in `profiles/` (shipped in the wheel as edgekit.profiles); a user
 adds or overrides one by dropping NAME.toml into `~/.config/edgekit/profiles/` (see the README).
-"auto" values (threads, memory budget) are resolved against the machine at load time.
+Every file is checked against one schema (edgekit.profile_schema) before it is used; "auto" values
+(threads, memory budget) are resolved against the machine at load time.
 """
 
 from __future__ import annotations
@@ -10,17 +11,17 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import tomllib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 import psutil
-from gguf import GGMLQuantizationType, LlamaFileType
+from gguf import GGMLQuantizationType
 
 from edgekit.errors import ProfileError, UnknownDeviceError
 from edgekit.paths import user_profiles_dir
+from edgekit.profile_schema import check_profile, read_profile_toml
 
 MiB = 1024 * 1024
 
@@ -49,6 +50,8 @@ class DeviceProfile:
     source: str = ""
     swa_full: bool = False  # llama-server's default: sliding-window layers keep only the window
     extra: dict[str, Any] = field(default_factory=dict)
+    rpc: tuple[str, ...] = ()  # llama.cpp rpc-server workers, "host:port"
+    shadows: str = ""  # the built-in profile file this user file replaces
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -62,16 +65,52 @@ def _builtin_dir() -> Path:
     return Path(str(files("edgekit.profiles")))
 
 
+@dataclass(frozen=True)
+class ProfileEntry:
+    """One profile file as found on disk: parsed, or broken with the reason."""
+
+    name: str
+    path: Path
+    user: bool
+    shadows: Path | None  # the built-in file a user file of the same name replaces
+    profile: DeviceProfile | None
+    error: ProfileError | None
+
+
+def _user_files() -> list[Path]:
+    user_dir = user_profiles_dir()
+    try:
+        return sorted(user_dir.glob("*.toml")) if user_dir.is_dir() else []
+    except OSError:
+        return []  # an unreadable config folder is reported by the profile that needs it
+
+
 def _profile_files() -> dict[str, Path]:
     found = {p.stem: p for p in sorted(_builtin_dir().glob("*.toml"))}
-    user_dir = user_profiles_dir()
-    if user_dir.is_dir():
-        found.update({p.stem: p for p in sorted(user_dir.glob("*.toml"))})
+    found.update({p.stem: p for p in _user_files()})
     return found
 
 
 def profile_names() -> list[str]:
     return sorted(_profile_files())
+
+
+def scan_profiles() -> list[ProfileEntry]:
+    """Every profile, parsed one by one: a broken file is an entry with its error, so that it
+    only fails the commands that use it."""
+    builtin = {p.stem: p for p in _builtin_dir().glob("*.toml")}
+    entries = []
+    for name, path in sorted(_profile_files().items()):
+        user = path.parent != _builtin_dir()
+        shadows = builtin.get(name) if user else None
+        try:
+            profile = parse_profile(path)
+            if shadows is not None:
+                profile = replace(profile, shadows=str(shadows))
+            entries.append(ProfileEntry(name, path, user, shadows, profile, None))
+        except ProfileError as e:
+            entries.append(ProfileEntry(name, path, user, shadows, None, e))
+    return entries
 
 
 def load_profile(name: str) -> DeviceProfile:
@@ -82,79 +121,59 @@ def load_profile(name: str) -> DeviceProfile:
             hint=f"Known devices: {', '.join(sorted(paths))}. Add your own as "
             f"{user_profiles_dir() / (name + '.toml')}.",
         )
-    return parse_profile(paths[name])
+    profile = parse_profile(paths[name])
+    builtin = _builtin_dir() / f"{name}.toml"
+    if paths[name] != builtin and builtin.is_file():
+        profile = replace(profile, shadows=str(builtin))
+    return profile
 
 
 def all_profiles() -> list[DeviceProfile]:
-    return [load_profile(n) for n in profile_names()]
+    """The profiles that parse; see scan_profiles for the broken ones."""
+    return [e.profile for e in scan_profiles() if e.profile is not None]
 
 
 def parse_profile(path: Path) -> DeviceProfile:
-    try:
-        raw = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as e:
-        raise ProfileError(f"cannot read device profile {path}: {e}") from None
-    try:
-        return _build(raw, path)
-    except (KeyError, TypeError, ValueError) as e:
-        raise ProfileError(
-            f"device profile {path} is invalid: {e}",
-            hint="Compare it with a built-in profile: `edgekit devices show cpu`.",
-        ) from None
+    raw = read_profile_toml(path)
+    check_profile(raw, path)
+    return _build(raw, path)
 
 
 def _build(raw: dict[str, Any], path: Path) -> DeviceProfile:
+    """A DeviceProfile from a document check_profile accepted: types and ranges hold here."""
     rt = raw["runtime"]
     mem = raw.get("memory", {})
     budget, source = _memory_budget(mem)
-    gpu_budget = mem.get("budget_mb") == "auto-gpu" or mem.get("kind") == "gpu"
-    recommended = tuple(raw.get("weights", {}).get("recommended", []))
-    for w in recommended:
-        _check_weight_type(w)
     build = raw.get("build", {})
+    batch = rt.get("batch", 512)
     return DeviceProfile(
-        name=str(raw.get("name", path.stem)),
-        description=str(raw.get("description", "")),
-        backend=str(rt.get("backend", "llama.cpp")),
+        name=raw.get("name", path.stem),
+        description=raw.get("description", ""),
+        backend=rt.get("backend", "llama.cpp"),
         threads=_threads(rt.get("threads", "auto")),
-        gpu_layers=int(rt.get("gpu_layers", 0)),
-        context=_positive(rt.get("context", 4096), "context"),
-        batch=_positive(rt.get("batch", 512), "batch"),
-        ubatch=_positive(rt.get("ubatch", rt.get("batch", 512)), "ubatch"),
-        mmap=bool(rt.get("mmap", True)),
-        mlock=bool(rt.get("mlock", False)),
-        flash_attn=bool(rt.get("flash_attn", False)),
-        kv_cache_type=GGMLQuantizationType[str(rt.get("kv_cache_type", "F16")).upper()],
-        swa_full=bool(rt.get("swa_full", False)),
+        gpu_layers=rt.get("gpu_layers", 0),
+        context=rt.get("context", 4096),
+        batch=batch,
+        ubatch=rt.get("ubatch", batch),
+        mmap=rt.get("mmap", True),
+        mlock=rt.get("mlock", False),
+        flash_attn=rt.get("flash_attn", False),
+        kv_cache_type=GGMLQuantizationType[rt.get("kv_cache_type", "F16").upper()],
+        swa_full=rt.get("swa_full", False),
         memory_budget_bytes=budget,
         budget_source=source,
-        budget_is_gpu_memory=gpu_budget,
-        recommended_weights=recommended,
-        cmake_args=str(build.get("cmake_args", "")),
-        build_notes=str(build.get("notes", "")),
+        budget_is_gpu_memory=mem.get("budget_mb") == "auto-gpu" or mem.get("kind") == "gpu",
+        recommended_weights=tuple(raw.get("weights", {}).get("recommended", [])),
+        cmake_args=build.get("cmake_args", ""),
+        build_notes=build.get("notes", ""),
         onnx_providers=tuple(rt.get("onnx_providers", ["CPUExecutionProvider"])),
+        rpc=tuple(rt.get("rpc", [])),
         source=str(path),
     )
 
 
-def _positive(value: Any, what: str) -> int:
-    n = int(value)
-    if n <= 0:
-        raise ValueError(f"{what} must be positive, got {value!r}")
-    return n
-
-
-def _check_weight_type(name: str) -> None:
-    if name.upper() not in GGMLQuantizationType.__members__ and (
-        f"MOSTLY_{name.upper()}" not in LlamaFileType.__members__
-    ):
-        raise ValueError(f"unknown weight type {name!r} in [weights].recommended")
-
-
 def _threads(value: Any) -> int:
-    if value == "auto":
-        return host_threads()
-    return _positive(value, "threads")
+    return host_threads() if value == "auto" else int(value)
 
 
 def host_threads() -> int:
@@ -178,7 +197,7 @@ def _memory_budget(mem: dict[str, Any]) -> tuple[int, str]:
         if gpu is None:
             return int(mem.get("fallback_mb", 8192)) * MiB, "assumed GPU memory (no nvidia-smi)"
         return int(gpu * fraction), f"{fraction:.0%} of GPU memory"
-    return _positive(value, "budget_mb") * MiB, "profile budget"
+    return int(value) * MiB, "profile budget"
 
 
 def gpu_memory_bytes() -> int | None:

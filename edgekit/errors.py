@@ -41,6 +41,34 @@ class UnsupportedModelError(ModelFileError):
     pass
 
 
+class CorruptModelError(ModelFileError):
+    """The file is a GGUF but its header contradicts itself or the GGUF format."""
+
+
+class HeaderLimitError(CorruptModelError):
+    """A count, length or size in the header exceeds the file or a sane limit."""
+
+
+class MetadataTypeError(CorruptModelError):
+    """A metadata value has the wrong GGUF type (a string where a number belongs, ...)."""
+
+
+class MetadataValueError(CorruptModelError):
+    """A metadata value has the right type but an impossible value (zero heads, NaN, ...)."""
+
+
+class TensorInfoError(CorruptModelError):
+    """An entry of the tensor table is impossible (dimensions, name, offset)."""
+
+
+class ModelLoadError(ModelFileError):
+    """llama.cpp refused a file whose header edgekit reads cleanly."""
+
+
+class ModelSanityError(ModelFileError):
+    """The model loads but its first forward pass or its special tokens are broken."""
+
+
 class DefaultModelError(EdgekitError):
     """The embedded default model could not be installed or assembled."""
 
@@ -57,6 +85,18 @@ class ProfileError(DeviceError):
     """A device profile file is malformed."""
 
 
+class ProfileSyntaxError(ProfileError):
+    """The profile is not readable TOML (not UTF-8, bad syntax, nested too deep, too big)."""
+
+
+class ProfileKeyError(ProfileError):
+    """The profile has a key or table the schema does not know (or lacks a required one)."""
+
+
+class ProfileValueError(ProfileError):
+    """A profile value has the wrong type or is out of range."""
+
+
 class ModelTooBigError(DeviceError):
     """The memory estimate exceeds the device's budget; raised before loading."""
 
@@ -70,7 +110,26 @@ class EmptyPromptError(PromptError):
 
 
 class PromptTooLongError(PromptError):
-    pass
+    @classmethod
+    def for_prompt(cls, n_tokens: int, n_ctx: int, model_ctx: int) -> PromptTooLongError:
+        """The error with a context to suggest that is real: enough room, capped at the model's."""
+        message = f"the prompt is {n_tokens} tokens but the context holds {n_ctx}"
+        if n_tokens >= model_ctx:
+            hint = f"Shorten the prompt: it is longer than the model's context of {model_ctx}."
+        else:
+            # Room for the prompt and a reply of 256 tokens, in llama.cpp's 256-cell steps.
+            suggested = min(model_ctx, -(-(n_tokens + 256) // 256) * 256)
+            hint = f"Shorten the prompt or raise the context (--ctx {suggested}); the model's "
+            hint += f"maximum is {model_ctx}."
+        return cls(message, hint=hint)
+
+
+class PromptEncodingError(PromptError):
+    """The prompt is not valid UTF-8 text."""
+
+
+class OptionError(EdgekitError):
+    """A command-line option has an impossible value (-n 0, --ctx -5, --temp -1, ...)."""
 
 
 class RuntimeBackendError(EdgekitError):

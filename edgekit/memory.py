@@ -22,8 +22,9 @@ import psutil
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
 from edgekit.devices import DeviceProfile, MiB
-from edgekit.errors import ModelTooBigError
+from edgekit.errors import MetadataValueError, ModelTooBigError
 from edgekit.gguf_file import ModelInfo
+from edgekit.gguf_values import MAX_CONTEXT
 
 # Types llama.cpp's CPU back end repacks (ggml-cpu "extra" buffer types) on x86 and ARM.
 REPACKED_ON_CPU = frozenset(
@@ -82,7 +83,9 @@ def kv_cache_bytes(info: ModelInfo, n_ctx: int, ubatch: int, kv_type: GGMLQuanti
     width = (info.head_dim_k + info.head_dim_v) * info.n_head_kv
     full_cells = _pad(n_ctx)
     swa_cells = min(full_cells, _pad(info.sliding_window + ubatch))
-    cells = sum(swa_cells if i in info.swa_layers else full_cells for i in range(info.block_count))
+    # Counted, not looped over layers: the cost must not depend on what a header claims.
+    n_swa = sum(1 for i in info.swa_layers if 0 <= i < info.block_count)
+    cells = n_swa * swa_cells + (info.block_count - n_swa) * full_cells
     return cells * width * size // block
 
 
@@ -117,6 +120,7 @@ def estimate_memory(
 ) -> MemoryEstimate:
     """Peak memory of running `info` on `profile` with a context of n_ctx (profile's by default)."""
     ctx = n_ctx or profile.context
+    check_shape(info, ctx, profile.ubatch)
     on_cpu = profile.gpu_layers == 0
     if process_bytes is None:
         process_bytes = psutil.Process().memory_info().rss
@@ -132,6 +136,37 @@ def estimate_memory(
         budget_source=profile.budget_source,
         device_memory=profile.budget_is_gpu_memory,
     )
+
+
+def check_shape(info: ModelInfo, n_ctx: int, ubatch: int) -> None:
+    """Refuse a shape no model has before estimating with it: a negative or zero width would
+    give a negative estimate that always "fits". The GGUF reader checks the same on its side;
+    this also covers models described by other back ends (ONNX configs)."""
+    positive = {
+        "block count": info.block_count,
+        "embedding width": info.n_embd,
+        "head count": info.n_head,
+        "KV head count": info.n_head_kv,
+        "key width": info.head_dim_k,
+        "value width": info.head_dim_v,
+        "context": n_ctx,
+        "micro-batch": ubatch,
+    }
+    non_negative = {
+        "feed-forward width": info.feed_forward_length,
+        "vocabulary": info.vocab_size,
+        "sliding window": info.sliding_window,
+        "weights": info.tensor_bytes,
+    }
+    bad = [f"{k} {v}" for k, v in positive.items() if v < 1]
+    bad += [f"{k} {v}" for k, v in non_negative.items() if v < 0]
+    if n_ctx > MAX_CONTEXT:
+        bad.append(f"context {n_ctx} (over {MAX_CONTEXT:,})")
+    if bad:
+        raise MetadataValueError(
+            f"{info.path.name} cannot be estimated: impossible {', '.join(bad)}",
+            hint="The model file or its config is damaged: download or convert it again.",
+        )
 
 
 def check_fit(estimate: MemoryEstimate, info: ModelInfo, profile: DeviceProfile) -> None:

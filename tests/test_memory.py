@@ -1,15 +1,17 @@
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import gguf
 import pytest
 
 from edgekit.devices import load_profile
-from edgekit.errors import ModelTooBigError
+from edgekit.errors import MetadataValueError, ModelTooBigError
 from edgekit.gguf_file import load_model_info
-from edgekit.memory import check_fit, estimate_memory, kv_cache_bytes
+from edgekit.memory import check_fit, check_shape, estimate_memory, kv_cache_bytes
 
 
 def test_kv_cache_counts_every_layer_at_full_context(tiny_model: Path) -> None:
@@ -59,3 +61,38 @@ def test_too_big_is_refused_with_the_numbers(tiny_model: Path) -> None:
 def test_fitting_model_passes(tiny_model: Path) -> None:
     info, cpu = load_model_info(tiny_model), load_profile("cpu")
     check_fit(estimate_memory(info, cpu, 512), info, cpu)
+
+
+# --- issue 14, finding 2: estimates are never negative; bogus shapes never "fit" -------------
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"n_embd": -64},
+        {"n_head_kv": -2},
+        {"vocab_size": -5},
+        {"n_head": 0},
+        {"block_count": 0},
+        {"head_dim_k": -16},
+        {"feed_forward_length": -1},
+    ],
+)
+def test_bogus_shape_is_refused_not_estimated(tiny_model: Path, change: dict[str, Any]) -> None:
+    info = replace(load_model_info(tiny_model), **change)
+    with pytest.raises(MetadataValueError, match="impossible"):
+        estimate_memory(info, load_profile("cpu"), 512, process_bytes=0)
+
+
+def test_huge_block_count_costs_nothing_to_estimate(tiny_model: Path) -> None:
+    # A shape the reader would refuse (2^40 layers), handed in directly: the KV estimate
+    # counts layers arithmetically instead of looping over them.
+    info = replace(load_model_info(tiny_model), block_count=2**40, swa_layers=frozenset({0}))
+    start = time.perf_counter()
+    kv = kv_cache_bytes(info, 512, 512, gguf.GGMLQuantizationType.F16)
+    assert time.perf_counter() - start < 0.1 and kv > 0
+
+
+def test_context_must_be_positive(tiny_model: Path) -> None:
+    with pytest.raises(MetadataValueError, match="context"):
+        check_shape(load_model_info(tiny_model), -5, 512)

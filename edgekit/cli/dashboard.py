@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from edgekit.cli.checks import check_generation_options
 from edgekit.cli.options import ThreadsOption
 from edgekit.cli.render import user_errors
 
@@ -28,6 +29,7 @@ def dashboard_command(
     threads: ThreadsOption = None,
 ) -> None:
     """Chat with a model while watching its memory, speed, precision and device budget live."""
+    check_generation_options(max_tokens=max_tokens, ctx=ctx, temperature=temperature, seed=seed)
     try:
         from edgekit.tui.app import run_dashboard
     except ImportError as e:

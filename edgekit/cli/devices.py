@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from edgekit.cli.options import JsonOpt
 from edgekit.cli.render import kv_table, mib, out_console, print_json, user_errors
+
+if TYPE_CHECKING:
+    from edgekit.devices import ProfileEntry
 
 devices_app = typer.Typer(help="List and show device profiles.", invoke_without_command=True)
 
@@ -14,23 +20,43 @@ devices_app = typer.Typer(help="List and show device profiles.", invoke_without_
 @devices_app.callback()
 @user_errors
 def devices_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
-    """List the device profiles (built-in and your own)."""
+    """List the device profiles (built-in and your own); broken files are listed with why."""
     if ctx.invoked_subcommand is not None:
         return
-    from edgekit.devices import all_profiles
+    from edgekit.devices import scan_profiles
 
-    profiles = all_profiles()
+    entries = scan_profiles()
     if as_json:
-        print_json([p.to_dict() for p in profiles])
+        print_json([_entry_dict(e) for e in entries])
         return
     table = Table(title="Device profiles", title_justify="left")
     for col in ("name", "threads", "GPU layers", "context", "budget", "description"):
         table.add_column(col)
-    for p in profiles:
+    for e in entries:
+        p = e.profile
+        if p is None:
+            table.add_row(Text(e.name), "", "", "", "", Text("broken: see below", style="red"))
+            continue
         gpu = "all" if p.gpu_layers < 0 else str(p.gpu_layers)
         budget = f"{mib(p.memory_budget_bytes)} ({p.budget_source})"
-        table.add_row(p.name, str(p.threads), gpu, str(p.context), budget, p.description)
+        note = " (your file; replaces the built-in)" if e.shadows else ""
+        # Text, not markup: names and descriptions come from the user's files.
+        row = (p.name, str(p.threads), gpu, str(p.context), budget, p.description + note)
+        table.add_row(*(Text(cell) for cell in row))
     out_console.print(table)
+    for e in entries:
+        if e.error is not None:
+            out_console.print(Text(f"broken: {e.error.message}", style="red"), soft_wrap=True)
+        elif e.shadows is not None:
+            out_console.print(f"note: {e.path} replaces the built-in {e.name}", soft_wrap=True)
+
+
+def _entry_dict(e: ProfileEntry) -> dict[str, Any]:
+    where = {"source": str(e.path), "user": e.user, "shadows": str(e.shadows or "") or None}
+    if e.profile is None:
+        assert e.error is not None
+        return {"name": e.name, **where, "broken": True, "error": e.error.to_dict()}
+    return {**e.profile.to_dict(), **where, "broken": False}
 
 
 @devices_app.command("show")

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from edgekit.cli.options import JsonOpt
-from edgekit.cli.render import kv_table, mib, out_console, print_json, user_errors
+from edgekit.cli.render import err_console, kv_table, mib, out_console, print_json, user_errors
 
 if TYPE_CHECKING:
     from edgekit.gguf_file import ModelInfo
@@ -23,7 +25,7 @@ def inspect_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Architecture, tensor types, bits per weight, metadata and memory per device profile."""
-    from edgekit.devices import all_profiles
+    from edgekit.devices import scan_profiles
     from edgekit.gguf_file import model_info as to_info
     from edgekit.gguf_file import read_header
     from edgekit.memory import estimate_memory
@@ -31,7 +33,10 @@ def inspect_command(
 
     header = read_header(resolve_model(model))
     info = to_info(header)
-    estimates = {p.name: estimate_memory(info, p) for p in all_profiles()}
+    entries = scan_profiles()
+    # A broken profile of the user's only costs its own row, never the whole command.
+    broken = {e.name: e.error for e in entries if e.error is not None}
+    estimates = {e.name: estimate_memory(info, e.profile) for e in entries if e.profile}
     if as_json:
         print_json(
             {
@@ -40,6 +45,7 @@ def inspect_command(
                 "types": {k: {"tensors": c, "bytes": b} for k, (c, b) in info.types.items()},
                 "tensors": [_tensor_row(t) for t in info.tensors] if tensors else None,
                 "memory": {name: e.to_dict() for name, e in estimates.items()},
+                "broken_profiles": {name: e.to_dict() for name, e in broken.items()},
             }
         )
         return
@@ -49,6 +55,8 @@ def inspect_command(
     if tensors:
         _print_tensors(info)
     _print_memory(estimates)
+    for name, error in broken.items():
+        err_console.print(f"note: device profile {name} is broken: {error.message}", markup=False)
 
 
 def _summary(info: ModelInfo) -> dict[str, Any]:
@@ -75,6 +83,10 @@ def _jsonable(value: Any) -> Any:
 
     if isinstance(value, SkippedArray):
         return f"[{value.length} x {value.item_type.name}]"
+    if isinstance(value, list):  # per-layer arrays are kept; long ones are summarised
+        return f"[{len(value)} values]" if len(value) > 64 else [_jsonable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # JSON has no NaN
     return value
 
 
@@ -94,7 +106,8 @@ def _print_types(info: ModelInfo) -> None:
     for col in ("type", "tensors", "size", "share"):
         table.add_column(col, justify="left" if col == "type" else "right")
     for name, (count, size) in info.types.items():
-        table.add_row(name, str(count), mib(size), f"{size / info.tensor_bytes:.1%}")
+        share = size / info.tensor_bytes if info.tensor_bytes else 0.0
+        table.add_row(name, str(count), mib(size), f"{share:.1%}")
     out_console.print(table)
 
 
@@ -107,7 +120,8 @@ def _print_tensors(info: ModelInfo) -> None:
     for col in ("name", "shape", "type", "size"):
         table.add_column(col)
     for t in info.tensors:
-        table.add_row(t.name, "x".join(map(str, t.shape)), t.ggml_type.name, mib(t.n_bytes))
+        # Text, not markup: tensor names come from the file.
+        table.add_row(Text(t.name), "x".join(map(str, t.shape)), t.ggml_type.name, mib(t.n_bytes))
     out_console.print(table)
 
 
@@ -117,7 +131,7 @@ def _print_memory(estimates: dict[str, Any]) -> None:
         table.add_column(col, justify="left" if col == "device" else "right")
     for name, e in estimates.items():
         table.add_row(
-            name,
+            Text(name),
             str(e.context),
             mib(e.weights + e.repacked),
             mib(e.kv_cache),

@@ -6,6 +6,7 @@ import functools
 import json
 import os
 import sys
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, ParamSpec, TypeVar
@@ -15,6 +16,7 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from edgekit.errors import EdgekitError
 
@@ -35,17 +37,45 @@ def print_json(obj: Any) -> None:
 
 
 def render_error(error: EdgekitError, as_json: bool = False) -> None:
+    """One error panel, never cropped. On a terminal it wraps (and folds long paths); elsewhere
+    (CI logs, 2>err.txt) rich would box it at 80 columns and cut off the path or key the message
+    is about, so the panel is made as wide as its longest line instead: every line stays whole."""
     if as_json:
         print_json(error.to_dict())
         return
-    body = f"[bold]{error.message}[/bold]"
+    # Text, not markup: a message quoting a file name or a TOML table ("[runtime]") must not be
+    # read as rich markup.
+    body = Text(error.message, style="bold", overflow="fold")
     if error.hint:
-        body += f"\n{error.hint}"
-    err_console.print(Panel(body, title="edgekit: error", title_align="left", border_style="red"))
+        body.append("\n" + error.hint, style="not bold")
+    panel = Panel(body, title="edgekit: error", title_align="left", border_style="red")
+    if err_console.is_terminal:
+        err_console.print(panel, soft_wrap=False)
+        return
+    widest = max((len(line) for line in body.plain.splitlines()), default=0)
+    saved = err_console._width  # no public way to widen one print past the console's width
+    err_console.width = max(widest + 4, 40)
+    try:
+        err_console.print(panel, soft_wrap=False)
+    finally:
+        err_console._width = saved
+
+
+def render_crash(error: Exception) -> None:
+    """--json promises one JSON object on stdout, also when edgekit itself fails."""
+    traceback.print_exception(error, file=sys.stderr)
+    print_json(
+        {
+            "error": "InternalError",
+            "message": f"{type(error).__name__}: {error}",
+            "hint": "This is a bug in edgekit; please report it with the traceback above.",
+        }
+    )
 
 
 def user_errors(command: Callable[P, R]) -> Callable[P, R]:
-    """Turn an EdgekitError into one message and exit code 2 (EDGEKIT_DEBUG=1 re-raises)."""
+    """Turn an EdgekitError into one message and exit code 2 (EDGEKIT_DEBUG=1 re-raises); with
+    --json, any other exception still prints a JSON error object (exit code 1)."""
 
     @functools.wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -56,6 +86,13 @@ def user_errors(command: Callable[P, R]) -> Callable[P, R]:
                 raise
             render_error(e, as_json=bool(kwargs.get("as_json")))
             raise typer.Exit(e.exit_code) from None
+        except (typer.Exit, typer.Abort, typer.exceptions.TyperException):
+            raise  # the CLI's own control flow and usage errors
+        except Exception as e:
+            if not kwargs.get("as_json") or os.environ.get("EDGEKIT_DEBUG") == "1":
+                raise  # a bug keeps its traceback
+            render_crash(e)
+            raise typer.Exit(1) from None
 
     return wrapper
 
@@ -84,5 +121,6 @@ def kv_table(title: str, rows: dict[str, Any]) -> Table:
     table.add_column(style="bold")
     table.add_column()
     for k, v in rows.items():
-        table.add_row(k, str(v))
+        # Text, not markup: metadata from a model file ("[INST]", "[/s]") is data, never style.
+        table.add_row(Text(k), Text(str(v)))
     return table

@@ -6,9 +6,12 @@ import sys
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.text import Text
 
+from edgekit.cli.checks import check_generation_options, check_text
 from edgekit.cli.options import ThreadsOption
 from edgekit.cli.render import err_console, mib, print_json, user_errors
+from edgekit.errors import PromptEncodingError
 
 if TYPE_CHECKING:
     from edgekit.backends.base import GenerationResult, Runtime, SamplingParams
@@ -53,6 +56,18 @@ def run_command(
     from edgekit.backends.base import SamplingParams
     from edgekit.runner import open_runtime, plan_run
 
+    check_generation_options(
+        max_tokens=max_tokens,
+        ctx=ctx,
+        temperature=temperature,
+        seed=seed,
+        top_p=top_p,
+        top_k=top_k,
+        min_p=min_p,
+        repeat_penalty=repeat_penalty,
+    )
+    if prompt is not None:
+        check_text(prompt)
     plan = plan_run(model, device, ctx, threads=threads)
     if not as_json:
         _announce(plan)
@@ -79,7 +94,7 @@ def run_command(
             runtime.close()
             raise
     for note in runtime.notes:
-        err_console.print(f"[yellow]note: {note}[/yellow]")
+        err_console.print(Text(f"note: {note}", style="yellow"))
     try:
         if prompt is not None:
             _complete(runtime, plan, prompt, params, as_json)
@@ -91,11 +106,13 @@ def run_command(
 
 def _announce(plan: RunPlan) -> None:
     i, p, e = plan.info, plan.profile, plan.estimate
-    err_console.print(
-        f"[dim]{i.name} ({i.file_type}, {i.bits_per_weight:.2f} bpw) on {p.name}: "
+    # Text, not markup: the model's name comes from its file.
+    line = (
+        f"{i.name} ({i.file_type}, {i.bits_per_weight:.2f} bpw) on {p.name}: "
         f"{_threads_label(plan)}, ctx {plan.n_ctx}, est. {mib(e.against_budget)} of "
-        f"{mib(e.budget)} budget[/dim]"
+        f"{mib(e.budget)} budget"
     )
+    err_console.print(Text(line, style="dim"))
 
 
 def _threads_label(plan: RunPlan) -> str:
@@ -120,7 +137,12 @@ def _chat(runtime: Runtime, plan: RunPlan, params: SamplingParams, as_json: bool
     while True:
         if interactive and not as_json:
             err_console.print("[bold cyan]> [/bold cyan]", end="")
-        line = sys.stdin.readline()
+        try:
+            line = check_text(sys.stdin.readline(), "the chat message")
+        except UnicodeDecodeError as e:
+            raise PromptEncodingError(
+                f"the chat message is not valid UTF-8 text ({e.reason})"
+            ) from None
         if not line or line.strip() in {"/exit", "/quit"}:
             break
         if not line.strip():

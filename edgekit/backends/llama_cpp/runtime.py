@@ -10,6 +10,9 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
 
+import numpy as np
+from gguf import Keys
+
 from edgekit.backends.base import (
     GenerationResult,
     GenerationStats,
@@ -22,6 +25,9 @@ from edgekit.backends.llama_cpp.threads import ThreadGovernor
 from edgekit.devices import DeviceProfile
 from edgekit.errors import (
     EmptyPromptError,
+    ModelFileError,
+    ModelLoadError,
+    ModelSanityError,
     PromptTooLongError,
     RuntimeBackendError,
     UnsupportedModelError,
@@ -45,6 +51,61 @@ def import_llama_cpp() -> ModuleType:
 def fallback_chat_template(architecture: str) -> str:
     """A llama.cpp built-in template name for models whose GGUF carries no chat template."""
     return "gemma" if architecture.startswith("gemma") else "chatml"
+
+
+def load_failure(info: ModelInfo, error: ValueError) -> ModelFileError:
+    """Why llama.cpp refused a file whose header edgekit already read and checked."""
+    import gguf
+
+    if info.architecture not in gguf.MODEL_ARCH_NAMES.values():
+        return UnsupportedModelError(
+            f"llama.cpp could not load {info.path.name}: architecture {info.architecture!r}",
+            hint="The architecture may be newer than this llama.cpp build; "
+            "run with --verbose to see llama.cpp's log.",
+        )
+    return ModelLoadError(
+        f"llama.cpp could not load {info.path.name} ({info.architecture}): {error}",
+        hint="Its header reads cleanly, so the damage is past it (a tensor's shape or data, or "
+        "a value llama.cpp checks): run with --verbose to see llama.cpp's reason, then download "
+        "or convert the file again.",
+    )
+
+
+def check_loaded_model(lib: ModuleType, llm: Any, info: ModelInfo) -> None:
+    """Refuse a model that loads but cannot work: special tokens llama.cpp had to replace (an
+    out-of-range BOS/EOS in the file) or non-finite logits on the first token (a NaN RoPE base or
+    NaN weights), which would otherwise run with exit 0 and print nothing or garbage."""
+    vocab = llm._model.vocab
+    n_vocab = lib.llama_vocab_n_tokens(vocab)
+    bos, eos = lib.llama_vocab_bos(vocab), lib.llama_vocab_eos(vocab)
+    for name, token, key in (
+        ("BOS", bos, Keys.Tokenizer.BOS_ID),
+        ("EOS", eos, Keys.Tokenizer.EOS_ID),
+    ):
+        stated = llm.metadata.get(key)
+        if not -1 <= token < n_vocab or (stated is not None and stated != str(token)):
+            raise ModelSanityError(
+                f"{info.path.name}: the {name} token ({key} = {stated}) is not in its "
+                f"vocabulary of {n_vocab} tokens",
+                hint="The file's tokenizer metadata is damaged: download or convert it again.",
+            )
+    first = bos if bos >= 0 else ([*llm.tokenize(b"the", add_bos=False), 0])[0]
+    try:
+        llm.eval([first])
+        pointer = llm._ctx.get_logits()  # NULL for models without an output head (embeddings)
+        logits = np.ctypeslib.as_array(pointer, shape=(n_vocab,)) if pointer else np.zeros(1)
+        n_bad = int(np.count_nonzero(~np.isfinite(logits)))
+    finally:
+        # Leave the context as loaded: generation starts from an empty KV cache.
+        lib.llama_memory_clear(lib.llama_get_memory(llm.ctx), True)
+        llm.reset()
+    if n_bad:
+        raise ModelSanityError(
+            f"{info.path.name} loads, but its first forward pass gives {n_bad:,} non-finite "
+            f"logits (NaN or inf) of {n_vocab:,}",
+            hint="A weight or a hyperparameter (e.g. rope.freq_base) is damaged: download or "
+            "convert the file again.",
+        )
 
 
 class LlamaCppRuntime:
@@ -80,12 +141,13 @@ class LlamaCppRuntime:
                 verbose=verbose,
             )
         except ValueError as e:
-            raise UnsupportedModelError(
-                f"llama.cpp could not load {info.path.name} ({info.architecture}): {e}",
-                hint="The architecture may be newer than this llama.cpp build; "
-                "run with --verbose to see llama.cpp's log.",
-            ) from None
+            raise load_failure(info, e) from None
         self._vocab = self.llm._model.vocab
+        try:
+            check_loaded_model(self.lib, self.llm, info)
+        except BaseException:
+            self.llm.close()
+            raise
         self._n_batch = int(self.llm.n_batch)
         self._piece = PieceDecoder(self.lib, self._vocab)
         self._one = (self.lib.llama_token * 1)()
@@ -107,11 +169,7 @@ class LlamaCppRuntime:
             raise EmptyPromptError("the prompt is empty", hint="Pass some text with -p.")
         tokens = self.tokenize(text)
         if len(tokens) >= self.n_ctx:
-            raise PromptTooLongError(
-                f"the prompt is {len(tokens)} tokens but the context holds {self.n_ctx}",
-                hint=f"Shorten the prompt or raise the context (--ctx {2 * len(tokens)}), "
-                f"up to the model's {self.info.context_length}.",
-            )
+            raise PromptTooLongError.for_prompt(len(tokens), self.n_ctx, self.info.context_length)
         return tokens
 
     def format_chat(self, messages: Sequence[ChatMessage]) -> str:

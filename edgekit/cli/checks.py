@@ -1,0 +1,61 @@
+"""Checks of command-line values that the type alone does not catch, shared by run and dashboard.
+
+Typer parses `-n -1` as a fine integer and `--temp nan` as a fine float; llama.cpp then does
+something surprising with them (one token, a silently different context). Each impossible value is
+named here, all of them in one message, before anything is loaded.
+"""
+
+from __future__ import annotations
+
+import math
+
+from edgekit.errors import OptionError, PromptEncodingError
+
+MAX_SEED = 2**32 - 1  # llama.cpp seeds are uint32; larger values would wrap silently
+
+
+def check_generation_options(
+    *,
+    max_tokens: int,
+    ctx: int | None,
+    temperature: float,
+    seed: int,
+    top_p: float = 1.0,
+    top_k: int = 0,
+    min_p: float = 0.0,
+    repeat_penalty: float = 1.0,
+) -> None:
+    problems = []
+    if max_tokens < 1:
+        problems.append(f"--max-tokens/-n must be at least 1, not {max_tokens}")
+    if ctx is not None and ctx < 1:
+        problems.append(f"--ctx must be at least 1, not {ctx}")
+    if not (math.isfinite(temperature) and temperature >= 0):
+        problems.append(f"--temp must be 0 (greedy) or more, not {temperature}")
+    if not (math.isfinite(top_p) and 0 <= top_p <= 1):
+        problems.append(f"--top-p must be between 0 and 1, not {top_p}")
+    if top_k < 0:
+        problems.append(f"--top-k must be 0 (off) or more, not {top_k}")
+    if not (math.isfinite(min_p) and 0 <= min_p <= 1):
+        problems.append(f"--min-p must be between 0 and 1, not {min_p}")
+    if not (math.isfinite(repeat_penalty) and repeat_penalty > 0):
+        problems.append(f"--repeat-penalty must be more than 0 (1 is off), not {repeat_penalty}")
+    if seed > MAX_SEED:
+        problems.append(f"--seed must be at most {MAX_SEED} (or -1 for a random one), not {seed}")
+    if problems:
+        raise OptionError("; ".join(problems), hint="See `edgekit run --help` for each option.")
+
+
+def check_text(text: str, what: str = "the prompt") -> str:
+    """Text that can be sent to a tokenizer: a terminal in the wrong locale passes raw bytes,
+    which Python keeps as lone surrogates that no UTF-8 encoder accepts."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        bad = ord(text[e.start])
+        byte = f"byte 0x{bad - 0xDC00:02x}" if 0xDC80 <= bad <= 0xDCFF else f"U+{bad:04X}"
+        raise PromptEncodingError(
+            f"{what} is not valid UTF-8 text ({byte} at character {e.start})",
+            hint="Pass UTF-8 text; check the terminal's locale (e.g. LANG=C.UTF-8).",
+        ) from None
+    return text
