@@ -9,6 +9,7 @@ Every file is checked against one schema (edgekit.profile_schema) before it is u
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 from dataclasses import asdict, dataclass, field, replace
@@ -19,6 +20,7 @@ from typing import Any
 import psutil
 from gguf import GGMLQuantizationType
 
+from edgekit.backends.llama_cpp.build import VARIANTS, default_variant
 from edgekit.errors import ProfileError, UnknownDeviceError
 from edgekit.paths import user_profiles_dir
 from edgekit.profile_schema import check_profile, read_profile_toml
@@ -164,7 +166,8 @@ def _build(raw: dict[str, Any], path: Path) -> DeviceProfile:
         budget_source=source,
         budget_is_gpu_memory=mem.get("budget_mb") == "auto-gpu" or mem.get("kind") == "gpu",
         recommended_weights=tuple(raw.get("weights", {}).get("recommended", [])),
-        cmake_args=build.get("cmake_args", ""),
+        cmake_args=build.get("cmake_args")
+        or shlex.join(VARIANTS[build.get("variant") or default_variant()]),
         build_notes=build.get("notes", ""),
         onnx_providers=tuple(rt.get("onnx_providers", ["CPUExecutionProvider"])),
         rpc=tuple(rt.get("rpc", [])),

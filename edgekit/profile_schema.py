@@ -19,6 +19,7 @@ from typing import Any
 
 from gguf import GGMLQuantizationType, LlamaFileType
 
+from edgekit.backends.llama_cpp.build import VARIANTS
 from edgekit.errors import ProfileKeyError, ProfileSyntaxError, ProfileValueError
 
 MAX_PROFILE_BYTES = 1 << 20
@@ -154,7 +155,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
     "weights": {"recommended": Key(_list_of(_weight_type), "weight types that run well")},
     "build": {
-        "cmake_args": Key(_text, "CMake flags llama-cpp-python needs on this device"),
+        "variant": Key(
+            _choice(*VARIANTS), "llama.cpp build variant for this device: " + ", ".join(VARIANTS)
+        ),
+        "cmake_args": Key(_text, "CMake flags that replace the variant's own"),
         "notes": Key(_text, "build notes"),
     },
 }
