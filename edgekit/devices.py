@@ -48,6 +48,7 @@ class DeviceProfile:
     build_notes: str = ""
     source: str = ""
     swa_full: bool = False  # llama-server's default: sliding-window layers keep only the window
+    rpc: tuple[str, ...] = ()  # RPC workers (HOST:PORT) that hold layers; `edgekit run --rpc`
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -126,6 +127,7 @@ def _build(raw: dict[str, Any], path: Path) -> DeviceProfile:
         flash_attn=bool(rt.get("flash_attn", False)),
         kv_cache_type=GGMLQuantizationType[str(rt.get("kv_cache_type", "F16")).upper()],
         swa_full=bool(rt.get("swa_full", False)),
+        rpc=_rpc_list(rt.get("rpc", [])),
         memory_budget_bytes=budget,
         budget_source=source,
         budget_is_gpu_memory=gpu_budget,
@@ -135,6 +137,11 @@ def _build(raw: dict[str, Any], path: Path) -> DeviceProfile:
         onnx_providers=tuple(rt.get("onnx_providers", ["CPUExecutionProvider"])),
         source=str(path),
     )
+
+
+def _rpc_list(value: Any) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return tuple(str(v).strip() for v in items if str(v).strip())
 
 
 def _positive(value: Any, what: str) -> int:

@@ -10,6 +10,13 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
 
+from edgekit.backends.base import (
+    GenerationResult,
+    GenerationStats,
+    SamplingParams,
+    TokenCallback,
+    decode_rate,
+)
 from edgekit.devices import DeviceProfile
 from edgekit.errors import (
     EmptyPromptError,
@@ -19,13 +26,6 @@ from edgekit.errors import (
 )
 from edgekit.gguf_file import ModelInfo
 from edgekit.metrics import peak_rss_bytes
-from edgekit.backends.base import (
-    GenerationResult,
-    GenerationStats,
-    SamplingParams,
-    TokenCallback,
-    decode_rate,
-)
 
 ChatMessage = dict[str, str]
 
@@ -47,8 +47,16 @@ def fallback_chat_template(architecture: str) -> str:
 
 class LlamaCppRuntime:
     def __init__(
-        self, info: ModelInfo, profile: DeviceProfile, n_ctx: int, verbose: bool = False
+        self,
+        info: ModelInfo,
+        profile: DeviceProfile,
+        n_ctx: int,
+        verbose: bool = False,
+        n_gpu_layers: int | None = None,
+        tensor_split: list[float] | None = None,
     ) -> None:
+        """n_gpu_layers / tensor_split override the profile's offload (RPC workers: edgekit.pool
+        decides them, so the split shown before loading is the one llama.cpp makes)."""
         self.lib = import_llama_cpp()
         self.info = info
         self.n_ctx = n_ctx
@@ -58,7 +66,8 @@ class LlamaCppRuntime:
                 n_ctx=n_ctx,
                 n_threads=profile.threads,
                 n_threads_batch=profile.threads,
-                n_gpu_layers=profile.gpu_layers,
+                n_gpu_layers=profile.gpu_layers if n_gpu_layers is None else n_gpu_layers,
+                tensor_split=tensor_split,
                 n_batch=profile.batch,
                 n_ubatch=profile.ubatch,
                 use_mmap=profile.mmap,
@@ -77,7 +86,11 @@ class LlamaCppRuntime:
             ) from None
         self._vocab = self.llm._model.vocab
         self.notes: list[str] = []
-        if profile.gpu_layers != 0 and not self.lib.llama_supports_gpu_offload():
+        if (
+            n_gpu_layers is None
+            and profile.gpu_layers != 0
+            and not self.lib.llama_supports_gpu_offload()
+        ):
             self.notes.append(
                 f"this llama.cpp build has no GPU back end, so {profile.name}'s GPU layers run on "
                 f"the CPU; rebuild with CMAKE_ARGS='{profile.cmake_args}'"
