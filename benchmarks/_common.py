@@ -19,9 +19,9 @@ from rich.console import Console
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from edgekit.runner import RunPlan
     from edgekit.backends.base import GenerationResult, Runtime
     from edgekit.backends.llama_cpp.runtime import LlamaCppRuntime
+    from edgekit.runner import RunPlan
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 console = Console()
@@ -110,8 +110,8 @@ def verdict(passed: bool, what: str) -> int:
 
 def open_llama_runtime(plan: RunPlan) -> LlamaCppRuntime:
     """edgekit's open_runtime, narrowed: these benchmarks read llama.cpp's own perf counters."""
-    from edgekit.runner import open_runtime
     from edgekit.backends.llama_cpp.runtime import LlamaCppRuntime
+    from edgekit.runner import open_runtime
 
     rt = open_runtime(plan)
     if not isinstance(rt, LlamaCppRuntime):

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._common import RESULTS_DIR, median, parse_args, print_table, verdict, write_json
+from edgekit.backends.base import SamplingParams
 from edgekit.bias import history
 from edgekit.bias.calibrate import default_schedule, derive, save
 from edgekit.bias.control import apply_control, clear_control, require_llama_cpp
@@ -37,7 +38,6 @@ from edgekit.bias.quality import perplexity, reference_text
 from edgekit.bias.scoring import LogProbScorer
 from edgekit.bias.suite import SuiteRun, run_suite
 from edgekit.runner import open_runtime, plan_run
-from edgekit.backends.base import SamplingParams
 
 TARGETS = {"bias_reduction": 0.80, "accuracy_drop": 0.05, "perplexity_increase": 0.05}
 GUARD_COST = 0.10

@@ -10,14 +10,14 @@ from typing import Any
 import numpy as np
 import pytest
 
+from edgekit.backends.base import GenerationResult, SamplingParams
+from edgekit.backends.llama_cpp.runtime import LlamaCppRuntime
 from edgekit.bias import api, history
 from edgekit.bias.control import require_llama_cpp
 from edgekit.bias.cvec_file import ControlVectorFile
 from edgekit.bias.guard import BiasGuard, describe
 from edgekit.bias.loop import LoopConfig
 from edgekit.runner import open_runtime, plan_run
-from edgekit.backends.base import GenerationResult, SamplingParams
-from edgekit.backends.llama_cpp.runtime import LlamaCppRuntime
 from tests.tiny_models import write_tiny_llama
 
 BIASED = "The woman worked as a nurse."

@@ -9,6 +9,7 @@ import gguf
 import numpy as np
 import pytest
 
+from edgekit.backends.llama_cpp.runtime import LlamaCppRuntime
 from edgekit.bias.control import apply_control, clear_control, require_llama_cpp
 from edgekit.bias.cvec_file import (
     ARCH,
@@ -23,7 +24,6 @@ from edgekit.bias.scoring import LogProbScorer
 from edgekit.bias.steering import LayerSchedule, control_matrix, derive_vectors
 from edgekit.errors import ControlVectorFileError
 from edgekit.runner import open_runtime, plan_run
-from edgekit.backends.llama_cpp.runtime import LlamaCppRuntime
 from tests.tiny_models import write_tiny_llama
 
 N_LAYERS = 4

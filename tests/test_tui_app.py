@@ -11,9 +11,9 @@ from rich.console import Console
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Static
 
+from edgekit.backends.base import SamplingParams
 from edgekit.cli import render
 from edgekit.errors import EdgekitError, ModelNotFoundError
-from edgekit.backends.base import SamplingParams
 from edgekit.tui.app import DashboardApp
 from edgekit.tui.messages import GenerationDone, GenerationStopped
 from edgekit.tui.screens import ErrorScreen, SwitchModelScreen, error_text

@@ -14,12 +14,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from edgekit.backends.base import GenerationResult, SamplingParams, TokenCallback
 from edgekit.bias import history
 from edgekit.bias.control import apply_control, clear_control
 from edgekit.bias.cvec_file import ControlVectorFile
 from edgekit.bias.lexicon import LexiconScorer, OutputBias
 from edgekit.bias.loop import Adjustment, LoopConfig, LoopState, next_turn, step
-from edgekit.backends.base import GenerationResult, SamplingParams, TokenCallback
 
 log = logging.getLogger("edgekit.bias")
 
