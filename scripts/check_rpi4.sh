@@ -95,7 +95,22 @@ printf 'emulated run: %d s for %d tokens (qemu: not a speed measurement)\n' "$ar
 printf 'total      : %d s\n' "$((SECONDS - started))"
 if [ "$arm_out" = "$x86_out" ]; then
   echo "MATCH: the aarch64 (cortex-a72) build generates the same $n_predict greedy tokens as x86"
-else
-  echo "MISMATCH: the aarch64 and x86 greedy texts differ"
-  exit 1
+  exit 0
 fi
+# Different SIMD kernels (NEON without dotprod vs AVX-512/VNNI, and their repacked layouts) sum
+# in different orders, so logits differ in the last bits. That can only flip a greedy choice
+# where two candidates are nearly tied: check that this is what happened, on the x86 logits.
+echo "the texts differ: replaying the x86 logits where they part"
+report="$(pyrun -m edgekit.backends.llama_cpp.greedy --explain "$model" "$prompt" "$n_predict" "$arm_out")"
+echo "$report"
+if python3 -c '
+import json, sys
+r = json.loads(sys.argv[1])
+ok = r["diverged"] and r["their_rank"] == 2 and r["gap"] < r["median_margin_before"]
+sys.exit(0 if ok else 1)' "$report"; then
+  echo "EXPLAINED: identical up to a near-tie, where aarch64 took x86's second choice" \
+    "(logit gap below the median top-2 margin of the steps before): numerical, not a bug"
+  exit 0
+fi
+echo "MISMATCH: the aarch64 and x86 greedy texts differ beyond a near-tie"
+exit 1

@@ -44,8 +44,10 @@ def worker_command(
     worker = Worker(
         endpoint, profile, None if mem is None else mem * MiB, backend_device=backend_device
     )
-    # SIGTERM (systemd, kill) ends the worker as cleanly as Ctrl-C does.
+    # SIGTERM (systemd, kill) ends the worker as cleanly as Ctrl-C does; SIGINT too when a shell
+    # started us in the background with it ignored.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         status = worker.start()
         info = describe(status, worker.mem_cap)
