@@ -120,7 +120,7 @@ def _fake_old_server(version: tuple[int, int, int]) -> tuple[Endpoint, threading
 
 def test_legacy_hello_is_read_and_refused() -> None:
     endpoint, thread = _fake_old_server((2, 0, 0))
-    with pytest.raises(WorkerVersionError, match="speaks RPC protocol 2.0.0; this llama.cpp"):
+    with pytest.raises(WorkerVersionError, match=r"speaks RPC protocol 2\.0\.0; this llama\.cpp"):
         probe(endpoint)
     thread.join(timeout=5)
 
@@ -152,9 +152,7 @@ def test_two_workers_split_and_greedy_text_match_local(tiny_model: Path) -> None
 
 
 def test_model_too_big_for_the_pool_names_every_worker(tiny_model: Path, user_config: Path) -> None:
-    (user_config / "small.toml").write_text(
-        '[runtime]\nthreads = 1\n[memory]\nbudget_mb = 1\n'
-    )
+    (user_config / "small.toml").write_text("[runtime]\nthreads = 1\n[memory]\nbudget_mb = 1\n")
     with running_workers(1, 1) as workers:
         names = [str(w.endpoint) for w in workers]
         with pytest.raises(ModelTooBigError) as err:

@@ -33,16 +33,13 @@ def greedy_text(model: str, prompt: str, n_predict: int) -> bytes:
     )
     vocab = llm._model.vocab
     out = b"".join(_piece(lib, vocab, t) for t in prompt_tokens)
-    generated = 0
-    for token in llm.generate(prompt_tokens, top_k=1, temp=0.0, repeat_penalty=1.0):
+    stream = llm.generate(prompt_tokens, top_k=1, temp=0.0, repeat_penalty=1.0)
+    for generated, token in enumerate(stream):
         if lib.llama_vocab_is_eog(vocab, token) or generated >= n_predict:
             break
         out += _piece(lib, vocab, token)
-        generated += 1
     llm.close()
     return out
-
-
 
 
 def explain(model: str, prompt: str, n_predict: int, other: bytes) -> dict[str, object]:

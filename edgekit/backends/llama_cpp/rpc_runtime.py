@@ -18,13 +18,13 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from edgekit.backends.base import GenerationResult, RunPlan, SamplingParams, TokenCallback
-from edgekit.backends.llama_cpp.runtime import import_llama_cpp
 from edgekit.backends.llama_cpp.rpc import (
     Endpoint,
     WorkerError,
     WorkerLostError,
     is_answering,
 )
+from edgekit.backends.llama_cpp.runtime import import_llama_cpp
 from edgekit.errors import EdgekitError, RuntimeBackendError
 
 # Seconds without a token before the turn is declared lost. A Pi computes a token of a 1B model in
