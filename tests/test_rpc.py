@@ -207,7 +207,9 @@ def test_worker_that_stops_answering_hits_the_stall_timeout(
         pid = worker.process.pid
         _, on_token = _kill_after(2, pid, signal.SIGSTOP)
         try:
-            with pytest.raises(WorkerLostError, match="no answer from the workers for 3 s"):
+            with pytest.raises(
+                WorkerLostError, match=f"worker {worker.endpoint} stopped answering"
+            ):
                 runtime.generate(
                     runtime.prompt_tokens(PROMPT),
                     SamplingParams(max_tokens=400, temperature=0.0, top_k=1),

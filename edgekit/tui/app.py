@@ -24,7 +24,7 @@ from textual.message import Message
 from textual.widgets import Footer, Header, Input
 
 from edgekit.backends.base import GenerationResult, Runtime, SamplingParams
-from edgekit.backends.llama_cpp.rpc import WorkerLostError, is_answering
+from edgekit.backends.llama_cpp.rpc import WorkerLostError, responds
 from edgekit.backends.llama_cpp.rpc_runtime import RpcRuntime
 from edgekit.errors import EdgekitError
 from edgekit.monitor import Monitor
@@ -292,7 +292,7 @@ class DashboardApp(App[None]):
         if runtime is not None:
             alive = runtime.worker_alive()
         elif panel.pool is not None:
-            alive = {str(w.endpoint): is_answering(w.endpoint) for w in panel.pool.workers}
+            alive = {str(w.endpoint): responds(w.endpoint) for w in panel.pool.workers}
         else:
             return
         self.post_from_worker(WorkersAlive(alive))

@@ -44,17 +44,17 @@ class WorkersPanel(Panel):
     def show_pool(self, pool: PoolPlan) -> None:
         self.pool = pool
         self.alive = {str(w.endpoint): True for w in pool.workers}
-        self._render()
+        self._redraw()
 
     def show_alive(self, alive: dict[str, bool]) -> None:
         if alive != self.alive:
             self.alive = dict(alive)
-            self._render()
+            self._redraw()
 
     def mark_lost(self, endpoints: list[str]) -> None:
         self.show_alive({k: (v and k not in endpoints) for k, v in self.alive.items()})
 
-    def _render(self) -> None:
+    def _redraw(self) -> None:
         self.query_one("#workers-text", Readout).show(self.lines())
 
     def lines(self) -> Text:

@@ -20,6 +20,7 @@ import socket
 import struct
 import subprocess
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,7 +91,7 @@ def parse_endpoint(text: str) -> Endpoint:
     return Endpoint(host, int(port))
 
 
-def parse_endpoints(values: str | list[str] | tuple[str, ...]) -> list[Endpoint]:
+def parse_endpoints(values: str | Sequence[str]) -> list[Endpoint]:
     items = (
         values.split(",") if isinstance(values, str) else [v for x in values for v in x.split(",")]
     )
@@ -210,6 +211,15 @@ def _raise_version(endpoint: Endpoint, version: tuple[int, int, int] | None) -> 
 
 def probe_all(endpoints: list[Endpoint], timeout: float = 5.0) -> list[WorkerStatus]:
     return [probe(e, timeout) for e in endpoints]
+
+
+def responds(endpoint: Endpoint, timeout: float = 2.0) -> bool:
+    """Whether a worker answers HELLO: only meaningful while no session holds it."""
+    try:
+        probe(endpoint, timeout)
+        return True
+    except WorkerError:
+        return False
 
 
 def is_answering(endpoint: Endpoint, timeout: float = 1.0) -> bool:

@@ -10,9 +10,11 @@ to waiting for a client, so a new session can start as soon as they are back.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
-from collections.abc import Sequence
+import sys
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
@@ -22,7 +24,7 @@ from edgekit.backends.llama_cpp.rpc import (
     Endpoint,
     WorkerError,
     WorkerLostError,
-    is_answering,
+    responds,
 )
 from edgekit.backends.llama_cpp.runtime import import_llama_cpp
 from edgekit.errors import EdgekitError, RuntimeBackendError
@@ -134,7 +136,8 @@ class RpcRuntime:
         self._proc = ctx.Process(
             target=_child, args=(child_conn, plan, offload, verbose), daemon=True
         )
-        self._proc.start()
+        with _real_stderr():
+            self._proc.start()
         child_conn.close()
         reply = self._receive(LOAD_TIMEOUT_S, "while loading the model")
         if reply[0] != "ready":
@@ -156,8 +159,9 @@ class RpcRuntime:
                 return reply
         except (EOFError, OSError):
             pass
-        self.lost = self._diagnose(doing, produced, stalled=not self._proc_dead())
-        self._stop()
+        stalled = not self._proc_dead()
+        self._stop()  # first: a worker serves one client, and the others must be free to answer
+        self.lost = self._diagnose(doing, produced, stalled)
         raise self.lost
 
     def _proc_dead(self) -> bool:
@@ -165,7 +169,7 @@ class RpcRuntime:
         return not self._proc.is_alive()
 
     def _diagnose(self, doing: str, produced: int, stalled: bool) -> WorkerLostError:
-        down = [e for e in self.offload.endpoints if not is_answering(e)]
+        down = [e for e in self.offload.endpoints if not responds(e)]
         after = f" after {produced} tokens" if produced else ""
         if down:
             names = ", ".join(str(e) for e in down)
@@ -224,7 +228,7 @@ class RpcRuntime:
         """Per worker: is this session's connection to it still open? (No probe while loaded: a
         worker serves one client at a time, so it could not answer one while it serves us.)"""
         if self.lost is not None or not self._proc.is_alive():
-            return {str(e): is_answering(e) for e in self.offload.endpoints}
+            return {str(e): responds(e) for e in self.offload.endpoints}
         return connections_alive(self.pid, self.offload.endpoints)
 
     def close(self) -> None:
@@ -241,6 +245,19 @@ class RpcRuntime:
             self._proc.kill()
         self._proc.join(timeout=5)
         self._conn.close()
+
+
+@contextlib.contextmanager
+def _real_stderr() -> Iterator[None]:
+    """multiprocessing hands sys.stderr's fd to its helper process; under Textual, sys.stderr is
+    a capture object without a usable fd, so the start fails ("bad value(s) in fds_to_keep")."""
+    saved = sys.stderr
+    if sys.__stderr__ is not None:
+        sys.stderr = sys.__stderr__
+    try:
+        yield
+    finally:
+        sys.stderr = saved
 
 
 def connections_alive(pid: int | None, endpoints: Sequence[Endpoint]) -> dict[str, bool]:
