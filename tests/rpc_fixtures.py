@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -43,3 +44,57 @@ def running_workers(*mem_mib: int | None) -> Iterator[list[Worker]]:
     finally:
         for worker in workers:
             worker.stop()
+
+
+OTHER_VERSION = "0.3.16"  # llama-cpp-python release whose llama.cpp speaks RPC protocol 2.0.0
+
+
+def other_version_rpc_server() -> Path:
+    """rpc-server built from an older llama.cpp (the sdist of llama-cpp-python 0.3.16, from
+    PyPI): a real worker of another version. Built once (~15 min on 2 busy cores) and cached."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import tarfile
+    import tempfile
+
+    from edgekit.paths import cache_dir
+
+    override = os.environ.get("EDGEKIT_OTHER_RPC_SERVER")
+    if override:
+        return Path(override)
+    binary = cache_dir() / "rpc-other-version" / OTHER_VERSION / "rpc-server"
+    home_cache = Path.home() / ".cache" / "edgekit" / "rpc-other-version" / OTHER_VERSION
+    for candidate in (binary, home_cache / "rpc-server"):  # tests isolate EDGEKIT_CACHE_DIR
+        if candidate.is_file():
+            return candidate
+    if shutil.which("cmake") is None:
+        pytest.skip("cmake is needed to build an older rpc-server")
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+             "-d", tmp, f"llama-cpp-python=={OTHER_VERSION}"],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        sdist = next(Path(tmp).glob("llama_cpp_python-*.tar.gz"))
+        with tarfile.open(sdist) as tar:
+            tar.extractall(tmp, filter="data")
+        src = Path(tmp) / f"llama_cpp_python-{OTHER_VERSION}" / "vendor" / "llama.cpp"
+        build = Path(tmp) / "build"
+        flags = ["-DGGML_RPC=ON", "-DLLAMA_CURL=OFF", "-DGGML_NATIVE=OFF", "-DGGML_AVX2=ON",
+                 "-DGGML_FMA=ON", "-DGGML_F16C=ON", "-DBUILD_SHARED_LIBS=OFF",
+                 "-DGGML_OPENMP=OFF", "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF",
+                 "-DLLAMA_BUILD_SERVER=OFF", "-DCMAKE_BUILD_TYPE=Release"]  # fmt: skip
+        subprocess.run(
+            ["nice", "-n", "10", "cmake", "-S", str(src), "-B", str(build), *flags],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        subprocess.run(
+            ["nice", "-n", "10", "cmake", "--build", str(build), "--target", "rpc-server",
+             "-j", "2"],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        binary.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(build / "bin" / "rpc-server", binary)
+    return binary

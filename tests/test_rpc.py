@@ -6,11 +6,9 @@ on the fly, so these run in seconds. The default model's run is in test_rpc_real
 
 from __future__ import annotations
 
+import json
 import os
 import signal
-import socket
-import struct
-import threading
 import time
 from pathlib import Path
 
@@ -20,13 +18,11 @@ from typer.testing import CliRunner
 from edgekit.backends.base import SamplingParams
 from edgekit.backends.llama_cpp import rpc_runtime
 from edgekit.backends.llama_cpp.rpc import (
-    CMD_HELLO,
     RPC_PROTOCOL,
     Endpoint,
     WorkerError,
     WorkerLostError,
     WorkerUnreachableError,
-    WorkerVersionError,
     compatible,
     free_port,
     parse_endpoints,
@@ -86,43 +82,12 @@ def test_wrong_port_is_one_clear_error(tiny_model: Path) -> None:
     with pytest.raises(WorkerUnreachableError, match=f"no worker answers at 127.0.0.1:{port}"):
         probe(Endpoint("127.0.0.1", port))
     result = CliRunner().invoke(
-        app, ["run", str(tiny_model), "-p", "hi", "--rpc", f"127.0.0.1:{port}", "-n", "2"]
+        app, ["run", str(tiny_model), "-p", "hi", "--json", "--rpc", f"127.0.0.1:{port}", "-n", "2"]
     )
     assert result.exit_code == 2
-    assert f"127.0.0.1:{port}" in result.output and "edgekit worker" in result.output
-
-
-def _fake_old_server(version: tuple[int, int, int]) -> tuple[Endpoint, threading.Thread]:
-    """Speaks only the pre-3.x HELLO (empty request, 3-byte reply), as rpc-server 2.x did.
-
-    Used only to pin the legacy framing; test_rpc_other_version.py runs a real rpc-server
-    built from an older llama.cpp.
-    """
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(4)
-
-    def serve() -> None:
-        for _ in range(2):
-            conn, _ = server.accept()
-            with conn:
-                head = conn.recv(9)
-                size = struct.unpack_from("<Q", head, 1)[0]
-                if head[0] != CMD_HELLO or size != 0:
-                    continue  # an old server drops a HELLO it does not understand
-                conn.sendall(struct.pack("<Q", 3) + bytes(version))
-        server.close()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    return Endpoint("127.0.0.1", server.getsockname()[1]), thread
-
-
-def test_legacy_hello_is_read_and_refused() -> None:
-    endpoint, thread = _fake_old_server((2, 0, 0))
-    with pytest.raises(WorkerVersionError, match=r"speaks RPC protocol 2\.0\.0; this llama\.cpp"):
-        probe(endpoint)
-    thread.join(timeout=5)
+    error = json.loads(result.output)
+    assert error["error"] == "WorkerUnreachableError"
+    assert f"127.0.0.1:{port}" in error["message"] and "edgekit worker" in error["hint"]
 
 
 def test_two_workers_split_and_greedy_text_match_local(tiny_model: Path) -> None:
