@@ -7,10 +7,11 @@ from typing import TYPE_CHECKING
 from rich.table import Table
 
 from edgekit.cli.render import err_console, mib
+from edgekit.pool import LOCAL
 
 if TYPE_CHECKING:
     from edgekit.backends.base import RunPlan, Runtime
-    from edgekit.pool import PoolPlan
+    from edgekit.pool import PoolPlan, Share
 
 
 def wants_workers(rpc: str | None, device: str) -> bool:
@@ -29,12 +30,14 @@ def split_table(pool: PoolPlan) -> Table:
         f"devices (n_gpu_layers {pool.split.n_gpu_layers})",
         title_justify="left",
     )
-    for col in ("device", "holds", "weights", "KV cache", "total", "budget", ""):
-        table.add_column(col, justify="right" if col not in ("device", "holds") else "left")
+    table.add_column("device", no_wrap=True)
+    table.add_column("holds")
+    for col in ("weights", "KV cache", "total", "budget", ""):
+        table.add_column(col, justify="right", no_wrap=True)
     for s in pool.split.shares:
         table.add_row(
             s.member.name,
-            s.describe_layers() + (" + input" if s.member.name == "local" else ""),
+            _holds(s),
             mib(s.weights),
             mib(s.kv_cache),
             mib(s.total),
@@ -42,6 +45,13 @@ def split_table(pool: PoolPlan) -> Table:
             "[green]ok[/green]" if s.fits else "[red]too much[/red]",
         )
     return table
+
+
+def _holds(share: Share) -> str:
+    if share.member.name != LOCAL:
+        return share.describe_layers()
+    # The input embedding always stays here (llama.cpp keeps it on the CPU).
+    return "input" + (f", {share.describe_layers()}" if share.layers or share.output else "")
 
 
 def open_with_workers(
