@@ -1,9 +1,13 @@
 """Decode speed with the layers here vs on 1 and 2 loopback RPC workers, and the bytes per token.
 
+Workers run on the CPU through rpc-server, whose buffers are plain CPU buffers: the weights are
+not repacked into llama.cpp's CPU_REPACK layouts as they are in a local run, so other matmul
+kernels run, and a greedy choice between two nearly tied tokens can differ (the text column says).
+
 Three workers (llama.cpp's rpc-server, started as `edgekit worker` starts it): one for the
 1-worker pool, two for the 2-worker pool, since a worker serves one client at a time. All three
-configurations stay loaded and are timed interleaved, round after round. Bytes are read from
-each rpc-server's /proc/PID/io (rchar: what it read from its socket, wchar: what it wrote back),
+configurations stay loaded and are timed interleaved, round after round. Bytes are the kernel's
+TCP counters of the client's sockets to each worker (`ss -ti`: bytes_acked, bytes_received),
 between the first and the last token of a generation, so no proxy sits in the timed path.
 
 Loopback only: this measures the protocol's overhead and traffic, not a network. On two real
@@ -12,8 +16,9 @@ machines add the link's latency to every token (a few graph round trips per toke
 
 from __future__ import annotations
 
+import re
+import subprocess
 import time
-from pathlib import Path
 from typing import Any
 
 from benchmarks._common import (
@@ -32,22 +37,31 @@ from edgekit.pool import open_pool, plan_pool
 from edgekit.runner import open_runtime, plan_run
 
 
-def proc_io(pid: int) -> tuple[int, int]:
-    fields = dict(line.split(": ") for line in Path(f"/proc/{pid}/io").read_text().splitlines())
-    return int(fields["rchar"]), int(fields["wchar"])
+def socket_bytes(port: int) -> tuple[int, int]:
+    """Bytes this host's client sockets sent to / received from a worker port, from the kernel's
+    TCP counters (`ss -ti`: bytes_acked, bytes_received); no proxy in the path."""
+    out = subprocess.run(
+        ["ss", "-tinH", "state", "established", f"( dport = :{port} )"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    sent = sum(int(m) for m in re.findall(r"bytes_acked:(\d+)", out))
+    received = sum(int(m) for m in re.findall(r"bytes_received:(\d+)", out))
+    return sent, received
 
 
-def timed(runtime: Runtime, tokens: list[int], n: int, pids: list[int]) -> dict[str, float]:
+def timed(runtime: Runtime, tokens: list[int], n: int, ports: list[int]) -> dict[str, float]:
     stamps: list[float] = []
     io_at_first: list[tuple[int, int]] = []
 
     def on_token(_: str) -> None:
         stamps.append(time.perf_counter())
         if len(stamps) == 1:
-            io_at_first.extend(proc_io(p) for p in pids)
+            io_at_first.extend(socket_bytes(p) for p in ports)
 
     runtime.generate(tokens, SamplingParams(max_tokens=n, temperature=0.0, seed=1), on_token)
-    io_end = [proc_io(p) for p in pids]
+    io_end = [socket_bytes(p) for p in ports]
     steps = len(stamps) - 1
     to_workers = sum(e[0] - s[0] for s, e in zip(io_at_first, io_end, strict=True))
     from_workers = sum(e[1] - s[1] for s, e in zip(io_at_first, io_end, strict=True))
@@ -69,7 +83,7 @@ def main() -> int:
     try:
         for w in workers:
             w.start()
-        pids = [w.process.pid for w in workers if w.process]
+        ports = [w.endpoint.port for w in workers]
         local_plan = plan_run(None, "cpu", 512)
         runtimes["local"] = (open_runtime(local_plan), [])
         for name, chosen in (("1 worker", [0]), ("2 workers", [1, 2])):
@@ -81,11 +95,11 @@ def main() -> int:
                     f"{s.member.name}: {d}" for s, d in zip(pool.split.shares, layers, strict=True)
                 )
             )
-            runtimes[name] = (open_pool(pool), [pids[i] for i in chosen])
+            runtimes[name] = (open_pool(pool), [ports[i] for i in chosen])
         for _ in range(rounds):
-            for name, (runtime, its_pids) in runtimes.items():
+            for name, (runtime, its_ports) in runtimes.items():
                 tokens = runtime.prompt_tokens(COUNTING_PROMPT)
-                results.setdefault(name, []).append(timed(runtime, tokens, n_tokens, its_pids))
+                results.setdefault(name, []).append(timed(runtime, tokens, n_tokens, its_ports))
         for name, (runtime, _) in runtimes.items():
             tokens = runtime.prompt_tokens(COUNTING_PROMPT)
             texts[name] = runtime.generate(
@@ -113,6 +127,7 @@ def main() -> int:
             "bytes_to_workers_per_token": to_w,
             "bytes_from_workers_per_token": from_w,
             "greedy_text_equals_local": same,
+            "greedy_text": texts[name],
             "runs": runs,
         }
     print_table(
