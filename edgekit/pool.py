@@ -1,13 +1,13 @@
 """A pool of devices for one model: this machine plus RPC workers, and how the layers split.
 
-Pure planning, no sockets and no llama.cpp: given a model header, a device profile and each worker's
-memory (as it reports it: `edgekit worker --mem` caps what it reports), decide how many layers each
-member holds and what that costs in bytes, *exactly as llama.cpp will assign them*:
-llama-model.cpp keeps the first `n_layer + 1 - n_gpu_layers` layers on the CPU and gives layer
-`i >= start` to the first device whose cumulative `tensor_split` fraction exceeds
-`(i - start) / n_gpu_layers`; "layer" `n_layer` is the output head. The input embedding always stays
-on the CPU. Because edgekit passes `n_gpu_layers` and `tensor_split` explicitly, the split shown
-before loading is the split that happens.
+The split is pure planning (no sockets, no llama.cpp; `plan_pool` at the end asks the workers
+first): given a model header, a device profile and each worker's memory (as it reports it: `edgekit
+worker --mem` caps what it reports), decide how many layers each member holds and what that costs in
+bytes, *exactly as llama.cpp will assign them*: llama-model.cpp keeps the first `n_layer + 1 -
+n_gpu_layers` layers on the CPU and gives layer `i >= start` to the first device whose cumulative
+`tensor_split` fraction exceeds `(i - start) / n_gpu_layers`; "layer" `n_layer` is the output head.
+The input embedding always stays on the CPU. Because edgekit passes `n_gpu_layers` and
+`tensor_split` explicitly, the split shown before loading is the split that happens.
 
 The rule: every layer goes to the workers, in proportion to their memory (what llama-cli --rpc does
 by default); when the workers cannot hold them all, the first layers stay here. A model that fits
