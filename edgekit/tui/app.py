@@ -273,7 +273,8 @@ class DashboardApp(App[None]):
             if message.result is None:
                 transcript.add_note("(stopped)")
         self.refresh_metrics()
-        self.set_state("ready" if self.runtime else "no model")
+        lost = isinstance(message.error, WorkerLostError)
+        self.set_state("no model" if lost else "ready")
 
     # Workers (only with --rpc).
 
