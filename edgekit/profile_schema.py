@@ -122,6 +122,22 @@ def _endpoint(value: Any) -> None:
         raise _Invalid(f'{value!r} is not "host:port" (e.g. "192.168.1.20:50052")')
 
 
+def _published_speed(value: Any) -> None:
+    """One published measurement: text fields and a positive decode speed, with its source."""
+    if not isinstance(value, dict):
+        raise _Invalid(
+            f"must be a table {{model, board, decode_tok_s, source}}, not {_show(value)}"
+        )
+    missing = {"model", "board", "decode_tok_s", "source"} - value.keys()
+    if missing:
+        raise _Invalid(f"lacks {', '.join(sorted(missing))}")
+    for key in ("model", "board", "source"):
+        _text(value[key])
+    speed = value["decode_tok_s"]
+    if isinstance(speed, bool) or not isinstance(speed, int | float) or not speed > 0:
+        raise _Invalid(f"decode_tok_s must be a positive number, not {_show(speed)}")
+
+
 SCHEMA: dict[str, dict[str, Key]] = {
     "": {
         "name": Key(_text, "the name shown in listings (default: the file name)"),
@@ -159,7 +175,13 @@ SCHEMA: dict[str, dict[str, Key]] = {
             _choice(*VARIANTS), "llama.cpp build variant for this device: " + ", ".join(VARIANTS)
         ),
         "cmake_args": Key(_text, "CMake flags that replace the variant's own"),
+        "cross_cmake_args": Key(_text, "what native means on this device, to cross-compile for it"),
         "notes": Key(_text, "build notes"),
+    },
+    "speed": {
+        "published": Key(
+            _list_of(_published_speed), "published speeds on this device, with sources"
+        )
     },
 }
 REQUIRED_TABLES = ("runtime",)

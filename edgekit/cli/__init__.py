@@ -13,6 +13,7 @@ from edgekit.cli.inspect import inspect_command
 from edgekit.cli.model import model_app
 from edgekit.cli.run import run_command
 from edgekit.cli.tools import tools_app
+from edgekit.cli.worker import worker_command
 
 app = typer.Typer(
     help="Run language models well on a Raspberry Pi, a Mac or a CUDA box.",
@@ -26,6 +27,7 @@ app.command("convert")(convert_command)
 app.command("eval")(eval_command)
 app.command("bias")(bias_command)
 app.command("dashboard")(dashboard_command)
+app.command("worker")(worker_command)
 app.add_typer(devices_app, name="devices")
 app.add_typer(model_app, name="model")
 app.add_typer(tools_app, name="tools")

@@ -27,6 +27,10 @@ def dashboard_command(
     temperature: Annotated[float, typer.Option("--temp", help="Temperature; 0 is greedy.")] = 0.8,
     seed: Annotated[int, typer.Option("--seed", "-s", help="-1 picks a random seed.")] = -1,
     threads: ThreadsOption = None,
+    rpc: Annotated[
+        str | None,
+        typer.Option("--rpc", help="RPC workers HOST:PORT[,HOST:PORT...] that hold layers."),
+    ] = None,
 ) -> None:
     """Chat with a model while watching its memory, speed, precision and device budget live."""
     check_generation_options(max_tokens=max_tokens, ctx=ctx, temperature=temperature, seed=seed)
@@ -46,4 +50,8 @@ def dashboard_command(
         temperature=temperature,
         seed=0xFFFFFFFF if seed < 0 else seed,
     )
-    run_dashboard(model, device, ctx, params, threads=threads)
+    if not rpc:
+        from edgekit.devices import load_profile
+
+        rpc = ",".join(load_profile(device).rpc) or None
+    run_dashboard(model, device, ctx, params, threads=threads, rpc=rpc)

@@ -51,9 +51,17 @@ def run_command(
             "--bias-guard", help="Measure each output's bias and steer the next one (llama.cpp)."
         ),
     ] = False,
+    rpc: Annotated[
+        str | None,
+        typer.Option(
+            "--rpc",
+            help="RPC workers HOST:PORT[,HOST:PORT...] that hold layers (`edgekit worker`).",
+        ),
+    ] = None,
 ) -> None:
     """Run a model on a device profile, streaming tokens, then report speed and memory."""
     from edgekit.backends.base import SamplingParams
+    from edgekit.cli.pool import open_with_workers, wants_workers
     from edgekit.runner import open_runtime, plan_run
 
     check_generation_options(
@@ -68,9 +76,6 @@ def run_command(
     )
     if prompt is not None:
         check_text(prompt)
-    plan = plan_run(model, device, ctx, threads=threads)
-    if not as_json:
-        _announce(plan)
     params = SamplingParams(
         max_tokens=max_tokens,
         temperature=temperature,
@@ -80,7 +85,20 @@ def run_command(
         repeat_penalty=repeat_penalty,
         seed=0xFFFFFFFF if seed < 0 else seed,
     )
-    runtime = open_runtime(plan, verbose=verbose)
+    if wants_workers(rpc, device):
+        if bias_guard:
+            from edgekit.errors import EdgekitError
+
+            raise EdgekitError(
+                "--bias-guard steers llama.cpp in this process; it cannot be combined with --rpc",
+                hint="Run without one of them.",
+            )
+        plan, runtime = open_with_workers(model, device, ctx, rpc, verbose, quiet=as_json)
+    else:
+        plan = plan_run(model, device, ctx, threads=threads)
+        if not as_json:
+            _announce(plan)
+        runtime = open_runtime(plan, verbose=verbose)
     if bias_guard:
         from edgekit.bias.guard import guard_runtime
 

@@ -24,8 +24,11 @@ from textual.message import Message
 from textual.widgets import Footer, Header, Input
 
 from edgekit.backends.base import GenerationResult, Runtime, SamplingParams
+from edgekit.backends.llama_cpp.rpc import WorkerLostError, responds
+from edgekit.backends.llama_cpp.rpc_runtime import RpcRuntime
 from edgekit.errors import EdgekitError
 from edgekit.monitor import Monitor
+from edgekit.pool import open_pool, plan_pool
 from edgekit.runner import RunPlan, open_runtime, plan_run
 from edgekit.tui.messages import (
     BiasScores,
@@ -44,6 +47,7 @@ from edgekit.tui.widgets import (
     SpeedPanel,
     Transcript,
 )
+from edgekit.tui.workers import PoolReady, WorkersAlive, WorkersPanel
 
 # One UI tick both shows the new tokens and refreshes the panels: each tick renders on the UI
 # thread, which holds the GIL the generating thread needs between llama.cpp calls.
@@ -51,6 +55,7 @@ UI_TICK_S = 0.25
 # Actions that wait for features the core does not have yet: shown greyed out in the footer.
 # Running the whole suite takes minutes on a Pi: that stays with `edgekit bias`.
 UNAVAILABLE = frozenset({"run_bias_suite"})
+WORKER_CHECK_S = 1.0
 
 
 class DashboardApp(App[None]):
@@ -75,6 +80,7 @@ class DashboardApp(App[None]):
         live_metrics: bool = True,
         autoload: bool = True,
         threads: int | None = None,
+        rpc: str | None = None,
     ) -> None:
         """`live_metrics=False` and `autoload=False` let tests feed fixed data instead.
 
@@ -93,6 +99,7 @@ class DashboardApp(App[None]):
         self.messages: list[dict[str, str]] = []
         self.pending: deque[str] = deque()
         self.stop_requested = threading.Event()
+        self.rpc = rpc  # RPC workers: edgekit.tui.workers shows them
 
     def compose(self) -> ComposeResult:
         yield Header(icon="◆")
@@ -103,6 +110,8 @@ class DashboardApp(App[None]):
             yield MemoryPanel()
             yield SpeedPanel()
             yield DevicePanel()
+            if self.rpc:
+                yield WorkersPanel()
             yield PrecisionPanel()
             yield BiasPanel()
         yield Footer(show_command_palette=False)
@@ -111,6 +120,8 @@ class DashboardApp(App[None]):
         if self.live_metrics:
             self.monitor.start()
         self.set_interval(UI_TICK_S, self.tick)
+        if self.rpc:
+            self.set_interval(WORKER_CHECK_S, self.check_workers)
         self.refresh_metrics()
         self.query_one("#prompt", Input).focus()
         if self.autoload:
@@ -171,14 +182,17 @@ class DashboardApp(App[None]):
         previous: Runtime | None,
     ) -> None:
         try:
-            plan = plan_run(model, device, n_ctx, threads=self.threads)
+            pool = plan_pool(model, device, n_ctx, self.rpc) if self.rpc else None
+            plan = pool.run if pool else plan_run(model, device, n_ctx, threads=self.threads)
+            if pool:
+                self.post_from_worker(PoolReady(pool))
             self.post_from_worker(PlanReady(plan))
             # A message, not call_from_thread: that blocks, and would hang a quit mid-load.
             self.post_from_worker(BiasScores(bias_summary(plan)))
             if previous is not None:
                 previous.close()  # before the new one loads, so both never share the memory
                 previous = None
-            runtime = open_runtime(plan)
+            runtime = open_pool(pool) if pool else open_runtime(plan)
         except EdgekitError as e:
             self.post_from_worker(ModelFailed(e, previous))
             return
@@ -253,6 +267,9 @@ class DashboardApp(App[None]):
         transcript = self.query_one(Transcript)
         if message.error is not None:
             self.messages.pop()  # the turn that failed is not part of the conversation
+            if isinstance(message.error, WorkerLostError):
+                self.runtime = None  # its process is gone; ctrl+o loads the model again
+                self.check_workers()
             transcript.add_note("(failed)")
             self.report(message.error)
         else:
@@ -261,7 +278,33 @@ class DashboardApp(App[None]):
             if message.result is None:
                 transcript.add_note("(stopped)")
         self.refresh_metrics()
-        self.set_state("ready")
+        lost = isinstance(message.error, WorkerLostError)
+        self.set_state("no model" if lost else "ready")
+
+    # Workers (only with --rpc).
+
+    def on_pool_ready(self, message: PoolReady) -> None:
+        self.query_one(WorkersPanel).show_pool(message.pool)
+
+    def check_workers(self) -> None:
+        runtime = self.runtime
+        inner = getattr(runtime, "inner", runtime)  # under the bias guard
+        if isinstance(inner, RpcRuntime) or self.state == "no model":
+            self.poll_workers(inner if isinstance(inner, RpcRuntime) else None)
+
+    @work(thread=True, exclusive=True, group="workers")
+    def poll_workers(self, runtime: RpcRuntime | None) -> None:
+        panel = self.query_one(WorkersPanel)
+        if runtime is not None:
+            alive = runtime.worker_alive()
+        elif panel.pool is not None:
+            alive = {str(w.endpoint): responds(w.endpoint) for w in panel.pool.workers}
+        else:
+            return
+        self.post_from_worker(WorkersAlive(alive))
+
+    def on_workers_alive(self, message: WorkersAlive) -> None:
+        self.query_one(WorkersPanel).show_alive(message.alive)
 
     # Footer actions.
 
@@ -355,5 +398,9 @@ def run_dashboard(
     n_ctx: int | None,
     params: SamplingParams,
     threads: int | None = None,
+    rpc: str | None = None,
 ) -> None:
-    DashboardApp(str(model) if model else None, device, n_ctx, params, threads=threads).run()
+    app = DashboardApp(
+        str(model) if model else None, device, n_ctx, params, threads=threads, rpc=rpc
+    )
+    app.run()

@@ -116,8 +116,12 @@ class LlamaCppRuntime:
         n_ctx: int,
         verbose: bool = False,
         threads: int | None = None,
+        n_gpu_layers: int | None = None,
+        tensor_split: list[float] | None = None,
     ) -> None:
-        """threads: a fixed count (-t); None measures the load before each turn (see threads.py)."""
+        """threads: a fixed count (-t); None measures the load before each turn (see threads.py).
+        n_gpu_layers / tensor_split override the profile's offload (RPC workers: edgekit.pool
+        decides them, so the split shown before loading is the one llama.cpp makes)."""
         self.lib = import_llama_cpp()
         self.info = info
         self.n_ctx = n_ctx
@@ -129,7 +133,8 @@ class LlamaCppRuntime:
                 n_ctx=n_ctx,
                 n_threads=self.governor.current,
                 n_threads_batch=self.governor.current,
-                n_gpu_layers=profile.gpu_layers,
+                n_gpu_layers=profile.gpu_layers if n_gpu_layers is None else n_gpu_layers,
+                tensor_split=tensor_split,
                 n_batch=profile.batch,
                 n_ubatch=profile.ubatch,
                 use_mmap=profile.mmap,
@@ -152,7 +157,11 @@ class LlamaCppRuntime:
         self._piece = PieceDecoder(self.lib, self._vocab)
         self._one = (self.lib.llama_token * 1)()
         self.notes: list[str] = []
-        if profile.gpu_layers != 0 and not self.lib.llama_supports_gpu_offload():
+        if (
+            n_gpu_layers is None
+            and profile.gpu_layers != 0
+            and not self.lib.llama_supports_gpu_offload()
+        ):
             self.notes.append(
                 f"this llama.cpp build has no GPU back end, so {profile.name}'s GPU layers run on "
                 f"the CPU; rebuild with CMAKE_ARGS='{profile.cmake_args}'"
