@@ -42,6 +42,7 @@ def parse() -> argparse.Namespace:
     p.add_argument("--model", type=Path, help="a GGUF (default: the default model)")
     p.add_argument("--workdir", type=Path, help="keep the converted folders here (reused)")
     p.add_argument("--tokens", type=int, default=0, help="decode tokens (default 128, quick 48)")
+    p.add_argument("--speed-one", type=Path, help=argparse.SUPPRESS)
     return p.parse_args()
 
 
@@ -127,15 +128,33 @@ def quality(fp32: Path, rows: dict[str, Path], windows: int) -> dict[str, Any]:
     return out
 
 
+def speed_one(path: Path, n: int) -> dict[str, Any]:
+    """What `edgekit run PATH -p ... --temp 0` does (plan, open through the backend registry,
+    greedy generate), without the CLI around it: decode and prompt tok/s, peak RSS."""
+    from dataclasses import asdict
+
+    from edgekit.backends.base import SamplingParams
+    from edgekit.runner import open_runtime, plan_run
+
+    rt = open_runtime(plan_run(path, "cpu", n + 64))
+    try:
+        result = rt.generate(
+            rt.prompt_tokens(COUNTING_PROMPT), SamplingParams(max_tokens=n, temperature=0.0)
+        )
+    finally:
+        rt.close()
+    return {**asdict(result.stats), "text": result.text}
+
+
 def run_speed(path: Path, n: int) -> dict[str, Any]:
-    """`edgekit run` in its own process: decode and prompt tok/s, peak RSS."""
-    cmd = [sys.executable, "-m", "edgekit", "run", str(path), "-p", COUNTING_PROMPT]
-    cmd += ["-n", str(n), "--temp", "0", "--ctx", str(n + 64), "--json"]
+    """speed_one in its own process, so the peak RSS is this model's alone."""
+    cmd = [sys.executable, "-m", "benchmarks.onnx_frontier", "--speed-one", str(path)]
+    cmd += ["--tokens", str(n)]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=900)
     if done.returncode != 0:
         return {"error": done.stderr.strip()[-300:]}
-    doc = json.loads(done.stdout)
-    return {**doc["stats"], "text": doc.get("text", "")}
+    doc: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return doc
 
 
 def speeds(paths: dict[str, Path], n: int, rounds: int) -> dict[str, dict[str, Any]]:
@@ -170,6 +189,39 @@ def genai_check(folder: Path, n: int) -> dict[str, Any]:
     return {"folder": str(folder), "n": len(ours), "same_prefix": same, "identical": ours == theirs}
 
 
+def token_check(gguf: Path, hf: Path, folder: Path) -> dict[str, Any]:
+    """Token ids of the eval text: llama.cpp (the GGUF's own tokenizer) vs transformers' tokenizer
+    loaded from the dequantized folder (the one that prints the "incorrect regex pattern"
+    warning for vocabularies over 100k), edgekit's tokenizer.json and onnxruntime_genai's."""
+    import transformers
+
+    from edgekit.backends.onnx.runtime import OnnxRuntime
+    from edgekit.devices import load_profile
+    from edgekit.runner import open_runtime, plan_run
+
+    text = load_eval_text().text[:20000]
+    rt = open_runtime(plan_run(gguf, "cpu", 8192))
+    ref = rt.tokenize(text)
+    rt.close()
+    tf: Any = transformers
+    hf_ids = list(tf.AutoTokenizer.from_pretrained(hf)(text).input_ids)
+    ours = OnnxRuntime(folder, load_profile("cpu"), 8192).tokenize(text)
+    import onnxruntime_genai as og
+
+    og_ids = [int(t) for t in og.Tokenizer(og.Model(str(folder))).encode(text)]
+
+    def diff(ids: list[int]) -> dict[str, Any]:
+        first = next((i for i, (a, b) in enumerate(zip(ref, ids, strict=False)) if a != b), None)
+        return {"n": len(ids), "identical": ids == ref, "first_difference": first}
+
+    return {
+        "llama.cpp_n": len(ref),
+        "transformers": diff(hf_ids),
+        "edgekit": diff(ours),
+        "onnxruntime_genai": diff(og_ids),
+    }
+
+
 def plot(rows: list[dict[str, Any]], title: str) -> None:
     from edgekit.converters.spike_png import _pyplot
 
@@ -195,6 +247,9 @@ def plot(rows: list[dict[str, Any]], title: str) -> None:
 
 def main() -> int:
     args = parse()
+    if args.speed_one:
+        print(json.dumps(speed_one(args.speed_one, args.tokens or 48)))
+        return 0
     src = (args.model or resolve_model(None)).expanduser().resolve()
     work = args.workdir or (RESULTS_DIR / "onnx_frontier_work" / src.stem)
     work.mkdir(parents=True, exist_ok=True)
@@ -240,6 +295,8 @@ def main() -> int:
     sp = speeds({**speed_paths, "llama.cpp (source GGUF)": src}, n_tok, 1 if args.quick else 2)
     mid = rows_paths["edgekit @k_quant_mixed"]
     genai = genai_check(mid, n_tok)
+    tokens = token_check(src, hf, mid)
+    console.print(f"token ids vs llama.cpp: {tokens}")
     rows: list[dict[str, Any]] = []
     for name in ["fp32 (reference)", *rows_paths, "llama.cpp (source GGUF)"]:
         path = fp32 if name.startswith("fp32") else rows_paths.get(name, src)
@@ -305,6 +362,7 @@ def main() -> int:
             "budgets_bytes": budgets,
             "rows": rows,
             "genai": genai,
+            "token_ids": tokens,
             "checks": checks,
             "png": str(PNG),
         },

@@ -187,3 +187,33 @@ def test_gemma3_layer_pattern_the_builder_would_get_wrong_is_refused(tmp_path: P
     with pytest.raises(UnsupportedArchitectureError, match="pattern"):
         convert_to_onnx(src, tmp_path / "out", "int4")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hf"]
+
+
+def test_false_mistral_regex_warning_is_dropped_only_for_other_families(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """transformers emits it for local folders with vocabularies over 100k (Qwen2, Gemma 3):
+    too big to train here, so the record transformers logs is sent as it would send it."""
+    import logging
+
+    import transformers  # noqa: F401 - configures the "transformers" logger first
+
+    from edgekit.converters.onnx_export import silence_false_regex_warning
+
+    folders = {}
+    for model_type in ("qwen2", "mistral"):
+        folders[model_type] = tmp_path / model_type
+        folders[model_type].mkdir()
+        (folders[model_type] / "config.json").write_text(json.dumps({"model_type": model_type}))
+    silence_false_regex_warning()
+    monkeypatch.setattr(logging.getLogger("transformers"), "propagate", True)
+    log = logging.getLogger("transformers.tokenization_utils_base")
+    for folder in folders.values():
+        log.warning(
+            f"The tokenizer you are loading from '{folder}' with an incorrect regex pattern: "
+            "... You should set the `fix_mistral_regex=True` flag"
+        )
+    log.warning("another tokenizer warning")
+    warned = [r.getMessage() for r in caplog.records if r.name == log.name]
+    assert len(warned) == 2 and str(folders["mistral"]) in warned[0]
+    assert warned[1] == "another tokenizer warning"

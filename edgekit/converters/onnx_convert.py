@@ -78,6 +78,9 @@ def _spike_profile(
         return load_profile(scores)
     from edgekit.calibration_text import CALIBRATION_TEXT
     from edgekit.converters.calibrate import calibrate, load_for_calibration
+    from edgekit.converters.onnx_export import silence_false_regex_warning
+
+    silence_false_regex_warning()
 
     loaded = load_for_calibration(hf_dir, trust_remote_code=trust_remote_code)
     return calibrate(loaded, list(calib_texts or [CALIBRATION_TEXT]))

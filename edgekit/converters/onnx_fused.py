@@ -114,6 +114,9 @@ def build_fused(
     extra.pop("any_architecture", None)
     _check_layer_pattern(config)
     precision = str(extra.pop("precision", "fp32"))
+    from edgekit.converters.onnx_export import silence_false_regex_warning
+
+    silence_false_regex_warning()
     try:
         from onnxruntime_genai.models.builder import create_model
     except ImportError as e:
