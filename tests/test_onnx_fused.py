@@ -217,3 +217,40 @@ def test_false_mistral_regex_warning_is_dropped_only_for_other_families(
     warned = [r.getMessage() for r in caplog.records if r.name == log.name]
     assert len(warned) == 2 and str(folders["mistral"]) in warned[0]
     assert warned[1] == "another tokenizer warning"
+
+
+def test_assembled_graph_equals_onnxruntimes_own_mixed_quantization(
+    converted: dict[str, tuple[Path, OnnxConvertResult]],
+) -> None:
+    """Mixed plans are assembled from whole-graph 4- and 8-bit results (cached); the weights must
+    be exactly what one MatMulNBitsQuantizer call with per-node bits writes."""
+    import numpy as np
+    from onnx import numpy_helper
+    from onnxruntime.quantization.matmul_nbits_quantizer import (
+        KQuantWeightOnlyQuantConfig,
+        MatMulNBitsQuantizer,
+    )
+
+    src, result = converted["qwen2"]
+    fp32 = fused_cache_dir(src) / "model.onnx"
+    eight = ["/model/layers.1/mlp/down_proj/MatMul", "/lm_head/MatMul"]
+    quant = MatMulNBitsQuantizer(
+        onnx.load(str(fp32)),
+        block_size=32,
+        is_symmetric=True,
+        accuracy_level=4,
+        op_types_to_quantize=("MatMul",),
+        algo_config=KQuantWeightOnlyQuantConfig(
+            customized_weight_config={n: {"bits": 8} for n in eight}
+        ),
+    )
+    quant.process()
+    direct = {i.name: numpy_helper.to_array(i) for i in quant.model.model.graph.initializer}
+    ours = onnx.load(str(result.output / "model.onnx"))
+    mine = {i.name: numpy_helper.to_array(i, str(result.output)) for i in ours.graph.initializer}
+    nbits = [n for n in ours.graph.node if n.op_type == "MatMulNBits"]
+    assert len(nbits) == 2 * 5 + 1  # per block: packed qkv, o, gate, up, down; and the head
+    for node in nbits:
+        for name in node.input[1:]:
+            assert np.array_equal(mine[name], direct[name]), name
+    assert (fused_cache_dir(src).parent / "k_quant-block32-4bit" / "model.onnx").is_file()

@@ -113,7 +113,9 @@ def convert_fused(
         final.mkdir()
         n8 = sum(d.type == INT8 for d in the_plan.decisions)
         log(f"quantizing with {algorithm}: {len(nodes) - n8} nodes 4-bit or float, {n8} 8-bit")
-        lists = quantize_nbits(fp32 / ONNX_FILE, final / ONNX_FILE, nodes, the_plan, algorithm)
+        lists = quantize_nbits(
+            fp32 / ONNX_FILE, final / ONNX_FILE, nodes, the_plan, algorithm, cache=fp32.parent
+        )
         for f in fp32.iterdir():
             if f.is_file() and not f.name.startswith(ONNX_FILE):
                 shutil.copy2(f, final / f.name)  # genai_config.json, tokenizer, config

@@ -22,6 +22,8 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
+import shutil
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
@@ -179,6 +181,79 @@ def _algo_config(algorithm: str, eight_bit: list[str]) -> Any:
     raise PlanError(f"unknown ONNX quantization algorithm {algorithm!r}", hint="k_quant or rtn")
 
 
+def quantize_all(
+    src: Path,
+    bits: int,
+    algorithm: str = "k_quant",
+    block_size: int = BLOCK_SIZE,
+    cache: Path | None = None,
+) -> Any:
+    """Every weight MatMul of the fp32 graph at `bits`, written by onnxruntime's quantizer.
+
+    Quantization is per node (k_quant and RTN see one weight at a time), so a mixed graph is
+    assembled from these two whole-graph results; kept in `cache` (beside the cached fp32 graph),
+    each plan then costs a copy instead of a k_quant search over ~10^8 weights."""
+    import onnx
+
+    with _quiet():
+        from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    folder = cache / f"{algorithm}-block{block_size}-{bits}bit" if cache else None
+    if folder is not None and (folder / "model.onnx").is_file():
+        return onnx.load(str(folder / "model.onnx"))
+    model = onnx.load(str(src))
+    weights = [n.node for n in fused_nodes(model) if n.op == "MatMul"]
+    with _quiet():
+        quant = MatMulNBitsQuantizer(
+            model,
+            block_size=block_size,
+            is_symmetric=True,
+            accuracy_level=4,  # int8 activations in the CPU kernel: what the builder sets for CPU
+            nodes_to_include=weights,
+            op_types_to_quantize=("MatMul",),
+            algo_config=_algo_config(algorithm, weights if bits == 8 else []),
+        )
+        quant.process()
+    out = quant.model.model
+    if folder is not None:
+        tmp = folder.with_name(f"{folder.name}.{os.getpid()}.partial")
+        tmp.mkdir(parents=True, exist_ok=True)
+        onnx.save_model(
+            out, str(tmp / "model.onnx"), save_as_external_data=True,
+            all_tensors_to_one_file=True, location=ONNX_DATA, size_threshold=1024,
+        )  # fmt: skip
+        try:
+            tmp.rename(folder)
+        except OSError:  # another convert of the same source got there first
+            shutil.rmtree(tmp, ignore_errors=True)
+        # Saving moved the weights out of `out` (external-data references into the cache file).
+        return onnx.load(str(folder / "model.onnx"))
+    return out
+
+
+def _assemble(model: Any, quantized: Mapping[int, Any], bits_of: Mapping[str, int]) -> None:
+    """Swap each planned MatMul of `model` for its MatMulNBits twin at the planned bits."""
+    twins = {b: {n.name: n for n in q.graph.node} for b, q in quantized.items()}
+    inits = {b: {i.name: i for i in q.graph.initializer} for b, q in quantized.items()}
+    nodes, added = [], []
+    for node in model.graph.node:
+        b = bits_of.get(node.name)
+        if b is None:
+            nodes.append(node)
+            continue
+        twin = twins[b].get(f"{node.name}_Q{b}")
+        if twin is None:
+            raise ConversionError(f"onnxruntime's quantizer left {node.name} unquantized")
+        nodes.append(twin)
+        added += [inits[b][x] for x in twin.input if x in inits[b]]
+    model.graph.ClearField("node")
+    model.graph.node.extend(nodes)
+    model.graph.initializer.extend(added)
+    if not any(o.domain == "com.microsoft" for o in model.opset_import):
+        model.opset_import.add(domain="com.microsoft", version=1)
+    _drop_unused(model)
+
+
 def quantize_nbits(
     src: Path,
     dst: Path,
@@ -186,34 +261,25 @@ def quantize_nbits(
     the_plan: Plan,
     algorithm: str = "k_quant",
     block_size: int = BLOCK_SIZE,
+    cache: Path | None = None,
 ) -> dict[str, list[str]]:
     """Write the planned graph to `dst` (model.onnx + model.onnx.data); returns the node lists."""
     import onnx
 
-    with _quiet():
-        from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
-
     types = the_plan.types
-    matmuls = [n for n in nodes if n.op == "MatMul"]
     by_bits: dict[str, list[str]] = {"4": [], "8": [], "float": []}
     for n in nodes:
         by_bits[str(BITS.get(types[n.name], "float"))].append(n.node)
-    model = onnx.load(str(src))
-    with _quiet():
-        quant = MatMulNBitsQuantizer(
-            model,
-            block_size=block_size,
-            is_symmetric=True,
-            accuracy_level=4,  # int8 activations in the CPU kernel: what the builder sets for CPU
-            nodes_to_exclude=[n.node for n in matmuls if types[n.name] not in BITS],
-            op_types_to_quantize=("MatMul",),
-            algo_config=_algo_config(algorithm, [n.node for n in matmuls if types[n.name] == INT8]),
-        )
-        quant.process()
-    out = quant.model.model
+    bits_of = {
+        n.node: BITS[types[n.name]] for n in nodes if n.op == "MatMul" and types[n.name] in BITS
+    }
+    needed = sorted(set(bits_of.values()))
+    quantized = {b: quantize_all(src, b, algorithm, block_size, cache) for b in needed}
+    out = onnx.load(str(src))
+    _assemble(out, quantized, bits_of)
+    del quantized
     embed_nodes = [n for n in nodes if n.op == "Gather"]
-    tied = not embed_nodes
-    if tied:
+    if not embed_nodes:  # tied
         _tie_embedding(out)
     else:
         _quantize_embedding(out, embed_nodes[0], types[embed_nodes[0].name], block_size)
