@@ -53,11 +53,9 @@ def _timed(fn: Any, *a: Any, **k: Any) -> tuple[Any, float]:
 
 
 def builder_rows(hf: Path, work: Path, quick: bool) -> dict[str, tuple[Path, float]]:
-    recipes: dict[str, dict[str, Any]] = {
-        MIXED: {"int4_algo_config": "k_quant_mixed"},
-        "builder k_quant": {"int4_algo_config": "k_quant"},
-    }
+    recipes: dict[str, dict[str, Any]] = {MIXED: {"int4_algo_config": "k_quant_mixed"}}
     if not quick:
+        recipes["builder k_quant"] = {"int4_algo_config": "k_quant"}
         recipes["builder default"] = {}
         recipes["builder k_quant_mixed, unshared emb"] = {
             "int4_algo_config": "k_quant_mixed",
@@ -67,7 +65,8 @@ def builder_rows(hf: Path, work: Path, quick: bool) -> dict[str, tuple[Path, flo
     for name, extra in recipes.items():
         folder = work / name.replace(" ", "_").replace(",", "")
         if (folder / "model.onnx").is_file():
-            out[name] = (folder, float(json.loads((folder / "convert_s.json").read_text())))
+            timed = folder / "convert_s.json"
+            out[name] = (folder, float(json.loads(timed.read_text())) if timed.is_file() else -1)
             continue
         console.print(f"[dim]building {name}[/dim]")
         _, secs = _timed(build_fused, hf, folder, precision="int4", **extra)
@@ -276,9 +275,10 @@ def main() -> int:
     def size(p: Path) -> int:
         return sum(f.stat().st_size for f in p.iterdir() if f.name.startswith("model.onnx"))
 
-    budgets = {"k_quant": size(built["builder k_quant"][0]), "k_quant_mixed": size(built[MIXED][0])}
-    if not args.quick:
-        budgets["large"] = int(budgets["k_quant_mixed"] * 1.35)
+    mixed_size = size(built[MIXED][0])
+    # Three sizes around the builder's mixed file: below it, at it, above it.
+    budgets = {"0.85x": int(0.85 * mixed_size), "k_quant_mixed": mixed_size}
+    budgets["1.3x"] = int(1.3 * mixed_size)
     ours = edgekit_rows(src, hf, work, budgets, fp32, profile)
     rows_paths = {name: p for name, (p, _) in {**built, **ours}.items()}
     convert_s = {name: s for name, (_, s) in {**built, **ours}.items()}

@@ -108,7 +108,14 @@ def convert_fused(
             if scores is not None
             else _spike_profile(hf_dir(), None, calib_texts, trust_remote_code)
         )
-        the_plan = plan_nbits(nodes, profile.scores("input"), chosen)
+        try:
+            the_plan = plan_nbits(nodes, profile.scores("input"), chosen)
+        except PlanError:
+            if not getattr(chosen, "bpw", None):
+                raise
+            # The budget is below "4-bit body + 8-bit head": the head drops to 4 bits too.
+            log("the budget leaves no room for an 8-bit head: planning it at 4 bits")
+            the_plan = plan_nbits(nodes, profile.scores("input"), chosen, head=INT4)
         final = work / "final"
         final.mkdir()
         n8 = sum(d.type == INT8 for d in the_plan.decisions)

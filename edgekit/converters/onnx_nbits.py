@@ -23,8 +23,8 @@ import contextlib
 import io
 import logging
 import os
-import shutil
 import re
+import shutil
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
