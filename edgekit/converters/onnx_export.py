@@ -44,10 +44,11 @@ def _quiet() -> Iterator[None]:
 class _FalseMistralRegexWarning(logging.Filter):
     """transformers 4.57.3-4.57.x warns of an "incorrect regex pattern" (a Mistral tokenizer bug)
     for EVERY tokenizer loaded from a local folder whose config.json a 4.57.3+ transformers wrote,
-    whatever the model family (transformers PR 45444 fixed the check upstream). It only warns: the
-    tokenizer is not changed unless fix_mistral_regex=True is passed, and on edgekit's converted
-    Qwen2/Llama/Gemma folders the token ids equal llama.cpp's (see the ONNX section of README).
-    So the warning is dropped, except for the Mistral families it was written for."""
+    with a vocabulary over 100k (Qwen2, Gemma 3), whatever the model family (transformers PR 45444
+    fixed the check upstream). It only warns: `_patch_mistral_regex` changes the pre-tokenizer
+    only when fix_mistral_regex=True is passed, so the tokenizer edgekit saves is the one the
+    GGUF conversion produced. So the warning is dropped, except for the Mistral families it was
+    written for."""
 
     MISTRAL = ("mistral", "mistral3", "voxtral", "ministral", "pixtral")
 
