@@ -33,7 +33,6 @@ from edgekit.eval_text import load_eval_text
 from edgekit.runner import resolve_model
 
 MIXED = "builder k_quant_mixed"
-PNG = RESULTS_DIR / "onnx_frontier.png"
 
 
 def parse() -> argparse.Namespace:
@@ -221,7 +220,7 @@ def token_check(gguf: Path, hf: Path, folder: Path) -> dict[str, Any]:
     }
 
 
-def plot(rows: list[dict[str, Any]], title: str) -> None:
+def plot(rows: list[dict[str, Any]], title: str, png: Path) -> None:
     from edgekit.converters.spike_png import _pyplot
 
     plt = _pyplot()
@@ -240,8 +239,8 @@ def plot(rows: list[dict[str, Any]], title: str) -> None:
     ax.set_yscale("log")
     ax.set_title(title)
     fig.tight_layout()
-    PNG.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(PNG)
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png)
 
 
 def main() -> int:
@@ -348,8 +347,9 @@ def main() -> int:
     console.print(f"genai check: {genai}")
     for k, v in checks.items():
         console.print(f"{'[green]PASS' if v else '[red]FAIL'}[/] {k}")
-    plot(rows, title)
     name = "onnx_frontier" + ("_quick" if args.quick else "") + f"_{src.stem}"
+    png = RESULTS_DIR / f"{name}.png"
+    plot(rows, title, png)
     write_json(
         name,
         {
@@ -364,7 +364,7 @@ def main() -> int:
             "genai": genai,
             "token_ids": tokens,
             "checks": checks,
-            "png": str(PNG),
+            "png": str(png),
         },
     )
     return 0 if all(checks.values()) else 1
