@@ -70,7 +70,9 @@ def build_tokenizer(folder: Path) -> Any:
     return fast
 
 
-def _config(arch: str, vocab: int, n_layers: int, hidden: int) -> Any:
+def _config(
+    arch: str, vocab: int, n_layers: int, hidden: int, layer_types: list[str] | None = None
+) -> Any:
     import transformers
 
     tf: Any = transformers
@@ -100,7 +102,7 @@ def _config(arch: str, vocab: int, n_layers: int, hidden: int) -> Any:
             head_dim=hidden // 4,
             sliding_window=16,
             query_pre_attn_scalar=hidden // 4,
-            layer_types=["sliding_attention", "full_attention"][:n_layers],
+            layer_types=layer_types or ["sliding_attention", "full_attention"][:n_layers],
         )
     raise ValueError(arch)
 
@@ -124,6 +126,7 @@ def build_tiny_hf(
     seed: int = 0,
     spike_block: int | None = None,
     spike_scale: float = 60.0,
+    layer_types: list[str] | None = None,
 ) -> Path:
     """Write a random `arch` checkpoint with its tokenizer into `folder` and return it."""
     import torch
@@ -131,7 +134,7 @@ def build_tiny_hf(
     folder.mkdir(parents=True, exist_ok=True)
     tok = build_tokenizer(folder)
     torch.manual_seed(seed)
-    model = _model_class(arch)(_config(arch, len(tok), n_layers, hidden)).eval()
+    model = _model_class(arch)(_config(arch, len(tok), n_layers, hidden, layer_types)).eval()
     # Random init draws with std 0.02: logits would be near-uniform and greedy argmax a coin toss
     # between near-ties. Larger weights give peaked, stable distributions, as trained models have.
     with torch.no_grad():

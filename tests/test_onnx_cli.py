@@ -24,17 +24,28 @@ def spiky_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_hf(tmp_path_factory.mktemp("hf") / "llama", "llama", spike_block=1)
 
 
-def test_convert_to_onnx_spike_then_run(spiky_llama: Path, tmp_path: Path) -> None:
-    out = tmp_path / "llama-onnx"
-    done = runner.invoke(
-        app, ["convert", str(spiky_llama), "--to", "onnx", "-o", str(out), "--json", "--top-k", "1"]
-    )
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("EDGEKIT_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+@pytest.mark.parametrize("precision", ["int4", "spike"])
+def test_convert_to_onnx_then_run(
+    precision: str, spiky_llama: Path, tmp_path: Path, own_cache: Path
+) -> None:
+    out = tmp_path / "out" / "llama-onnx"
+    out.parent.mkdir()
+    args = ["convert", str(spiky_llama), "--to", "onnx", "-o", str(out), "--json", "--top-k", "1"]
+    done = runner.invoke(app, [*args, "--precision", precision])
     assert done.exit_code == 0, done.stderr
     report = json.loads(done.stdout)
-    assert report["precision"] == "spike" and Path(report["output"]) == out
+    assert report["precision"] == precision and Path(report["output"]) == out
     assert [k["tensor"] for k in report["kept"]] == ["blk.1.ffn_down.weight"]
-    fp32 = out.with_name(out.name + "-fp32")
-    assert fp32.is_dir()  # kept as the reference of the quality table
+    assert report["convert_s"] > 0
+    # The float reference of the quality table lives in the cache folder, not beside the output.
+    assert [p.name for p in out.parent.iterdir()] == [out.name]
+    assert any(own_cache.rglob("model.onnx"))
     assert report["eval"]["models"][0]["top1"] > 0.5
     assert (out / "plan.json").is_file() and (out / "tokenizer.json").is_file()
 

@@ -98,8 +98,12 @@ def convert_command(
         Path | None, typer.Option("--output", "-o", help="Output .gguf (or folder for onnx).")
     ] = None,
     precision: Annotated[
-        str, typer.Option("--precision", help="ONNX only: spike | int8 | fp32.")
-    ] = "spike",
+        str,
+        typer.Option(
+            "--precision",
+            help="ONNX only: int4 (fused graph, 4/8-bit per the plan) | spike | int8 | fp32.",
+        ),
+    ] = "int4",
     base_type: Annotated[str, typer.Option("--type", help="Base ggml type.")] = "Q4_K",
     recipe: Annotated[str, typer.Option(help="spike | target-bpw | random.")] = "spike",
     threshold: Annotated[float | None, typer.Option(help="Keep scores >= this.")] = None,

@@ -1,8 +1,11 @@
-"""`edgekit convert MODEL --to onnx --precision fp32|int8|spike`: the whole pipeline, atomically.
+"""`edgekit convert MODEL --to onnx --precision int4|fp32|int8|spike`: the pipeline, atomically.
 
-source (HF folder, or GGUF dequantized to one) -> fp32 export -> [calibrate] -> plan -> int8
-graph -> plan.json + tokenizer files. Everything is built in a hidden folder beside the output and
-renamed into place at the end: an error or Ctrl-C leaves no partial model behind.
+int4 (the default): source (HF folder, or GGUF dequantized to one) -> the fused fp32 graph of
+onnxruntime-genai's builder (cached per source) -> [calibrate] -> plan -> mixed 4/8-bit
+MatMulNBits graph + genai_config.json + plan.json + tokenizer files (edgekit.converters.onnx_nbits).
+fp32 | int8 | spike: optimum's unfused export and dynamic int8 (MatMulInteger), for families the
+builder does not cover. Everything is built in a hidden folder beside the output and renamed into
+place at the end: an error or Ctrl-C leaves no partial model behind.
 """
 
 from __future__ import annotations
@@ -20,11 +23,13 @@ from edgekit.backends.onnx.model import ONNX_FILE, PLAN_FILE
 from edgekit.converters.onnx_export import copy_side_files, export_onnx, hf_dir_from_gguf
 from edgekit.converters.onnx_quant import (
     INT8,
-    PRECISIONS,
     plan_onnx,
     quantize_graph,
     verify_plan,
     weight_nodes,
+)
+from edgekit.converters.onnx_quant import (
+    PRECISIONS as UNFUSED,
 )
 from edgekit.errors import OutputPathError, PlanError
 from edgekit.planner import Plan, Recipe
@@ -32,6 +37,8 @@ from edgekit.spikes import SpikeProfile, load_profile
 
 Log = Callable[[str], None]
 SPIKES_FILE = "spikes.json"
+FUSED = "int4"  # mixed 4/8-bit MatMulNBits on the builder's fused graph
+PRECISIONS = (FUSED, *UNFUSED)
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,9 @@ def _spike_profile(
         return load_profile(scores)
     from edgekit.calibration_text import CALIBRATION_TEXT
     from edgekit.converters.calibrate import calibrate, load_for_calibration
+    from edgekit.converters.onnx_export import silence_false_regex_warning
+
+    silence_false_regex_warning()
 
     loaded = load_for_calibration(hf_dir, trust_remote_code=trust_remote_code)
     return calibrate(loaded, list(calib_texts or [CALIBRATION_TEXT]))
@@ -121,6 +131,19 @@ def convert_to_onnx(
             f"unknown ONNX precision {precision!r}", hint=f"Use {', '.join(PRECISIONS)}."
         )
     check_output_dir(out)
+    if precision == FUSED:
+        from edgekit.converters.onnx_fused_convert import convert_fused
+
+        return convert_fused(
+            source,
+            out,
+            scores=scores,
+            recipe=recipe,
+            calib_texts=calib_texts,
+            trust_remote_code=trust_remote_code,
+            log=say,
+            start=start,
+        )
     work = out.parent / f".{out.name}.{os.getpid()}.partial"
     work.mkdir()
     try:

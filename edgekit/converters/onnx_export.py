@@ -41,6 +41,42 @@ def _quiet() -> Iterator[None]:
             logging.getLogger("optimum").setLevel(level)
 
 
+class _FalseMistralRegexWarning(logging.Filter):
+    """transformers 4.57.3-4.57.x warns of an "incorrect regex pattern" (a Mistral tokenizer bug)
+    for EVERY tokenizer loaded from a local folder whose config.json a 4.57.3+ transformers wrote,
+    with a vocabulary over 100k (Qwen2, Gemma 3), whatever the model family (transformers PR 45444
+    fixed the check upstream). It only warns: `_patch_mistral_regex` changes the pre-tokenizer
+    only when fix_mistral_regex=True is passed, so the tokenizer edgekit saves is the one the
+    GGUF conversion produced. So the warning is dropped, except for the Mistral families it was
+    written for."""
+
+    MISTRAL = ("mistral", "mistral3", "voxtral", "ministral", "pixtral")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        if "incorrect regex pattern" not in msg:
+            return True
+        return _model_type_of(msg) in self.MISTRAL
+
+
+def _model_type_of(message: str) -> str | None:
+    import json
+    import re
+
+    m = re.search(r"loading from '([^']+)'", message)
+    cfg = Path(m[1]) / "config.json" if m else None
+    if cfg is None or not cfg.is_file():
+        return None
+    return str(json.loads(cfg.read_text(encoding="utf-8")).get("model_type"))
+
+
+def silence_false_regex_warning() -> None:
+    """Install the filter once on transformers' tokenizer logger."""
+    log = logging.getLogger("transformers.tokenization_utils_base")
+    if not any(isinstance(f, _FalseMistralRegexWarning) for f in log.filters):
+        log.addFilter(_FalseMistralRegexWarning())
+
+
 def check_exportable(source: Path) -> str:
     """The model_type of a convertible HF folder, or one clear error."""
     cfg = check_hf_dir(source)
@@ -60,6 +96,7 @@ def hf_dir_from_gguf(gguf_path: Path, folder: Path) -> Path:
 
     from edgekit.gguf_file import read_header
 
+    silence_false_regex_warning()
     header = read_header(gguf_path)  # clear errors for corrupt files before transformers does
     try:
         model = AutoModelForCausalLM.from_pretrained(
@@ -93,6 +130,7 @@ def hf_dir_from_gguf(gguf_path: Path, folder: Path) -> Path:
 def export_onnx(source: Path, out_dir: Path, trust_remote_code: bool = False) -> Path:
     """Export `source` (an HF folder) to `out_dir`/model.onnx in fp32; returns out_dir."""
     check_exportable(source)
+    silence_false_regex_warning()
     from optimum.exporters.onnx import main_export
 
     try:

@@ -33,6 +33,7 @@ SIDE_FILES = (
     "special_tokens_map.json",
     "chat_template.jinja",
     "chat_template.json",
+    "genai_config.json",
 )
 
 
@@ -52,8 +53,9 @@ class OnnxModelDir:
 
     @property
     def file_size(self) -> int:
-        """The graph and every external-data file beside it."""
-        files = [self.onnx_file, *self.folder.glob(self.onnx_file.name + "_data*")]
+        """The graph and every external-data file beside it: optimum writes `model.onnx_data`,
+        onnxruntime-genai's builder and edgekit's int4 writer `model.onnx.data`."""
+        files = [f for f in self.folder.iterdir() if f.name.startswith(self.onnx_file.name)]
         return sum(f.stat().st_size for f in files if f.is_file())
 
     @property
