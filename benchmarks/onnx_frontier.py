@@ -80,7 +80,7 @@ def budget_bpw(fp32: Path, budget: int) -> float:
     (20.5 B), so the target is scaled down by that ratio: the file lands at or under budget."""
     import onnx
 
-    from edgekit.converters.onnx_nbits import fused_nodes
+    from edgekit.backends.onnx.nbits import fused_nodes
 
     model = onnx.load(str(fp32 / "model.onnx"), load_external_data=False)
     nodes = fused_nodes(model)
@@ -93,8 +93,8 @@ def budget_bpw(fp32: Path, budget: int) -> float:
 def edgekit_rows(
     src: Path, hf: Path, work: Path, budgets: dict[str, int], fp32: Path, profile: Any
 ) -> dict[str, tuple[Path, float]]:
+    from edgekit.backends.onnx.nbits import INT8
     from edgekit.converters.onnx_convert import convert_to_onnx
-    from edgekit.converters.onnx_nbits import INT8
     from edgekit.planner import RandomLayers, TargetBpw
 
     out = {}

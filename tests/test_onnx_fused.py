@@ -24,10 +24,10 @@ import onnx
 from edgekit.backends.base import SamplingParams
 from edgekit.backends.onnx.genai import genai_greedy
 from edgekit.backends.onnx.model import load_onnx_dir
+from edgekit.backends.onnx.nbits import INT4, INT8, weight_ops
 from edgekit.backends.onnx.runtime import OnnxRuntime
 from edgekit.converters.onnx_convert import OnnxConvertResult, convert_to_onnx
 from edgekit.converters.onnx_fused import fused_cache_dir
-from edgekit.converters.onnx_nbits import INT4, INT8, weight_ops
 from edgekit.devices import load_profile
 from edgekit.errors import PlanError
 from edgekit.planner import RandomLayers, Spike, TargetBpw

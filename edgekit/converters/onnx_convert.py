@@ -2,7 +2,7 @@
 
 int4 (the default): source (HF folder, or GGUF dequantized to one) -> the fused fp32 graph of
 onnxruntime-genai's builder (cached per source) -> [calibrate] -> plan -> mixed 4/8-bit
-MatMulNBits graph + genai_config.json + plan.json + tokenizer files (edgekit.converters.onnx_nbits).
+MatMulNBits graph + genai_config.json + plan.json + tokenizer files (edgekit.backends.onnx.nbits).
 fp32 | int8 | spike: optimum's unfused export and dynamic int8 (MatMulInteger), for families the
 builder does not cover. Everything is built in a hidden folder beside the output and renamed into
 place at the end: an error or Ctrl-C leaves no partial model behind.
@@ -19,18 +19,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgekit.backends.onnx.model import ONNX_FILE, PLAN_FILE
-from edgekit.converters.onnx_export import copy_side_files, export_onnx, hf_dir_from_gguf
-from edgekit.converters.onnx_quant import (
+from edgekit.backends.onnx.int8 import (
     INT8,
     plan_onnx,
     quantize_graph,
     verify_plan,
     weight_nodes,
 )
-from edgekit.converters.onnx_quant import (
+from edgekit.backends.onnx.int8 import (
     PRECISIONS as UNFUSED,
 )
+from edgekit.backends.onnx.model import ONNX_FILE, PLAN_FILE
+from edgekit.converters.onnx_export import copy_side_files, export_onnx, hf_dir_from_gguf
 from edgekit.errors import OutputPathError, PlanError
 from edgekit.planner import Plan, Recipe
 from edgekit.spikes import SpikeProfile, load_profile

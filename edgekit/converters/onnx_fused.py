@@ -5,7 +5,7 @@ GroupQueryAttention with rotary embedding inside, SkipSimplifiedLayerNormalizati
 qkv MatMul per layer, ~20 nodes per layer where optimum's export has ~300. It also writes
 genai_config.json, so the folder loads unchanged in `onnxruntime_genai.Model`.
 
-edgekit uses it for the fp32 graph only and quantizes that itself (edgekit.converters.onnx_nbits):
+edgekit uses it for the fp32 graph only and quantizes that itself (edgekit.backends.onnx.nbits):
 the builder's own int4 recipes are fixed lists, edgekit's come from the planner. The fp32 graph is
 both the quantizer's input and the reference `eval` compares against, so it is built once per
 source and kept in the cache folder (`fused_cache_dir`), never beside the output.
@@ -13,15 +13,11 @@ source and kept in the cache folder (`fused_cache_dir`), never beside the output
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import json
-import logging
 import os
 import shutil
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 from edgekit.backends.onnx.model import ONNX_FILE, SIDE_FILES, TOKENIZER_FILE
@@ -68,23 +64,6 @@ def fused_cache_dir(source: Path) -> Path:
     return cache_dir() / "onnx" / f"{stem}-{source_key(source)}" / "fp32-fused"
 
 
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """The builder prints a progress bar per tensor and transformers' load warnings."""
-    with (
-        warnings.catch_warnings(),
-        contextlib.redirect_stdout(io.StringIO()),
-        contextlib.redirect_stderr(io.StringIO()),
-    ):
-        warnings.simplefilter("ignore")
-        level = logging.root.level
-        logging.root.setLevel(logging.ERROR)
-        try:
-            yield
-        finally:
-            logging.root.setLevel(level)
-
-
 def _check_layer_pattern(config: dict[str, object]) -> None:
     """The builder (0.13.2) places Gemma 3's global layers at every 6th block whatever the config
     says; a checkpoint with another pattern would export with the wrong rotary base and window."""
@@ -117,34 +96,15 @@ def build_fused(
     from edgekit.converters.onnx_export import silence_false_regex_warning
 
     silence_false_regex_warning()
-    try:
-        from onnxruntime_genai.models.builder import create_model
-    except ImportError as e:
-        raise ConversionError(
-            f"onnxruntime-genai's model builder is not installed: {e}",
-            hint="pip install 'edgekit[convert]' (onnxruntime-genai 0.13.2, transformers 4.57).",
-        ) from None
+    from edgekit.backends.onnx.builder import run_builder
+
     work = out_dir.parent / f".{out_dir.name}.{os.getpid()}.building"
     shutil.rmtree(work, ignore_errors=True)
     try:
-        with _quiet():
-            create_model(
-                model_name=hf_dir.name,
-                input_path=str(hf_dir),
-                output_dir=str(work),
-                precision=precision,
-                execution_provider="cpu",
-                cache_dir=str(work / ".cache"),
-                hf_remote=trust_remote_code,
-                hf_token="false",  # local folders only: never look for a hub token
-                **extra,
-            )
-    except (ValueError, KeyError, RuntimeError, OSError, NotImplementedError, AttributeError) as e:
+        run_builder(hf_dir, work, precision, trust_remote_code, **extra)
+    except ConversionError:
         shutil.rmtree(work, ignore_errors=True)
-        raise ConversionError(
-            f"onnxruntime-genai's builder failed on {hf_dir.name}: {type(e).__name__}: {e}",
-            hint="Check that transformers loads the model; see MODELS.md for versions that work.",
-        ) from None
+        raise
     shutil.rmtree(work / ".cache", ignore_errors=True)
     # The builder re-saves the tokenizer through transformers; the source's own tokenizer.json is
     # the one checked against llama.cpp (see onnx_gguf_tokenizer), so it wins.

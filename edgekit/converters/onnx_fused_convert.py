@@ -2,7 +2,7 @@
 
 source -> cached fp32 fused graph (edgekit.converters.onnx_fused) -> spike profile -> one plan
 (edgekit.planner, the same recipes and --target-bpw as GGUF) -> MatMulNBits per node + the
-embedding (edgekit.converters.onnx_nbits) -> model.onnx + model.onnx.data + genai_config.json +
+embedding (edgekit.backends.onnx.nbits) -> model.onnx + model.onnx.data + genai_config.json +
 tokenizer + plan.json, renamed into place at the end.
 """
 
@@ -20,8 +20,7 @@ from typing import TYPE_CHECKING, Any
 from gguf import GGMLQuantizationType
 
 from edgekit.backends.onnx.model import ONNX_FILE, PLAN_FILE
-from edgekit.converters.onnx_fused import GENAI_CONFIG, cached_fused_fp32, fused_cache_dir
-from edgekit.converters.onnx_nbits import (
+from edgekit.backends.onnx.nbits import (
     BLOCK_SIZE,
     FLOAT,
     INT4,
@@ -31,6 +30,7 @@ from edgekit.converters.onnx_nbits import (
     plan_nbits,
     quantize_nbits,
 )
+from edgekit.converters.onnx_fused import GENAI_CONFIG, cached_fused_fp32, fused_cache_dir
 from edgekit.errors import PlanError
 from edgekit.planner import Recipe, Spike
 from edgekit.spikes import SpikeProfile, load_profile
