@@ -28,13 +28,13 @@ from benchmarks._common import (
     verdict,
     write_json,
 )
+from edgekit.backends.onnx.eval import PREFILL_CHUNK, decode_speed, evaluate_onnx
 from edgekit.converters.onnx_convert import OnnxConvertResult, convert_to_onnx
 from edgekit.converters.onnx_export import hf_dir_from_gguf
 from edgekit.devices import DeviceProfile, load_profile
 from edgekit.eval_text import load_eval_text
 from edgekit.planner import RandomLayers
 from edgekit.runner import resolve_model
-from edgekit.backends.onnx.eval import PREFILL_CHUNK, decode_speed, evaluate_onnx
 from edgekit.spikes import SpikeProfile
 from edgekit.spikes import load_profile as load_spikes
 

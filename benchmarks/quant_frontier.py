@@ -21,12 +21,12 @@ from typing import Any
 from gguf import GGMLQuantizationType, LlamaFileType
 
 from benchmarks._common import RESULTS_DIR, console, parse_args, print_table, verdict, write_json
+from edgekit.backends.llama_cpp.eval import decode_speed, evaluate
+from edgekit.backends.llama_cpp.quantize import write_gguf
 from edgekit.convert import base_gguf, calibrate_source, plan_for, write_planned
 from edgekit.eval_text import load_eval_text
-from edgekit.backends.llama_cpp.eval import decode_speed, evaluate
 from edgekit.gguf_file import read_header
 from edgekit.planner import Plan, RandomLayers, Recipe, Spike, TargetBpw
-from edgekit.backends.llama_cpp.quantize import write_gguf
 from edgekit.runner import resolve_model
 from edgekit.spike_plot import spike_table
 from edgekit.spikes import SpikeProfile, load_profile

@@ -19,8 +19,8 @@ from benchmarks._common import (
     verdict,
     write_json,
 )
-from edgekit.runner import plan_run
 from edgekit.backends.base import decode_rate
+from edgekit.runner import plan_run
 
 TARGET = 0.98
 MAX_TOKENS = 128

@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from edgekit.backends.base import GenerationStats, Runtime, SamplingParams
 from edgekit.monitor import DEFAULT_INTERVAL_S, MemoryReading, Monitor, read_memory
 from edgekit.runner import RunPlan, open_runtime, plan_run
-from edgekit.backends.base import GenerationStats, Runtime, SamplingParams
 
 TARGET_OVERHEAD = 0.02
 # Rounds of one side that spread wider than this (max - min over the median) mean the machine was

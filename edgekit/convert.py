@@ -18,12 +18,12 @@ from typing import Any
 
 from gguf import GGMLQuantizationType, LlamaFileType
 
+from edgekit.backends.llama_cpp.quantize import FILE_TYPE_OF, Progress, write_gguf
 from edgekit.errors import ConversionError
 from edgekit.gguf_file import read_header
 from edgekit.gguf_meta import MetaValue
 from edgekit.paths import cache_dir
 from edgekit.planner import Plan, Recipe, plan
-from edgekit.backends.llama_cpp.quantize import FILE_TYPE_OF, Progress, write_gguf
 from edgekit.spikes import SpikeProfile
 
 Q = GGMLQuantizationType

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import psutil
 
-from edgekit.metrics import peak_rss_bytes
 from edgekit.backends.base import GenerationStats, decode_rate
+from edgekit.metrics import peak_rss_bytes
 
 DEFAULT_INTERVAL_S = 0.25
 DEFAULT_HISTORY = 240  # one minute at the default interval

@@ -79,8 +79,8 @@ install_llama() {
   quiet "$venv/bin/pip" install --force-reinstall --no-deps "$dir"/wheel/llama_cpp_python-*.whl
   # The tools go beside the venv's python, so `.venv/bin/llama-cli` just works.
   for tool in $(build_info tools); do
-    [ -x "$dir/build/bin/$tool" ] || fail "llama.cpp's $tool was not built"
-    ln -sf "$dir/build/bin/$tool" "$venv/bin/$tool"
+    [ -x "$dir/build/bin/${tool#*=}" ] || fail "llama.cpp's ${tool#*=} was not built"
+    ln -sf "$dir/build/bin/${tool#*=}" "$venv/bin/${tool%%=*}"
   done
 }
 
@@ -103,4 +103,5 @@ if ! "$venv/bin/python" -m edgekit.backends.llama_cpp.probe "$model" 1 >>"$log" 
   "$venv/bin/python" -m edgekit.backends.llama_cpp.probe "$model" 1 >>"$log" 2>&1 ||
     fail "the portable llama.cpp build crashes on a test decode too"
 fi
-say "ready in $(elapsed): .venv/bin/edgekit, llama.cpp tools in .venv/bin ($(build_info tools))"
+names="$(for t in $(build_info tools); do printf '%s ' "${t%%=*}"; done)"
+say "ready in $(elapsed): .venv/bin/edgekit, and llama.cpp's tools in .venv/bin: $names"

@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 import sys
 
-from edgekit.runner import open_runtime, plan_run
 from edgekit.backends.base import SamplingParams
+from edgekit.runner import open_runtime, plan_run
 
 TEXT = "The river runs past the old mill, and the town grows along both of its banks. "
 

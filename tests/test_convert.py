@@ -171,7 +171,8 @@ def test_ctrl_c_leaves_nothing(
 
 
 def _cli() -> typer.Typer:
-    from edgekit.cli.convert import convert_command, eval_command
+    from edgekit.cli.convert import convert_command
+    from edgekit.cli.eval import eval_command
 
     app = typer.Typer()
     app.command("convert")(convert_command)

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from gguf import GGMLQuantizationType
 
+from edgekit.backends.llama_cpp.eval import evaluate
 from edgekit.convert import base_gguf, plan_for, read_plan_metadata, write_planned
 from edgekit.eval_text import load_eval_text
-from edgekit.backends.llama_cpp.eval import evaluate
 from edgekit.gguf_file import read_header
 from edgekit.planner import Spike
 from edgekit.runner import resolve_model

@@ -17,6 +17,10 @@ pytest.importorskip("onnxruntime")
 
 import onnx
 
+from edgekit.backends.base import SamplingParams
+from edgekit.backends.onnx.eval import evaluate_onnx
+from edgekit.backends.onnx.model import plan_onnx_run
+from edgekit.backends.onnx.runtime import OnnxRuntime
 from edgekit.converters.onnx_convert import OnnxConvertResult, convert_to_onnx
 from edgekit.devices import load_profile
 from edgekit.errors import (
@@ -25,10 +29,6 @@ from edgekit.errors import (
     OutputPathError,
     UnsupportedArchitectureError,
 )
-from edgekit.backends.base import SamplingParams
-from edgekit.backends.onnx.eval import evaluate_onnx
-from edgekit.backends.onnx.model import plan_onnx_run
-from edgekit.backends.onnx.runtime import OnnxRuntime
 from tests.onnx_fixtures import ARCHITECTURES, build_tiny_hf
 
 PROMPT = "the river and the city of music"

@@ -17,13 +17,6 @@ import pytest
 pytest.importorskip("onnxruntime")
 pytest.importorskip("tokenizers")
 
-from edgekit.devices import load_profile
-from edgekit.errors import (
-    EdgekitError,
-    ModelFileError,
-    ModelNotFoundError,
-    UnsupportedModelError,
-)
 from edgekit.backends.base import SamplingParams
 from edgekit.backends.onnx.model import (
     is_onnx_model,
@@ -34,6 +27,13 @@ from edgekit.backends.onnx.model import (
 from edgekit.backends.onnx.runtime import OnnxRuntime, cache_slots, choose_providers
 from edgekit.backends.onnx.sampling import make_rng, penalize, sample_next
 from edgekit.backends.onnx.tokenizer import OnnxTokenizer
+from edgekit.devices import load_profile
+from edgekit.errors import (
+    EdgekitError,
+    ModelFileError,
+    ModelNotFoundError,
+    UnsupportedModelError,
+)
 from tests.onnx_fixtures import CHAT_TEMPLATE, train_tokenizer
 
 CONFIG = {

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
+from edgekit.backends.base import SamplingParams, decode_rate
+from edgekit.backends.llama_cpp import probe
 from edgekit.errors import BrokenBuildError, RuntimeBackendError
 from edgekit.runner import open_runtime, plan_run
-from edgekit.backends.llama_cpp import probe
-from edgekit.backends.base import SamplingParams, decode_rate
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from edgekit.monitor import MemoryReading, Monitor, read_memory
 from edgekit.backends.base import GenerationStats
+from edgekit.monitor import MemoryReading, Monitor, read_memory
 
 MiB = 2**20
 

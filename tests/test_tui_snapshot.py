@@ -8,12 +8,12 @@ from typing import Any
 
 from textual.pilot import Pilot
 
+from edgekit.backends.base import GenerationStats
 from edgekit.devices import load_profile
 from edgekit.gguf_file import load_model_info
 from edgekit.memory import estimate_memory
 from edgekit.monitor import MemoryReading, Monitor
 from edgekit.runner import RunPlan
-from edgekit.backends.base import GenerationStats
 from edgekit.tui.app import DashboardApp
 from edgekit.tui.widgets import Transcript
 

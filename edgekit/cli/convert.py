@@ -6,16 +6,14 @@ Progress bars and tables go to stderr/stdout consoles; --json prints one object 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from edgekit.cli.render import err_console, mib, out_console, print_json, user_errors
+from edgekit.cli.eval import eval_rows, print_eval_table
+from edgekit.cli.options import EvalFileOpt, JsonOpt, ThreadsOpt, WindowsOpt
+from edgekit.cli.render import mib, out_console, print_json, progress_bar, user_errors
 from edgekit.errors import ConversionError, PlanError
 
 if TYPE_CHECKING:
@@ -24,6 +22,7 @@ if TYPE_CHECKING:
     from edgekit.evaluate import EvalResult
     from edgekit.planner import Plan, Recipe
     from edgekit.spikes import SpikeProfile
+
 
 def ggml_type(name: str) -> GGMLQuantizationType:
     from gguf import GGMLQuantizationType
@@ -152,9 +151,7 @@ def convert_command(
         return
     with progress_bar("quantizing", as_json) as update:
         written = write_planned(base, out, p, profile, threads, update)
-    results = (
-        None if no_eval else eval_rows(base, [out], eval_file, eval_windows, threads, as_json)
-    )
+    results = None if no_eval else eval_rows(base, [out], eval_file, eval_windows, threads, as_json)
     _report_plan(p, out.stat().st_size, written.path, as_json, verbose, results)
 
 

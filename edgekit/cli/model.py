@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
-
 import typer
-from rich.table import Table
 
 from edgekit.cli.options import JsonOpt
-from edgekit.cli.render import kv_table, mib, out_console, print_json, user_errors
+from edgekit.cli.render import out_console, print_json, user_errors
 
 model_app = typer.Typer(help="The embedded default model.", no_args_is_help=True)
 

@@ -10,8 +10,8 @@ import typer
 from edgekit.cli.render import err_console, mib, print_json, user_errors
 
 if TYPE_CHECKING:
-    from edgekit.runner import RunPlan
     from edgekit.backends.base import GenerationResult, Runtime, SamplingParams
+    from edgekit.runner import RunPlan
 
 
 @user_errors
@@ -48,8 +48,8 @@ def run_command(
     ] = False,
 ) -> None:
     """Run a model on a device profile, streaming tokens, then report speed and memory."""
-    from edgekit.runner import open_runtime, plan_run
     from edgekit.backends.base import SamplingParams
+    from edgekit.runner import open_runtime, plan_run
 
     plan = plan_run(model, device, ctx)
     if not as_json:

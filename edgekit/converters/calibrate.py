@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgekit.errors import CalibrationError, ConversionError, UnsupportedArchitectureError
+from edgekit.errors import CalibrationError, ConversionError
 from edgekit.spikes import (
     LayerSpikes,
     SpikeProfile,
@@ -22,15 +22,6 @@ from edgekit.spikes import (
     gguf_tensor_name,
     summarize,
 )
-
-# transformers' model_type -> gguf-py's architecture name, for the families edgekit converts.
-HF_TO_GGUF_ARCH = {
-    "llama": "llama",
-    "mistral": "llama",  # llama.cpp runs Mistral dense models as llama
-    "qwen2": "qwen2",
-    "gemma3": "gemma3",
-    "gemma3_text": "gemma3",
-}
 
 
 @dataclass
@@ -50,13 +41,9 @@ def load_for_calibration(source: Path, trust_remote_code: bool = False) -> Loade
 
 
 def _arch(model_type: str) -> str:
-    arch = HF_TO_GGUF_ARCH.get(model_type)
-    if arch is None:
-        raise UnsupportedArchitectureError(
-            f"unsupported architecture {model_type!r}",
-            hint="edgekit converts llama, mistral, qwen2 and gemma3 models.",
-        )
-    return arch
+    from edgekit.architectures import gguf_arch_name
+
+    return gguf_arch_name(model_type)
 
 
 def _load_hf(source: Path, trust_remote_code: bool) -> LoadedModel:

@@ -7,7 +7,7 @@ llama/mistral, Gemma's +1 on norm weights, llama3 rope factors.
 
 Tensors are streamed: the header is written from shapes alone, then each tensor is read from its
 memory-mapped shard, fixed and written, so peak memory is about one tensor, not the model.
-The file appears under its name only when complete (edgekit.backends.llama_cpp.quantize.atomic_output).
+The file appears under its name only when complete (atomic_output).
 
 Not supported: pre-quantized checkpoints (GPTQ/AWQ/FP8), multimodal Gemma 3
 (…ForConditionalGeneration), Mistral's sliding window (llama.cpp's llama graph attends to the
@@ -24,6 +24,8 @@ from typing import Any
 import gguf
 import numpy as np
 
+from edgekit.architectures import NATIVE_FAMILIES
+from edgekit.backends.llama_cpp.quantize import FILE_TYPE_OF, atomic_output, check_writable
 from edgekit.converters.hf_arch import (
     Family,
     HParams,
@@ -37,7 +39,6 @@ from edgekit.converters.hf_source import check_hf_dir
 from edgekit.converters.hf_vocab import add_vocab
 from edgekit.converters.hf_weights import Weight, read_weights
 from edgekit.errors import ConversionError
-from edgekit.backends.llama_cpp.quantize import FILE_TYPE_OF, atomic_output, check_writable
 
 log = logging.getLogger(__name__)
 Q = gguf.GGMLQuantizationType
@@ -57,9 +58,27 @@ class Planned:
     weight: Weight
 
 
-def convert_hf(source: Path, out: Path, out_type: gguf.GGMLQuantizationType = Q.F32) -> Path:
-    """Write `out` from the Hugging Face folder `source`; 1-D tensors stay F32 either way."""
+def convert_hf(
+    source: Path, out: Path, out_type: gguf.GGMLQuantizationType = Q.F32, converter: str = "auto"
+) -> Path:
+    """Write `out` from the Hugging Face folder `source`.
+
+    `converter` is "llama.cpp" (its convert_hf_to_gguf.py, every architecture it knows), "native"
+    (this module, the families of hf_arch.FAMILIES), or "auto": native where it maps the family,
+    since it streams one tensor at a time, llama.cpp's converter for everything else.
+    """
     cfg = check_hf_dir(source)  # bad input gets its specific error first
+    native = str(cfg["model_type"]) in NATIVE_FAMILIES
+    if converter == "llama.cpp" or (converter == "auto" and not native):
+        from edgekit.converters.llama_convert import convert_with_llama_cpp
+
+        return convert_with_llama_cpp(source, out, out_type)
+    return convert_native(source, out, out_type)
+
+
+def convert_native(source: Path, out: Path, out_type: gguf.GGMLQuantizationType = Q.F32) -> Path:
+    """edgekit's own writer; 1-D tensors stay F32 either way."""
+    cfg = check_hf_dir(source)
     if out_type not in (Q.F32, Q.F16):
         raise ConversionError(f"base type {out_type.name} is not supported", hint="Use F32 or F16.")
     family = family_of(str(cfg["model_type"]))

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgekit.backends.onnx.model import ONNX_FILE, PLAN_FILE
 from edgekit.converters.onnx_export import copy_side_files, export_onnx, hf_dir_from_gguf
 from edgekit.converters.onnx_quant import (
     INT8,
@@ -27,7 +28,6 @@ from edgekit.converters.onnx_quant import (
 )
 from edgekit.errors import OutputPathError, PlanError
 from edgekit.planner import Plan, Recipe
-from edgekit.backends.onnx.model import ONNX_FILE, PLAN_FILE
 from edgekit.spikes import SpikeProfile, load_profile
 
 Log = Callable[[str], None]
@@ -75,10 +75,10 @@ def _spike_profile(
 def _graph_nodes(onnx_file: Path, config: dict[str, Any]) -> Any:
     import onnx
 
-    from edgekit.converters.calibrate import HF_TO_GGUF_ARCH
+    from edgekit.architectures import gguf_arch_name
 
     graph = onnx.load(str(onnx_file), load_external_data=False)  # names and shapes only
-    arch = HF_TO_GGUF_ARCH[str(config["model_type"])]
+    arch = gguf_arch_name(str(config["model_type"]))
     return weight_nodes(graph, arch, int(config["num_hidden_layers"]))
 
 

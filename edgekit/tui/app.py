@@ -22,10 +22,10 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import Footer, Header, Input
 
+from edgekit.backends.base import GenerationResult, Runtime, SamplingParams
 from edgekit.errors import EdgekitError
 from edgekit.monitor import Monitor
 from edgekit.runner import RunPlan, open_runtime, plan_run
-from edgekit.backends.base import GenerationResult, Runtime, SamplingParams
 from edgekit.tui.bias import BiasPanel, bias_summary
 from edgekit.tui.messages import (
     BiasScores,

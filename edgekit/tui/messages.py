@@ -6,9 +6,9 @@ from typing import Any
 
 from textual.message import Message
 
+from edgekit.backends.base import GenerationResult, Runtime
 from edgekit.errors import EdgekitError
 from edgekit.runner import RunPlan
-from edgekit.backends.base import GenerationResult, Runtime
 
 
 class GenerationStopped(Exception):

@@ -1,7 +1,9 @@
 """The llama.cpp back end: GGUF files through llama-cpp-python and llama.cpp's own tools.
 
 This package is the only code that imports llama_cpp or ctypes; `backend` is what the registry
-(edgekit.backends) hands to the fronts. Its modules load llama_cpp only when a model is opened.
+(edgekit.backends) hands to the fronts. Its modules load llama_cpp only when a model is opened, and
+importing the package needs nothing beyond the standard library: setup.sh runs build.py before any
+dependency is installed.
 """
 
 from __future__ import annotations
@@ -11,12 +13,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgekit.backends import Capability
-from edgekit.backends.base import RunPlan
-from edgekit.devices import load_profile
-from edgekit.gguf_file import load_model_info
-from edgekit.memory import check_fit, estimate_memory
 
 if TYPE_CHECKING:
+    from edgekit.backends.base import RunPlan
     from edgekit.backends.llama_cpp.runtime import LlamaCppRuntime
     from edgekit.evaluate import EvalResult
 
@@ -35,6 +34,11 @@ class LlamaCppBackend:
             return False
 
     def plan(self, path: Path, device: str, n_ctx: int | None) -> RunPlan:
+        from edgekit.backends.base import RunPlan
+        from edgekit.devices import load_profile
+        from edgekit.gguf_file import load_model_info
+        from edgekit.memory import check_fit, estimate_memory
+
         profile = load_profile(device)
         info = load_model_info(path)
         ctx = n_ctx or min(profile.context, info.context_length)

@@ -33,6 +33,14 @@ TOOLS = (
     "llama-bench",
     "rpc-server",
 )
+# Names the tools have in this llama.cpp tree, where they differ from the ones users know.
+_BINARY = {"rpc-server": "ggml-rpc-server"}
+
+
+def tool_binary(name: str) -> str:
+    """The file name a tool is built as."""
+    return _BINARY.get(name, name)
+
 
 SETUP_HINT = "Run `bash scripts/setup.sh` from the edgekit checkout: it builds llama.cpp's tools."
 
@@ -116,7 +124,12 @@ def _cpu_fingerprint() -> str:
 
 
 def build_key(variant: str) -> str:
-    parts = [LLAMA_CPP_PYTHON_VERSION, variant, "\x1f".join(cmake_args(variant)), platform.machine()]
+    parts = [
+        LLAMA_CPP_PYTHON_VERSION,
+        variant,
+        "\x1f".join(cmake_args(variant)),
+        platform.machine(),
+    ]
     if variant in NATIVE_VARIANTS:
         parts.append(_cpu_fingerprint())
     return hashlib.sha256("\x1e".join(parts).encode()).hexdigest()[:12]
@@ -128,23 +141,41 @@ def build_root(variant: str | None = None) -> Path:
     return cache_dir() / "llama.cpp" / name
 
 
+def installed_build() -> Path:
+    """The build folder setup installed into this environment (it records it beside the venv's
+    python), else the one this host's default variant would use."""
+    recorded = Path(sys.prefix) / ".llama-build"
+    try:
+        return Path(recorded.read_text(encoding="utf-8").strip())
+    except OSError:
+        return build_root()
+
+
+def llama_cpp_source() -> Path:
+    """llama.cpp's source tree (convert_hf_to_gguf.py, gguf-py, tools/) the build came from."""
+    tree = installed_build() / "src" / "vendor" / "llama.cpp"
+    if not (tree / "convert_hf_to_gguf.py").is_file():
+        raise RuntimeBackendError(f"llama.cpp's source tree is not at {tree}", hint=SETUP_HINT)
+    return tree
+
+
 def tool_dirs() -> list[Path]:
     """Where llama.cpp's tools are looked for, in order."""
     dirs = []
     if override := os.environ.get("EDGEKIT_LLAMA_BIN"):
         dirs.append(Path(override))
     dirs.append(Path(sys.prefix) / "bin")
-    dirs.append(build_root() / "build" / "bin")
+    dirs.append(installed_build() / "build" / "bin")
     return dirs
 
 
 def tool_path(name: str) -> Path:
     """The path of one of llama.cpp's tools, built by setup from the wheel's own source."""
     for folder in tool_dirs():
-        candidate = folder / name
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return candidate
-    found = shutil.which(name)
+        for candidate in (folder / name, folder / tool_binary(name)):
+            if candidate.is_file() and os.access(candidate, os.X_OK):
+                return candidate
+    found = shutil.which(name) or shutil.which(tool_binary(name))
     if found:
         return Path(found)
     raise RuntimeBackendError(f"llama.cpp's {name} was not found", hint=SETUP_HINT)
@@ -161,8 +192,8 @@ def _main(argv: list[str]) -> int:
         print(LLAMA_CPP_PYTHON_VERSION)
     elif command == "variant":
         print(variant)
-    elif command == "tools":
-        print(" ".join(TOOLS))
+    elif command == "tools":  # name=built file, for setup to link
+        print(" ".join(f"{name}={tool_binary(name)}" for name in TOOLS))
     else:
         print(f"unknown command {command!r}", file=sys.stderr)
         return 2

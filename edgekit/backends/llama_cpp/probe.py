@@ -18,14 +18,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+from edgekit.backends.llama_cpp.build import LLAMA_CPP_PYTHON_VERSION, VARIANTS
 from edgekit.errors import BrokenBuildError, RuntimeBackendError
 from edgekit.paths import cache_dir
 
 PROBE_TIMEOUT_S = 300
 REBUILD_HINT = (
-    "Rebuild llama-cpp-python with portable flags: rerun scripts/setup.sh, or "
-    "CMAKE_ARGS='-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON' "
-    "pip install --force-reinstall --no-cache-dir llama-cpp-python==0.3.36"
+    "Rebuild llama.cpp with portable flags: EDGEKIT_LLAMA_VARIANT=avx2 bash scripts/setup.sh, or "
+    f"CMAKE_ARGS='{' '.join(VARIANTS['avx2'])}' pip install --force-reinstall --no-cache-dir "
+    f"llama-cpp-python=={LLAMA_CPP_PYTHON_VERSION}"
 )
 
 

@@ -11,6 +11,14 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from edgekit.backends.base import (
+    FloatArray,
+    GenerationResult,
+    GenerationStats,
+    SamplingParams,
+    TokenCallback,
+    decode_rate,
+)
 from edgekit.devices import DeviceProfile
 from edgekit.errors import (
     EmptyPromptError,
@@ -20,14 +28,6 @@ from edgekit.errors import (
 )
 from edgekit.gguf_file import ModelInfo
 from edgekit.metrics import peak_rss_bytes
-from edgekit.backends.base import (
-    FloatArray,
-    GenerationResult,
-    GenerationStats,
-    SamplingParams,
-    TokenCallback,
-    decode_rate,
-)
 
 if TYPE_CHECKING:
     from edgekit.backends.base import HiddenStateSource, LogitSource

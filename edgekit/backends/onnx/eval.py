@@ -13,6 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekit.backends.base import SamplingParams
+from edgekit.backends.onnx.model import load_onnx_dir, onnx_model_info
+from edgekit.backends.onnx.runtime import OnnxRuntime
 from edgekit.devices import DeviceProfile, load_profile
 from edgekit.errors import EvalError
 from edgekit.evaluate import (
@@ -24,9 +27,6 @@ from edgekit.evaluate import (
     score_windows,
     windows,
 )
-from edgekit.backends.base import SamplingParams
-from edgekit.backends.onnx.model import load_onnx_dir, onnx_model_info
-from edgekit.backends.onnx.runtime import OnnxRuntime
 
 PREFILL_CHUNK = 64  # positions per graph call in prompt-processing mode; see evaluate_onnx
 

@@ -19,15 +19,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from edgekit.devices import DeviceProfile
-from edgekit.errors import (
-    EmptyPromptError,
-    ModelFileError,
-    PromptTooLongError,
-    RuntimeBackendError,
-    UnsupportedModelError,
-)
-from edgekit.metrics import peak_rss_bytes
 from edgekit.backends.base import (
     GenerationResult,
     GenerationStats,
@@ -38,6 +29,15 @@ from edgekit.backends.base import (
 from edgekit.backends.onnx.model import OnnxModelDir, load_onnx_dir
 from edgekit.backends.onnx.sampling import make_rng, sample_next
 from edgekit.backends.onnx.tokenizer import OnnxTokenizer
+from edgekit.devices import DeviceProfile
+from edgekit.errors import (
+    EmptyPromptError,
+    ModelFileError,
+    PromptTooLongError,
+    RuntimeBackendError,
+    UnsupportedModelError,
+)
+from edgekit.metrics import peak_rss_bytes
 
 F32 = npt.NDArray[np.float32]
 _DTYPES = {

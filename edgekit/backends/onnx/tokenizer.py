@@ -14,8 +14,8 @@ from typing import Any
 from tokenizers import Tokenizer
 from tokenizers.decoders import DecodeStream
 
-from edgekit.errors import ModelFileError, UnsupportedModelError
 from edgekit.backends.onnx.model import TOKENIZER_FILE, OnnxModelDir
+from edgekit.errors import ModelFileError, UnsupportedModelError
 
 # For models that ship no template: the same families llama.cpp's runtime falls back to.
 FALLBACK_TEMPLATES = {
