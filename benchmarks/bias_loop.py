@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks._common import RESULTS_DIR, median, print_table, verdict, write_json
+from benchmarks._common import RESULTS_DIR, console, median, print_table, verdict, write_json
 from edgekit.backends.base import SamplingParams
 from edgekit.bias import standard, store
 from edgekit.bias.controller import (
@@ -34,6 +34,7 @@ from edgekit.bias.controller import (
     ControlConstraint,
     ErasureConstraint,
     LoopConfig,
+    Measurement,
     MitigationConfig,
     calibrate_erasure,
     control_vector,
@@ -84,6 +85,15 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--bbq-n", type=int, default=None, help="BBQ items per category (seeded)")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args()
+
+
+def show_step(m: Measurement, next_scale: float) -> None:
+    """Progress: a search on the default model takes minutes on a busy machine."""
+    console.print(
+        f"[dim]scale {m.strength:.3f}: calibration bias {m.scores.bias:.3f} (lean {m.lean:+.3f}), "
+        f"accuracy {m.scores.disambiguated_accuracy:.1%}, perplexity {m.perplexity:.2f} "
+        f"-> {next_scale:.3f}[/dim]"
+    )
 
 
 def evaluate(
@@ -163,7 +173,7 @@ def main() -> int:
     if ref is None:
         raise SystemExit("no reference text in /usr/share/common-licenses")
     ref_path, text = ref
-    n_bbq = args.bbq_n or (40 if args.quick else 150)
+    n_bbq = args.bbq_n or (30 if args.quick else 150)
     bbq = standard.read_bbq(args.bbq, n_bbq, args.seed) if args.bbq.is_dir() else []
     plan = plan_run(None, "cpu", 512)
     runtime = require_runtime(open_runtime(plan))
@@ -171,7 +181,7 @@ def main() -> int:
     t_start = time.perf_counter()
     seconds: dict[str, float] = {}
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    config = MitigationConfig(iterations=4 if args.quick else 6)
+    config = MitigationConfig(iterations=3 if args.quick else 6)
 
     t0 = time.perf_counter()
     erasure = calibrate_erasure(
@@ -179,6 +189,7 @@ def main() -> int:
         model_hash,
         text,
         config,
+        on_step=show_step,
         path=RESULTS_DIR / "bias_loop_adapter.gguf",
         refine_bands=0 if args.quick else 3,
     )
@@ -188,7 +199,11 @@ def main() -> int:
     control = ControlConstraint(runtime, control_vector(runtime))
     scorer = LogProbScorer(runtime.logits())
     control_search = search_scale(
-        scorer, control, text, MitigationConfig(max_strength=8.0, iterations=config.iterations)
+        scorer,
+        control,
+        text,
+        MitigationConfig(max_strength=8.0, iterations=2 if args.quick else 6),
+        on_step=show_step,
     )
     scorer.close()
     seconds["control_calibration"] = time.perf_counter() - t0
@@ -206,9 +221,10 @@ def main() -> int:
         "feedback loop (guard)": (erase, loop["final_scale"]),
     }
     t0 = time.perf_counter()
-    results = {
-        name: evaluate(runtime, c, s, text, bbq, args.seed) for name, (c, s) in methods.items()
-    }
+    results = {}
+    for name, (constraint, scale) in methods.items():
+        console.print(f"[dim]evaluating {name} at scale {scale:.3f}[/dim]")
+        results[name] = evaluate(runtime, constraint, scale, text, bbq, args.seed)
     seconds["evaluation"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     speeds = decode_speeds(

@@ -3,6 +3,7 @@ LoRA format, loaded by llama.cpp, exact at scale 1, refused for another model.""
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 
 from edgekit.backends import Capability, backend_for
-from edgekit.backends.base import AdapterRuntime, ScoringRuntime
+from edgekit.backends.base import AdapterRuntime, SamplingParams, ScoringRuntime
 from edgekit.bias.controller import derive, write_erasure
 from edgekit.bias.erasure import ModelWeights, build_adapter, check_adapter
 from edgekit.bias.scores import LogProbScorer
@@ -143,3 +144,43 @@ def test_partial_alphas_only_touch_their_blocks(runtime: Any, tiny: Path) -> Non
     tensors = build_adapter(ModelWeights(tiny), directions, {2: 0.5, 3: 0.0})
     assert {t.base for t in tensors} == {"blk.2.attn_output.weight", "blk.2.ffn_down.weight"}
     assert all(np.isfinite(t.a).all() and np.isfinite(t.b).all() for t in tensors)
+
+
+def _llama_cli(model: Path, adapter: Path, scale: float, prompt: str) -> str:
+    """llama-cli's reply (one turn, greedy, 8 tokens) with the adapter at `scale`."""
+    from edgekit.backends.llama_cpp.build import tool_path
+    from edgekit.errors import EdgekitError
+
+    try:
+        cli = tool_path("llama-cli")
+    except EdgekitError:
+        pytest.skip("llama.cpp's llama-cli is not built here")
+    args = [str(cli), "-m", str(model), "--lora-scaled", f"{adapter}:{scale}", "-p", prompt]
+    args += ["-st", "-n", "8", "--temp", "0", "-s", "1", "-t", "2", "--no-warmup"]
+    args += ["--no-display-prompt", "--no-show-timings"]
+    done = subprocess.run(
+        args,
+        capture_output=True,
+        text=True,
+        errors="replace",
+        stdin=subprocess.DEVNULL,
+        timeout=300,
+        check=True,
+    )
+    # The one-turn UI echoes "> prompt", then the reply, then "Exiting...".
+    return done.stdout.split(prompt, 1)[-1].split("Exiting...")[0].strip()
+
+
+@pytest.mark.parametrize("scale", [0.0, 1.0])
+def test_llama_cli_gives_the_same_first_tokens_as_edgekit(
+    runtime: Any, adapter: Path, tiny: Path, scale: float
+) -> None:
+    prompt = "the river and the city"
+    chat = runtime.format_chat([{"role": "user", "content": prompt}])
+    runtime.set_lora(adapter, scale)
+    params = SamplingParams(max_tokens=8, temperature=0.0, seed=1)
+    ours = runtime.generate(runtime.prompt_tokens(chat), params).text
+    runtime.set_lora(None)
+    theirs = _llama_cli(tiny, adapter, scale, prompt)
+    # llama-cli holds back a trailing incomplete UTF-8 byte sequence; edgekit flushes it.
+    assert len(theirs) >= 4 and ours.startswith(theirs)

@@ -126,3 +126,28 @@ def test_adapter_for_another_model_is_refused(tiny4: Path, data_dir: Path, tmp_p
         app, [str(wide), "--adapter", str(adapter), "--split", "heldout", "--json", "--no-history"]
     )
     assert done.exit_code == 0, done.output
+
+
+def test_standard_suites_from_the_cli_are_stored_with_their_name(
+    tiny4: Path, data_dir: Path, tmp_path: Path
+) -> None:
+    from tests.test_bias_standard import CROWS, _item, _write_jsonl
+
+    bbq = tmp_path / "bbq"
+    bbq.mkdir()
+    _write_jsonl(bbq / "Age.jsonl", [_item("neg", "disambig", 0), _item("neg", "ambig", 2)])
+    done = runner.invoke(app, [str(tiny4), "--suite", "bbq", str(bbq), "--json"])
+    assert done.exit_code == 0, done.output
+    out = json.loads(done.stdout)
+    assert out["suite"] == "bbq" and set(out["scores"]["Age"]) >= {"s_dis", "s_amb"}
+    crows = tmp_path / "crows.csv"
+    crows.write_text(CROWS, encoding="utf-8")
+    done = runner.invoke(app, [str(tiny4), "--suite", "crows-pairs", str(crows), "--json"])
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout)["scores"]["stereotype_share"]["n"] == 3
+    latest = store.latest_scores(data_dir / "bias_history.sqlite3")
+    assert latest["latest"]["suite"] == "crows-pairs"
+    assert [r["suite"] for r in latest["history"]["overall"]][-2:] == ["bbq", "crows-pairs"]
+    crows.write_bytes(CROWS.encode().replace(b"old woman", b"old w\xf6man"))
+    done = runner.invoke(app, [str(tiny4), "--suite", "crows-pairs", str(crows), "--json"])
+    assert done.exit_code == 2 and "line 4 is not UTF-8" in json.loads(done.stdout)["message"]

@@ -176,8 +176,9 @@ async def test_bias_guard_toggles_on_and_off(tiny_model: Path) -> None:
 def test_bias_panel_shows_stored_scores() -> None:
     from edgekit.tui.bias import bias_text
 
+    latest: dict[str, object] = {"bias": 0.124, "device": "rpi5"}
     summary = {
-        "latest": {"bias": 0.124, "device": "rpi5"},
+        "latest": latest,
         "history": {
             "overall": [{"bias": 0.2}, {"bias": 0.124}],
             "gender": [{"bias": 0.3}, {"bias": 0.171}],
@@ -186,7 +187,7 @@ def test_bias_panel_shows_stored_scores() -> None:
     text = str(bias_text(summary, "off"))
     assert "overall 0.124" in text and "2 runs, rpi5" in text and "gender" in text
     assert "0.30 0.17" in text and "edgekit suite" in text
-    summary["latest"]["suite"] = "bbq"
+    latest["suite"] = "bbq"
     assert "BBQ;" in str(bias_text(summary, "off"))
 
 
