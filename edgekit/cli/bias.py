@@ -64,6 +64,13 @@ def bias_command(
             "split, then report held-out scores before and after.",
         ),
     ] = False,
+    iterations: Annotated[
+        int, typer.Option("--iterations", min=1, help="--mitigate: scale search steps.")
+    ] = 6,
+    bands: Annotated[
+        int,
+        typer.Option("--bands", min=0, help="--mitigate: block bands tried off in turn (0: none)."),
+    ] = 3,
     save: Annotated[
         bool, typer.Option("--history/--no-history", help="Store the run in the history.")
     ] = True,
@@ -96,7 +103,7 @@ def bias_command(
         if adapter is not None:
             runtime.set_lora(adapter, scale)
         if mitigate:
-            out = _mitigate(runtime, plan, fingerprint, conn, as_json)
+            out = _mitigate(runtime, plan, fingerprint, conn, as_json, iterations, bands)
         elif suite is not None:
             out = _standard(runtime, suite[0], data, seed, as_json)
             if conn is not None:
@@ -332,9 +339,20 @@ def _print_scores(
 
 
 def _mitigate(
-    runtime: Any, plan: Any, fingerprint: str, conn: Any, as_json: bool
+    runtime: Any,
+    plan: Any,
+    fingerprint: str,
+    conn: Any,
+    as_json: bool,
+    iterations: int = 6,
+    bands: int = 3,
 ) -> dict[str, Any]:
-    from edgekit.bias.controller import ErasureConstraint, calibrate_erasure, history_logger
+    from edgekit.bias.controller import (
+        ErasureConstraint,
+        MitigationConfig,
+        calibrate_erasure,
+        history_logger,
+    )
     from edgekit.bias.probes import build_suite
     from edgekit.bias.scores import LogProbScorer, paired_reduction, reference_text, run_suite
     from edgekit.errors import ReferenceTextError
@@ -366,7 +384,10 @@ def _mitigate(
             log_step(m, next_scale)
 
     say("deriving group directions and the erasure adapter from the calibration split")
-    erasure = calibrate_erasure(runtime, fingerprint, ref[1], on_step=on_step)
+    config = MitigationConfig(iterations=iterations)
+    erasure = calibrate_erasure(
+        runtime, fingerprint, ref[1], config, on_step=on_step, refine_bands=bands
+    )
     heldout = build_suite("heldout")
     constraint = ErasureConstraint(runtime, erasure.adapter)
     scorer = LogProbScorer(runtime.logits())
