@@ -82,6 +82,7 @@ def test_corrupt_history_is_a_clear_error_and_left_untouched(tiny4: Path, data_d
     db = data_dir / "bias_history.sqlite3"
     for content in (bytes(range(256)) * 64, None):
         if content is None:  # a real history, truncated mid-page
+            db.unlink()
             conn = store.connect(db)
             for i in range(50):
                 store.record_run(
