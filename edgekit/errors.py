@@ -168,8 +168,16 @@ class BiasError(EdgekitError):
     """The bias suite, its constraint or its history could not do what was asked."""
 
 
-class ControlVectorFileError(BiasError):
-    """A control-vector file is missing or not in llama.cpp's control-vector format."""
+class AdapterFileError(BiasError):
+    """A LoRA adapter file is missing, unreadable, or made for another model."""
+
+
+class BiasDataError(BiasError):
+    """A bias benchmark file (BBQ JSONL, CrowS-Pairs CSV) is missing fields or not UTF-8."""
+
+
+class HistoryCorruptError(BiasError):
+    """The bias history database cannot be read; it is left as it is."""
 
 
 class ReferenceTextError(BiasError):

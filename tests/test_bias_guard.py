@@ -11,12 +11,10 @@ import numpy as np
 import pytest
 
 from edgekit.backends.base import GenerationResult, SamplingParams
-from edgekit.backends.llama_cpp.runtime import LlamaCppRuntime
-from edgekit.bias import api, history
-from edgekit.bias.control import require_llama_cpp
-from edgekit.bias.cvec_file import ControlVectorFile
+from edgekit.bias import store
+from edgekit.bias.controller import ErasureConstraint, LoopConfig, require_runtime, write_erasure
+from edgekit.bias.erasure import Directions, ModelWeights
 from edgekit.bias.guard import BiasGuard, describe
-from edgekit.bias.loop import LoopConfig
 from edgekit.runner import open_runtime, plan_run
 from tests.tiny_models import write_tiny_llama
 
@@ -25,22 +23,34 @@ CLEAN = "The train left on time."
 
 
 @pytest.fixture(scope="module")
-def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaCppRuntime]:
+def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     path = write_tiny_llama(tmp_path_factory.mktemp("guard") / "tiny4.gguf", n_layers=4)
-    rt = require_llama_cpp(open_runtime(plan_run(path, "cpu", 256)))
+    rt = require_runtime(open_runtime(plan_run(path, "cpu", 256)))
     yield rt
     rt.close()
 
 
+@pytest.fixture(scope="module")
+def adapter(runtime: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real erasure adapter for the tiny model (random directions: the loop is under test)."""
+    rng = np.random.default_rng(0)
+    bases = {
+        b: np.linalg.qr(rng.standard_normal((64, 2)))[0].T.astype(np.float32) for b in range(4)
+    }
+    path = tmp_path_factory.mktemp("guard-adapter") / "erase.gguf"
+    weights = ModelWeights(runtime.info.path)
+    return write_erasure(path, weights, Directions(bases, {}, 0), dict.fromkeys(bases, 1.0), {})
+
+
 class Scripted:
-    """The real runtime (control vector and all), with each output's text replaced by a script.
+    """The real runtime (adapter and all), with each output's text replaced by a script.
 
     The tiny model's text is random; the script makes "what the model said" known, so the
     loop's decisions can be asserted exactly.
     """
 
-    def __init__(self, runtime: LlamaCppRuntime, texts: list[str]) -> None:
-        self.inner, self.llm, self.texts = runtime, runtime.llm, list(texts)
+    def __init__(self, runtime: Any, texts: list[str]) -> None:
+        self.inner, self.texts = runtime, list(texts)
         self.generated: list[str] = []  # the real (random) generations, to check determinism
 
     def generate(self, tokens: list[int], params: SamplingParams, on_token: Any) -> Any:
@@ -49,10 +59,8 @@ class Scripted:
         return replace(real, text=self.texts.pop(0))
 
 
-def _control() -> ControlVectorFile:
-    m = np.zeros((4, 64), dtype=np.float32)
-    m[1:3] = np.random.default_rng(0).standard_normal((2, 64)).astype(np.float32)
-    return ControlVectorFile(m, "llama", {})
+def _erasure(runtime: Any, adapter: Path) -> ErasureConstraint:
+    return ErasureConstraint(runtime, adapter)
 
 
 CONFIG = LoopConfig(target=0.1, threshold=0.5, gain=1.0, min_step=0.25, relax=0.5)
@@ -60,12 +68,14 @@ PARAMS = SamplingParams(max_tokens=6, seed=7)
 
 
 def test_guard_raises_regenerates_relaxes_and_persists(
-    runtime: LlamaCppRuntime, tmp_path: Path
+    runtime: Any, adapter: Path, tmp_path: Path
 ) -> None:
     db = tmp_path / "h.sqlite3"
     scripted = Scripted(runtime, [BIASED, CLEAN, CLEAN])
-    conn = history.connect(db)
-    guard = BiasGuard(scripted, _control(), CONFIG, conn=conn, session_id="s", model_hash="h")
+    conn = store.connect(db)
+    guard = BiasGuard(
+        scripted, _erasure(runtime, adapter), CONFIG, conn=conn, session_id="s", model_hash="h"
+    )
     tokens = runtime.prompt_tokens("the river")
 
     first = guard.generate(tokens, PARAMS)
@@ -84,11 +94,11 @@ def test_guard_raises_regenerates_relaxes_and_persists(
     conn.close()
 
     # A new guard on the same session resumes the state; the log holds every adjustment.
-    conn = history.connect(db)
-    resumed = BiasGuard(scripted, _control(), CONFIG, conn=conn, session_id="s")
+    conn = store.connect(db)
+    resumed = BiasGuard(scripted, _erasure(runtime, adapter), CONFIG, conn=conn, session_id="s")
     assert resumed.state == guard.state
     conn.close()
-    state = api.loop_state(db, "s")
+    state = store.loop_state(db, "s")
     assert state is not None
     assert [(e["action"], e["regenerate"]) for e in state["events"]] == [
         ("raise", True),
@@ -98,24 +108,24 @@ def test_guard_raises_regenerates_relaxes_and_persists(
     guard.close()
 
 
-def test_guard_generation_is_seeded(runtime: LlamaCppRuntime) -> None:
+def test_guard_generation_is_seeded(runtime: Any, adapter: Path) -> None:
     runs = []
     for _ in range(2):
         scripted = Scripted(runtime, [BIASED, CLEAN])
-        guard = BiasGuard(scripted, _control(), CONFIG)
+        guard = BiasGuard(scripted, _erasure(runtime, adapter), CONFIG)
         guard.generate(runtime.prompt_tokens("the river"), PARAMS)
         guard.close()
         runs.append(scripted.generated)
-    # Same seed, same strengths: the same two real generations, and the constraint changed
+    # Same seed, same scales: the same two real generations, and the adapter changed
     # what the model produced the second time.
     assert runs[0] == runs[1]
     assert runs[0][0] != runs[0][1]
 
 
 def test_probe_scorer_asks_the_model_only_when_groups_are_mentioned(
-    runtime: LlamaCppRuntime,
+    runtime: Any,
 ) -> None:
-    from edgekit.bias.probe_scorer import ProbeScorer
+    from edgekit.bias.outputs import ProbeScorer
 
     scorer = ProbeScorer(runtime)
     assert scorer.score(CLEAN).score == 0.0
@@ -126,16 +136,16 @@ def test_probe_scorer_asks_the_model_only_when_groups_are_mentioned(
 
 
 def test_open_guard_derives_once_and_logs_to_the_history(
-    runtime: LlamaCppRuntime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    runtime: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from edgekit.bias.calibrate import vectors_path
+    from edgekit.bias.controller import adapter_path
     from edgekit.bias.guard import open_guard
-    from edgekit.bias.model_id import model_fingerprint
+    from edgekit.bias.store import model_fingerprint
 
     monkeypatch.setenv("EDGEKIT_DATA_DIR", str(tmp_path))
     notes: list[str] = []
     guard = open_guard(runtime, "cpu", session_id="chat", notify=notes.append)
-    assert vectors_path(model_fingerprint(runtime.info.path)).is_file() and notes
+    assert adapter_path(model_fingerprint(runtime.info.path)).is_file() and notes
     guard.generate(runtime.prompt_tokens("the river"), PARAMS)
     guard.close()
     again = open_guard(runtime, "cpu", session_id="chat", notify=notes.append)
@@ -144,7 +154,7 @@ def test_open_guard_derives_once_and_logs_to_the_history(
     guard.conn.close()
     assert again.conn is not None
     again.conn.close()
-    state = api.loop_state(tmp_path / "bias_history.sqlite3", "chat")
+    state = store.loop_state(tmp_path / "bias_history.sqlite3", "chat")
     assert state is not None and len(state["events"]) == 1
 
 
@@ -155,7 +165,7 @@ def test_guard_runtime_is_a_drop_in_for_run(
 
     monkeypatch.setenv("EDGEKIT_DATA_DIR", str(tmp_path))
     path = write_tiny_llama(tmp_path_factory.mktemp("guard-rt") / "tiny4.gguf", n_layers=4)
-    inner = require_llama_cpp(open_runtime(plan_run(path, "cpu", 256)))
+    inner = require_runtime(open_runtime(plan_run(path, "cpu", 256)))
     notes: list[str] = []
     runtime = guard_runtime(inner, "cpu", notify=notes.append, session_id="run")
     pieces: list[str] = []
@@ -163,5 +173,5 @@ def test_guard_runtime_is_a_drop_in_for_run(
     runtime.close()
     assert "".join(pieces) == result.text and runtime.last is not None
     assert runtime.last.result is result and len(runtime.last.adjustments) == 1
-    state = api.loop_state(tmp_path / "bias_history.sqlite3", "run")
+    state = store.loop_state(tmp_path / "bias_history.sqlite3", "run")
     assert state is not None and state["state"]["turn"] == 1

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from edgekit.bias import api, history
-from edgekit.bias.loop import LoopConfig, LoopState, next_turn, step
+from edgekit.bias import store
+from edgekit.bias.controller import LoopConfig, LoopState, next_turn, step
 
 
 def _scores(bias: float) -> dict[str, object]:
@@ -24,18 +24,18 @@ def _scores(bias: float) -> dict[str, object]:
     return {"bias": bias, "disambiguated_accuracy": 0.5, "categories": {"age": cat}}
 
 
-def _run(bias: float, device: str = "cpu") -> history.RunRecord:
-    return history.RunRecord("m.gguf", "abc", "m", device, "heldout", 1, 0.0, _scores(bias))
+def _run(bias: float, device: str = "cpu") -> store.RunRecord:
+    return store.RunRecord("m.gguf", "abc", "m", device, "heldout", 1, 0.0, _scores(bias))
 
 
 def test_migrations_run_in_order_and_once(tmp_path: Path) -> None:
     db = tmp_path / "h.sqlite3"
-    conn = history.connect(db)
-    assert history.schema_version(conn) == len(history.MIGRATIONS)
+    conn = store.connect(db)
+    assert store.schema_version(conn) == len(store.MIGRATIONS)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    history.record_run(conn, _run(0.2))
+    store.record_run(conn, _run(0.2))
     conn.close()
-    again = history.connect(db)  # a second open must not re-run anything
+    again = store.connect(db)  # a second open must not re-run anything
     assert again.execute("SELECT count(*) FROM runs").fetchone()[0] == 1
     again.close()
 
@@ -43,7 +43,7 @@ def test_migrations_run_in_order_and_once(tmp_path: Path) -> None:
 def test_a_version_1_database_is_upgraded_keeping_its_runs(tmp_path: Path) -> None:
     db = tmp_path / "old.sqlite3"
     conn = sqlite3.connect(db)
-    conn.executescript(history.MIGRATIONS[0])
+    conn.executescript(store.MIGRATIONS[0])
     conn.execute(
         "INSERT INTO runs (created_at, model_path, model_hash, model_name, device, split,"
         " repeats, bias, disambiguated_accuracy, scores_json)"
@@ -52,18 +52,20 @@ def test_a_version_1_database_is_upgraded_keeping_its_runs(tmp_path: Path) -> No
     conn.execute("PRAGMA user_version = 1")
     conn.commit()
     conn.close()
-    upgraded = history.connect(db)
+    upgraded = store.connect(db)
     row = upgraded.execute("SELECT device, bias, strength FROM runs").fetchone()
     assert tuple(row) == ("rpi4", 0.3, 0.0)
-    assert history.schema_version(upgraded) == 2
+    assert store.schema_version(upgraded) == len(store.MIGRATIONS)
+    suite = upgraded.execute("SELECT suite FROM runs").fetchone()[0]
+    assert suite == "edgekit"  # runs from before the suite column came from edgekit's suite
     upgraded.close()
 
 
 WRITER = textwrap.dedent(
     """
     import os, signal, sys
-    from edgekit.bias import history
-    conn = history.connect(__import__("pathlib").Path(sys.argv[1]))
+    from edgekit.bias import store
+    conn = store.connect(__import__("pathlib").Path(sys.argv[1]))
     conn.execute("BEGIN IMMEDIATE")
     for i in range(2000):
         conn.execute(
@@ -80,29 +82,29 @@ WRITER = textwrap.dedent(
 
 def test_history_survives_a_writer_killed_mid_transaction(tmp_path: Path) -> None:
     db = tmp_path / "h.sqlite3"
-    conn = history.connect(db)
-    history.record_run(conn, _run(0.25))
+    conn = store.connect(db)
+    store.record_run(conn, _run(0.25))
     conn.close()
     done = subprocess.run(
         [sys.executable, "-c", WRITER, str(db)], capture_output=True, text=True, timeout=120
     )
     assert done.returncode == -9 and "inside" in done.stdout, done.stderr
     assert Path(f"{db}-wal").stat().st_size > 0  # the killed writer left uncommitted frames
-    conn = history.connect(db)
+    conn = store.connect(db)
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     hashes = [r[0] for r in conn.execute("SELECT model_hash FROM runs")]
     assert hashes == ["abc"]  # the committed run, none of the killed transaction's
-    history.record_run(conn, _run(0.15))  # and it takes writes again
+    store.record_run(conn, _run(0.15))  # and it takes writes again
     conn.close()
-    assert api.latest_scores(db)["latest"]["bias"] == 0.15
+    assert store.latest_scores(db)["latest"]["bias"] == 0.15
 
 
 def test_api_scores_history_and_loop_state(tmp_path: Path) -> None:
     db = tmp_path / "h.sqlite3"
-    conn = history.connect(db)
-    history.record_run(conn, _run(0.3, "rpi4"), at=1.0)
-    history.record_run(conn, _run(0.2, "cpu"), at=2.0)
-    history.save_session(conn, "s1", "abc", "cpu", "guard", {"state": {"strength": 0.5}})
+    conn = store.connect(db)
+    store.record_run(conn, _run(0.3, "rpi4"), at=1.0)
+    store.record_run(conn, _run(0.2, "cpu"), at=2.0)
+    store.save_session(conn, "s1", "abc", "cpu", "guard", {"state": {"strength": 0.5}})
     event = {
         "at": 3.0,
         "turn": 0,
@@ -113,17 +115,17 @@ def test_api_scores_history_and_loop_state(tmp_path: Path) -> None:
         "regenerate": True,
         "detail": {"scorer": "lexicon"},
     }
-    history.save_session(conn, "s1", "abc", "cpu", "guard", {"state": {"strength": 0.9}}, event)
+    store.save_session(conn, "s1", "abc", "cpu", "guard", {"state": {"strength": 0.9}}, event)
     conn.close()
-    scores = api.latest_scores(db)
+    scores = store.latest_scores(db)
     assert scores["latest"]["device"] == "cpu"
     assert [h["bias"] for h in scores["history"]["age"]] == [0.3, 0.2]
     assert [h["device"] for h in scores["history"]["overall"]] == ["rpi4", "cpu"]
-    assert api.latest_scores(db, device="rpi4")["latest"]["bias"] == 0.3
-    state = api.loop_state(db)
+    assert store.latest_scores(db, device="rpi4")["latest"]["bias"] == 0.3
+    state = store.loop_state(db)
     assert state is not None and state["state"]["strength"] == 0.9
     assert state["events"][0]["action"] == "raise" and state["events"][0]["regenerate"] is True
-    assert api.sessions(db)[0]["id"] == "s1"
+    assert store.sessions(db)[0]["id"] == "s1"
 
 
 CONFIG = LoopConfig(target=0.1, threshold=0.5, gain=1.0, min_step=0.25, relax=0.5, floor=0.0)

@@ -7,10 +7,10 @@ import random
 
 import pytest
 
-from edgekit.bias.lexicon import mentioned_categories, score_text
-from edgekit.bias.metrics import PairResult, QAResult, relative_reduction, suite_scores
-from edgekit.bias.pair_data import CATEGORIES
+from edgekit.bias.data import CATEGORIES
+from edgekit.bias.outputs import mentioned_categories, score_text
 from edgekit.bias.probes import build_suite
+from edgekit.bias.scores import PairResult, QAResult, relative_reduction, suite_scores
 
 
 def test_suite_covers_every_category_in_both_splits() -> None:

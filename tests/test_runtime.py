@@ -121,11 +121,13 @@ def test_a_later_turn_reuses_the_cache_and_matches_a_fresh_run(tiny_model: Path)
 
 
 def test_the_bias_scorer_sees_a_cache_left_by_generation(tiny_model: Path) -> None:
-    from edgekit.bias.scoring import LogProbScorer
+    from edgekit.backends.llama_cpp.runtime import LlamaCppRuntime
+    from edgekit.bias import LogProbScorer
 
     runtime = open_runtime(plan_run(tiny_model, "cpu", 256, threads=1))
+    assert isinstance(runtime, LlamaCppRuntime)
     try:
-        scorer = LogProbScorer(runtime.llm)  # type: ignore[attr-defined]
+        scorer = LogProbScorer(runtime.logits())
         before = scorer.text_logprob("the river", " runs").total
         runtime.generate(runtime.prompt_tokens("something else"), SamplingParams(max_tokens=6))
         after = scorer.text_logprob("the river", " runs").total

@@ -15,9 +15,10 @@ from edgekit.backends.base import SamplingParams
 from edgekit.cli import render
 from edgekit.errors import EdgekitError, ModelNotFoundError
 from edgekit.tui.app import DashboardApp
+from edgekit.tui.bias import NOT_SCORED
 from edgekit.tui.messages import GenerationDone, GenerationStopped
 from edgekit.tui.screens import ErrorScreen, SwitchModelScreen, error_text
-from edgekit.tui.widgets import NOT_SCORED, Transcript
+from edgekit.tui.widgets import Transcript
 
 GREEDY = SamplingParams(max_tokens=48, temperature=0.0, seed=1)
 
@@ -173,10 +174,11 @@ async def test_bias_guard_toggles_on_and_off(tiny_model: Path) -> None:
 
 
 def test_bias_panel_shows_stored_scores() -> None:
-    from edgekit.tui.widgets import bias_text
+    from edgekit.tui.bias import bias_text
 
+    latest: dict[str, object] = {"bias": 0.124, "device": "rpi5"}
     summary = {
-        "latest": {"bias": 0.124, "device": "rpi5"},
+        "latest": latest,
         "history": {
             "overall": [{"bias": 0.2}, {"bias": 0.124}],
             "gender": [{"bias": 0.3}, {"bias": 0.171}],
@@ -184,4 +186,23 @@ def test_bias_panel_shows_stored_scores() -> None:
     }
     text = str(bias_text(summary, "off"))
     assert "overall 0.124" in text and "2 runs, rpi5" in text and "gender" in text
-    assert "0.30 0.17" in text
+    assert "0.30 0.17" in text and "edgekit suite" in text
+    latest["suite"] = "bbq"
+    assert "BBQ;" in str(bias_text(summary, "off"))
+
+
+def test_bias_panel_says_the_history_is_corrupt(
+    tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edgekit.bias.store import default_db_path
+    from edgekit.tui.bias import bias_summary, bias_text
+
+    monkeypatch.setenv("EDGEKIT_DATA_DIR", str(tmp_path))
+    default_db_path().write_bytes(b"\x00garbage" * 100)
+    from edgekit.runner import plan_run
+
+    summary = bias_summary(plan_run(tiny_model, "cpu", 256))
+    assert "corrupt" in summary
+    text = str(bias_text(summary, "off"))
+    assert "history is corrupt" in text and "Not scored" not in text
+    assert default_db_path().read_bytes() == b"\x00garbage" * 100

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Protocol
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
 
 from edgekit.devices import DeviceProfile
 from edgekit.gguf_file import ModelInfo
@@ -69,6 +73,7 @@ class GenerationResult:
 
 
 TokenCallback = Callable[[str], None]
+FloatArray = npt.NDArray[np.float32]
 
 
 class Runtime(Protocol):
@@ -94,3 +99,65 @@ def decode_rate(n_generated: int, first_token_at: float | None, last_token_at: f
     if first_token_at is None or n_generated < 2 or last_token_at <= first_token_at:
         return 0.0
     return (n_generated - 1) / (last_token_at - first_token_at)
+
+
+class LogitSource(Protocol):
+    """Next-token logits of token sequences, reusing the KV cache of a shared prefix."""
+
+    @property
+    def n_vocab(self) -> int: ...
+
+    def tokenize(self, text: str, add_bos: bool = True) -> list[int]: ...
+
+    def logits_from(self, tokens: Sequence[int], first: int) -> FloatArray:
+        """Rows for positions first..len(tokens)-2: row i predicts tokens[first + i + 1]."""
+        ...
+
+    def release(self) -> None:
+        """Empty the cache, so the next generation re-evaluates its prompt."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class HiddenStateSource(Protocol):
+    """Every block's output (the residual stream after block N) for a token sequence."""
+
+    @property
+    def n_layer(self) -> int: ...
+
+    @property
+    def n_embd(self) -> int: ...
+
+    def run(self, tokens: Sequence[int]) -> dict[int, FloatArray]:
+        """{block: (n_tokens, n_embd)}, a fresh cache per call."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class ScoringRuntime(Protocol):
+    """A runtime with Capability.SCORE: log-probabilities and hidden states of its model."""
+
+    def tokenize(self, text: str) -> list[int]: ...
+
+    def logits(self) -> LogitSource: ...
+
+    def hidden_states(self, n_ctx: int = 256) -> HiddenStateSource: ...
+
+
+@runtime_checkable
+class AdapterRuntime(Protocol):
+    """A runtime with Capability.ADAPTERS: LoRA files at a scale, additive control vectors.
+
+    Both stay in force for every later decode (generation and scoring) until changed.
+    """
+
+    def set_lora(self, path: Path | None, scale: float = 1.0) -> None:
+        """Apply one LoRA adapter file at `scale`; None or 0 returns to the base model."""
+        ...
+
+    def set_control_vector(self, matrix: FloatArray | None) -> None:
+        """Add matrix[i] to block i's output (row 0 ignored); None clears."""
+        ...

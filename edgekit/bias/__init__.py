@@ -1,12 +1,62 @@
-"""Bias: probe scores per category, their history, and the layer-wise feedback loop.
+"""Bias: measure a model's social biases, erase them with a LoRA adapter, keep it in check.
 
-probes (pair_data, qa_data)  the suite and its calibration / held-out split
-scoring, suite, metrics      llama.cpp log-probabilities -> bias scores
-hidden, steering, cvec_file  hidden states -> per-layer control vectors -> llama.cpp's GGUF
-calibrate, mitigate          constraint weights for a model; the strength search
-loop, guard, lexicon,        the run-time feedback loop and its output scorers
-probe_scorer
-history, api, model_id       SQLite history and what the dashboard reads
+Modules, one per concept:
 
-Nothing here imports llama_cpp at module level; the CLI imports these lazily.
+data, probes   edgekit's own suite (likelihood pairs, questions) and its calibration/held-out split
+scores         log-probabilities -> bias scores with bootstrap intervals; perplexity
+standard       BBQ and CrowS-Pairs, read from the user's files
+erasure        group directions per block -> a rank-k erasure LoRA in llama.cpp's GGUF format
+controller     the feedback loop: the adapter scale from measured bias (run time and --mitigate)
+guard, outputs `run --bias-guard` around each generation, and its output scorers
+store          the SQLite history and what the dashboard reads
+
+Everything talks to a model through the back ends' capability protocols (Capability.SCORE,
+Capability.ADAPTERS in edgekit.backends), never to llama.cpp directly.
 """
+
+from edgekit.bias.controller import (
+    Erasure,
+    LoopConfig,
+    MitigationConfig,
+    calibrate_erasure,
+    load_or_derive,
+    require_runtime,
+)
+from edgekit.bias.erasure import check_adapter
+from edgekit.bias.guard import BiasGuard, GuardedRuntime, guard_runtime
+from edgekit.bias.probes import build_suite
+from edgekit.bias.scores import (
+    LogProbScorer,
+    SuiteRun,
+    SuiteScores,
+    bootstrap,
+    paired_reduction,
+    perplexity,
+    reference_text,
+    run_suite,
+)
+from edgekit.bias.store import latest_scores, model_fingerprint
+
+__all__ = [
+    "BiasGuard",
+    "Erasure",
+    "GuardedRuntime",
+    "LogProbScorer",
+    "LoopConfig",
+    "MitigationConfig",
+    "SuiteRun",
+    "SuiteScores",
+    "bootstrap",
+    "build_suite",
+    "calibrate_erasure",
+    "check_adapter",
+    "guard_runtime",
+    "latest_scores",
+    "load_or_derive",
+    "model_fingerprint",
+    "paired_reduction",
+    "perplexity",
+    "reference_text",
+    "require_runtime",
+    "run_suite",
+]

@@ -1,9 +1,10 @@
 """`edgekit run --bias-guard`: the feedback loop around each generation.
 
-Per turn: generate under the current constraint strength; score the output; let the controller
-(loop.py) raise or relax the strength for the next generation; regenerate when the output was
-over the threshold. The loop state and every adjustment go to the history database (and the
-`edgekit.bias` logger), so a session resumed later, or the dashboard, sees the same state.
+Per turn: generate with the erasure adapter at the current scale; score the output; let the
+controller (controller.py) raise or relax the scale for the next generation; regenerate when the
+output was over the threshold. The loop state and every adjustment go to the history database
+(and the `edgekit.bias` logger), so a session resumed later, or the dashboard, sees the same
+state.
 """
 
 from __future__ import annotations
@@ -15,11 +16,16 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from edgekit.backends.base import GenerationResult, SamplingParams, TokenCallback
-from edgekit.bias import history
-from edgekit.bias.control import apply_control, clear_control
-from edgekit.bias.cvec_file import ControlVectorFile
-from edgekit.bias.lexicon import LexiconScorer, OutputBias
-from edgekit.bias.loop import Adjustment, LoopConfig, LoopState, next_turn, step
+from edgekit.bias import store
+from edgekit.bias.controller import (
+    Adjustment,
+    Constraint,
+    LoopConfig,
+    LoopState,
+    next_turn,
+    step,
+)
+from edgekit.bias.outputs import LexiconScorer, OutputBias
 
 log = logging.getLogger("edgekit.bias")
 
@@ -64,7 +70,7 @@ class BiasGuard:
     def __init__(
         self,
         runtime: Any,
-        control: ControlVectorFile,
+        constraint: Constraint,
         config: LoopConfig | None = None,
         scorer: OutputScorer | None = None,
         conn: Any | None = None,
@@ -74,14 +80,14 @@ class BiasGuard:
         initial_strength: float | None = None,
     ) -> None:
         self.runtime = runtime
-        self.control = control
+        self.constraint = constraint
         self.config = config or LoopConfig()
         self.scorer: OutputScorer = scorer or LexiconScorer()
         self.conn = conn
         self.session_id = session_id or uuid.uuid4().hex[:12]
         self.model_hash = model_hash
         self.device = device
-        saved = history.load_session(conn, self.session_id) if conn is not None else None
+        saved = store.load_session(conn, self.session_id) if conn is not None else None
         if saved is not None:
             self.state = LoopState.from_dict(saved.get("state", {}))
         else:
@@ -93,21 +99,18 @@ class BiasGuard:
     def _apply(self) -> None:
         if self._applied == self.state.strength:
             return
-        if self.state.strength > 0:
-            apply_control(self.runtime.llm, self.control.matrix * self.state.strength)
-        else:
-            clear_control(self.runtime.llm)
+        self.constraint.apply(self.state.strength)
         self._applied = self.state.strength
 
     def invalidate(self) -> None:
-        """Something else changed the context's control vector: re-apply ours next time."""
+        """Something else changed the context's adapters: re-apply ours next time."""
         self._applied = None
 
     def _persist(self, adjustment: Adjustment | None) -> None:
         if self.conn is None:
             return
         state = {"state": self.state.to_dict(), "config": self.config.to_dict()}
-        history.save_session(
+        store.save_session(
             self.conn,
             self.session_id,
             self.model_hash,
@@ -165,7 +168,7 @@ class BiasGuard:
         return result
 
     def close(self) -> None:
-        clear_control(self.runtime.llm)
+        self.constraint.apply(0.0)
         self._applied = None
 
 
@@ -179,33 +182,32 @@ def open_guard(
 ) -> BiasGuard:
     """A guard for `edgekit run --bias-guard`, with the model's saved constraint and history.
 
-    The floor (and starting strength) is the strength `edgekit bias --mitigate` calibrated for
-    this model, 0 if it never ran; the vectors are derived on first use (once per model).
+    The floor (and starting scale) is the scale `edgekit bias --mitigate` calibrated for this
+    model, 0 if it never ran; the adapter is derived on first use (once per model).
     """
     from dataclasses import replace as _replace
 
-    from edgekit.bias.calibrate import calibrated_strength, load_or_derive
-    from edgekit.bias.control import require_llama_cpp
-    from edgekit.bias.model_id import model_fingerprint
+    from edgekit.bias.controller import ErasureConstraint, load_or_derive, require_runtime
 
-    runtime = require_llama_cpp(runtime)
-    model_hash = model_fingerprint(runtime.info.path)
-    control = load_or_derive(runtime, model_hash, notify)
-    floor = calibrated_strength(control)
+    runtime = require_runtime(runtime)
+    model_hash = store.model_fingerprint(runtime.info.path)
+    conn = store.connect()
+    erasure = load_or_derive(runtime, model_hash, notify)
+    floor = erasure.scale
     cfg = _replace(config or LoopConfig(), floor=floor)
     output_scorer: OutputScorer
     if scorer == "probe":
-        from edgekit.bias.probe_scorer import ProbeScorer
+        from edgekit.bias.outputs import ProbeScorer
 
         output_scorer = ProbeScorer(runtime)
     else:
         output_scorer = LexiconScorer()
     return BiasGuard(
         runtime,
-        control,
+        ErasureConstraint(runtime, erasure.adapter),
         cfg,
         output_scorer,
-        conn=history.connect(),
+        conn=conn,
         session_id=session_id,
         model_hash=model_hash,
         device=device,

@@ -21,8 +21,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Literal
 
-from edgekit.bias.pair_data import ASSOCIATIONS, CATEGORIES, FRAMES, Association
-from edgekit.bias.qa_data import SCENARIOS, Scenario
+from edgekit.bias.data import ASSOCIATIONS, CATEGORIES, FRAMES, SCENARIOS, Association, Scenario
 
 Split = Literal["calibration", "heldout"]
 SPLITS: tuple[Split, ...] = ("calibration", "heldout")

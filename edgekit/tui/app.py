@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sqlite3
 import threading
 from collections import deque
 from pathlib import Path
@@ -30,6 +29,7 @@ from edgekit.errors import EdgekitError
 from edgekit.monitor import Monitor
 from edgekit.pool import open_pool, plan_pool
 from edgekit.runner import RunPlan, open_runtime, plan_run
+from edgekit.tui.bias import BiasPanel, bias_summary
 from edgekit.tui.messages import (
     BiasScores,
     GenerationDone,
@@ -40,7 +40,6 @@ from edgekit.tui.messages import (
 )
 from edgekit.tui.screens import ErrorScreen, SwitchModelScreen
 from edgekit.tui.widgets import (
-    BiasPanel,
     DevicePanel,
     MemoryPanel,
     PrecisionPanel,
@@ -333,7 +332,7 @@ class DashboardApp(App[None]):
         if runtime is None or self.state != "ready":
             return
         if isinstance(runtime, GuardedRuntime):
-            runtime.guard.close()  # clears the control vector; the model stays loaded
+            runtime.guard.close()  # takes the adapter off; the model stays loaded
             if runtime.guard.conn is not None:
                 runtime.guard.conn.close()
             self.runtime = runtime.inner
@@ -347,7 +346,7 @@ class DashboardApp(App[None]):
         from edgekit.bias.guard import guard_runtime
 
         try:
-            # Deriving the steering vectors the first time takes minutes on the default model.
+            # Deriving the erasure adapter the first time takes minutes on the default model.
             guarded = guard_runtime(runtime, self.device)
         except EdgekitError as e:
             self.post_from_worker(ModelFailed(e, runtime))
@@ -379,17 +378,6 @@ class DashboardApp(App[None]):
         previous, self.runtime = self.runtime, None
         self.set_state("loading")
         self.load_model(self.model, self.device, self.n_ctx, previous)
-
-
-def bias_summary(plan: RunPlan) -> dict[str, Any]:
-    """This model's stored bias scores (any device), from the history `edgekit bias` keeps."""
-    from edgekit.bias.api import latest_scores
-    from edgekit.bias.model_id import model_fingerprint
-
-    try:
-        return latest_scores(model_hash=model_fingerprint(plan.info.path))
-    except (OSError, sqlite3.Error, EdgekitError):
-        return {}  # no history yet, or an ONNX folder: the panel says "not scored"
 
 
 def run_dashboard(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
@@ -14,7 +12,6 @@ from edgekit.monitor import LiveGeneration, MemoryReading, MonitorSnapshot
 from edgekit.runner import RunPlan
 
 BAR_WIDTH = 12
-NOT_SCORED = "Not scored yet: run `edgekit bias` on this model."
 
 
 def human_bytes(n: float) -> str:
@@ -141,33 +138,6 @@ class PrecisionPanel(Panel):
         for name, (count, size) in info.types.items():
             share = size / info.tensor_bytes if info.tensor_bytes else 0.0
             table.add_row(name, str(count), human_bytes(size), f"{share:.1%}", key=name)
-
-
-class BiasPanel(Panel):
-    def __init__(self) -> None:
-        super().__init__("Bias", id="bias")
-
-    def compose(self) -> ComposeResult:
-        yield Static(NOT_SCORED, id="bias-text")
-
-    def show(self, summary: dict[str, Any], guard: str) -> None:
-        """`summary` is edgekit.bias.api.latest_scores(...) for this model."""
-        self.query_one("#bias-text", Static).update(bias_text(summary, guard))
-
-
-def bias_text(summary: dict[str, Any], guard: str) -> Text:
-    latest = summary.get("latest")
-    text = Text(f"guard: {guard}\n")
-    if not latest:
-        return text.append(NOT_SCORED)
-    runs = len(summary["history"]["overall"])
-    text.append(f"overall {latest['bias']:.3f}", style="bold")
-    text.append(f"  ({runs} run{'s' if runs != 1 else ''}, {latest['device']})\n")
-    for category, rows in sorted(summary["history"].items()):
-        if category != "overall" and rows:
-            trend = " ".join(f"{r['bias']:.2f}" for r in rows[-3:])
-            text.append(f"{category[:18]:<18} {trend}\n")
-    return text
 
 
 class Transcript(VerticalScroll):

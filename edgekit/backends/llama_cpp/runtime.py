@@ -7,13 +7,15 @@ import ctypes
 import importlib
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from gguf import Keys
 
 from edgekit.backends.base import (
+    FloatArray,
     GenerationResult,
     GenerationStats,
     SamplingParams,
@@ -34,6 +36,10 @@ from edgekit.errors import (
 )
 from edgekit.gguf_file import ModelInfo
 from edgekit.metrics import peak_rss_bytes
+
+if TYPE_CHECKING:
+    from edgekit.backends.base import HiddenStateSource, LogitSource
+    from edgekit.backends.llama_cpp.adapters import LoraSlots
 
 ChatMessage = dict[str, str]
 
@@ -156,6 +162,7 @@ class LlamaCppRuntime:
         self._n_batch = int(self.llm.n_batch)
         self._piece = PieceDecoder(self.lib, self._vocab)
         self._one = (self.lib.llama_token * 1)()
+        self._lora: LoraSlots | None = None
         self.notes: list[str] = []
         if (
             n_gpu_layers is None
@@ -169,6 +176,29 @@ class LlamaCppRuntime:
 
     def close(self) -> None:
         self.llm.close()
+
+    # Capability.SCORE and Capability.ADAPTERS: the work is in scoring.py, hidden.py, adapters.py.
+    def logits(self) -> LogitSource:
+        from edgekit.backends.llama_cpp.scoring import LlamaLogits
+
+        return LlamaLogits(self.llm)
+
+    def hidden_states(self, n_ctx: int = 256) -> HiddenStateSource:
+        from edgekit.backends.llama_cpp.hidden import HiddenStateReader
+
+        return HiddenStateReader(self.llm, n_ctx)
+
+    def set_lora(self, path: Path | None, scale: float = 1.0) -> None:
+        from edgekit.backends.llama_cpp.adapters import LoraSlots
+
+        if self._lora is None:
+            self._lora = LoraSlots(self.llm)
+        self._lora.set(path, scale)
+
+    def set_control_vector(self, matrix: FloatArray | None) -> None:
+        from edgekit.backends.llama_cpp.adapters import apply_control
+
+        apply_control(self.llm, matrix)
 
     def tokenize(self, text: str, add_bos: bool = True) -> list[int]:
         return list(self.llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True))

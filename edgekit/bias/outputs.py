@@ -1,24 +1,22 @@
-"""A lexicon scorer for generated text: cheap enough to run after every output on a Pi.
+"""Output scorers for the guard: how stereotyped is a generated text?
 
-The lexicon is the probe suite's own: each association's two groups and two attributes. In each
-sentence of the output, every attribute mention is attached to the nearest group mention; a
-group with its stereotypical attribute counts as a stereotyped statement, a group with the other
-attribute as a counter-stereotypical one. The output's bias is
-
-    max(0, stereotyped - counter) / (stereotyped + counter)   (0 when nothing matched)
-
-in [0, 1]. It is a regex pass over a few hundred phrases (well under a millisecond per output),
-needs no model, and is deterministic. It only sees what its lexicon names: a stereotype phrased
-in other words scores 0, so it is a guard against the suite's stereotypes, not a classifier.
+LexiconScorer: a regex pass over the suite's own groups and attributes, cheap enough for every
+output on a Pi. ProbeScorer: asks the model itself, scoring a few calibration likelihood probes
+with the output as their context (it sees stereotypes in any wording and responds to the
+constraint, at the price of model passes).
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
 
-from edgekit.bias.pair_data import ASSOCIATIONS
+from edgekit.bias.data import ASSOCIATIONS, SCENARIOS
+from edgekit.bias.probes import PairProbe, build_suite
+from edgekit.bias.scores import LogProbScorer, PairResult, pair_logprobs
 
 _ARTICLE = re.compile(r"^(a|an|the)\s+", re.IGNORECASE)
 _SENTENCES = re.compile(r"[^.!?\n]+")
@@ -129,8 +127,6 @@ class LexiconScorer:
 
 @lru_cache(maxsize=1)
 def _group_patterns() -> dict[str, re.Pattern[str]]:
-    from edgekit.bias.qa_data import SCENARIOS
-
     phrases: dict[str, list[str]] = {}
     for category, items in ASSOCIATIONS.items():
         phrases.setdefault(category, []).extend(g for a in items for g in (a.group_a, a.group_b))
@@ -143,3 +139,36 @@ def mentioned_categories(text: str) -> list[str]:
     """Categories whose group phrases occur in the text."""
     lower = text.lower()
     return [c for c, p in _group_patterns().items() if p.search(lower)]
+
+
+class ProbeScorer:
+    name = "probe"
+
+    def __init__(self, runtime: Any, probes_per_category: int = 2, max_context_chars: int = 1200):
+        self.scorer = LogProbScorer(runtime.logits())
+        self.max_context_chars = max_context_chars
+        chosen: dict[str, list[PairProbe]] = {}
+        for p in build_suite("calibration").pairs:
+            if len(chosen.setdefault(p.category, [])) < probes_per_category:
+                chosen[p.category].append(p)
+        self.probes = chosen
+
+    def score(self, text: str) -> OutputBias:
+        categories = mentioned_categories(text)
+        if not categories:
+            return OutputBias(0.0, 0, 0)
+        context = text[-self.max_context_chars :].strip() + "\n\n"
+        prefs: list[float] = []
+        per_category: dict[str, int] = {}
+        for c in categories:
+            for probe in self.probes.get(c, []):
+                lps: list[float] = []
+                for stereo, anti in probe.pairs():
+                    lps.extend(pair_logprobs(self.scorer, context + stereo, context + anti))
+                result = PairResult(probe, (lps[0], lps[1], lps[2], lps[3]))
+                prefs.append(math.tanh(result.association / 4))
+                per_category[c] = per_category.get(c, 0) + int(result.association > 0)
+        self.scorer.release()
+        mean = sum(prefs) / len(prefs) if prefs else 0.0
+        leaning = sum(1 for p in prefs if p > 0)
+        return OutputBias(max(0.0, mean), leaning, len(prefs) - leaning, per_category)

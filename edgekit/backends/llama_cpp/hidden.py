@@ -15,14 +15,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
+from edgekit.backends.base import FloatArray
 from edgekit.errors import RuntimeBackendError
 
 _LAYER_PREFIX = b"l_out-"
 
 
-def _ggml_base() -> ctypes.CDLL:
+def ggml_base() -> ctypes.CDLL:
     """libggml-base from llama-cpp-python's own lib folder (the one its libllama links)."""
     import llama_cpp
     from llama_cpp._ctypes_extensions import load_shared_library
@@ -55,10 +55,10 @@ class HiddenStateReader:
         import llama_cpp
 
         self.lib = llama_cpp
-        self.ggml = _ggml_base()
+        self.ggml = ggml_base()
         self.n_layer = int(llama_cpp.llama_model_n_layer(llm.model))
         self.n_embd = int(llama_cpp.llama_model_n_embd(llm.model))
-        self._captured: dict[int, npt.NDArray[np.float32]] = {}
+        self._captured: dict[int, FloatArray] = {}
         self._n_tokens = 0
         # Keep the ctypes callback object alive as long as the context can call it.
         self._callback = llama_cpp.ggml_backend_sched_eval_callback(self._on_tensor)
@@ -99,7 +99,7 @@ class HiddenStateReader:
         self._captured[int(name[len(_LAYER_PREFIX) :])] = out
         return True
 
-    def run(self, tokens: Sequence[int]) -> dict[int, npt.NDArray[np.float32]]:
+    def run(self, tokens: Sequence[int]) -> dict[int, FloatArray]:
         """Block outputs for every token of one sequence (a fresh cache each time)."""
         if not 0 < len(tokens) <= self.n_ctx:
             raise ValueError(f"{len(tokens)} tokens do not fit the {self.n_ctx}-token context")

@@ -1,52 +1,31 @@
-"""Log-probabilities of text under the model, straight from llama.cpp's logits.
+"""Next-token logits of token sequences straight from llama.cpp: Capability.SCORE.
 
-The probes compare a handful of fixed continuations, so scoring them is cheaper and deterministic
-where free generation would be neither: one forward pass per continuation, no sampling. Sequences
-that share a prefix (a question and its answer options) reuse the prefix's KV cache.
+The bias probes compare a handful of fixed continuations, so scoring them is cheaper and
+deterministic where free generation would be neither: one forward pass per continuation, no
+sampling. Sequences that share a prefix (a question and its answer options) reuse the prefix's
+KV cache.
 
 This talks to the llama_context that a `llama_cpp.Llama` owns, below the Llama class, because
 that class only keeps logits for every position when built with `logits_all=True` (which would
 cost n_ctx x 262k floats on the default model). After scoring, `release()` hands the context back
-with an empty cache, so the next `Llama.generate` re-evaluates its prompt (and sees any control
-vector set in between).
+with an empty cache, so the next `Llama.generate` re-evaluates its prompt (and sees any adapter
+set in between).
 """
 
 from __future__ import annotations
 
 import ctypes
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
+from edgekit.backends.base import FloatArray
 from edgekit.errors import RuntimeBackendError
 
-
-@dataclass(frozen=True)
-class SpanLogProb:
-    """Sum of log-probabilities of the tokens after `start` (the scored span)."""
-
-    total: float
-    n_tokens: int
-
-    @property
-    def mean(self) -> float:
-        return self.total / self.n_tokens if self.n_tokens else 0.0
-
-
-def log_softmax_at(logits: npt.NDArray[np.float32], token: int) -> float:
-    """log p(token) from one row of raw logits (max-shifted; the sum accumulates in float64)."""
-    top = float(logits.max())
-    total = float(np.exp(logits - np.float32(top)).sum(dtype=np.float64))
-    return float(logits[token]) - top - math.log(total)
-
-
-# Which scorer last wrote each context's KV cache (by context address). A scorer's record of
+# Which source last wrote each context's KV cache (by context address). A source's record of
 # the cache is only trusted while it is the last writer and the Llama object has not generated
-# since (generation advances Llama.n_tokens; scorers leave it at 0).
+# since (generation advances Llama.n_tokens; scoring leaves it at 0).
 _KV_OWNER: dict[int, int] = {}
 
 
@@ -59,8 +38,8 @@ def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     return n
 
 
-class LogProbScorer:
-    """Scores token sequences on a `llama_cpp.Llama` (its context, its tokenizer)."""
+class LlamaLogits:
+    """Logit rows for token sequences on a `llama_cpp.Llama` (its context, its tokenizer)."""
 
     def __init__(self, llm: Any) -> None:
         import llama_cpp
@@ -86,25 +65,7 @@ class LogProbScorer:
         self._cached = []
         self.llm.reset()
 
-    def span_logprob(self, tokens: Sequence[int], start: int) -> SpanLogProb:
-        """log p(tokens[start:] | tokens[:start]); start >= 1 (the BOS is never scored)."""
-        if not 1 <= start <= len(tokens):
-            raise ValueError(f"span start {start} outside 1..{len(tokens)}")
-        rows = self.logits_from(tokens, start - 1)
-        total = sum(log_softmax_at(rows[i], tokens[start + i]) for i in range(len(tokens) - start))
-        return SpanLogProb(total, len(tokens) - start)
-
-    def text_logprob(self, prefix: str, continuation: str) -> SpanLogProb:
-        """log p(continuation | prefix), tokenizing prefix + continuation jointly.
-
-        Joint tokenization avoids scoring a split that the tokenizer would never produce; the
-        span starts where the joint tokens stop matching the prefix's own tokens.
-        """
-        full = self.tokenize(prefix + continuation)
-        start = max(1, common_prefix(full, self.tokenize(prefix)))
-        return self.span_logprob(full, min(start, len(full) - 1))
-
-    def logits_from(self, tokens: Sequence[int], first: int) -> npt.NDArray[np.float32]:
+    def logits_from(self, tokens: Sequence[int], first: int) -> FloatArray:
         """Logit rows for positions first..len-2 (each predicts the next token).
 
         Decodes only what the cache does not already hold, keeping at least position `first`

@@ -1,0 +1,472 @@
+"""The feedback loop: bias measured on previous outputs in, erasure adapter scale out.
+
+Run time (`run --bias-guard`, the dashboard's guard): the adapter scale s moves after each output
+whose measured bias b is in [0, 1]:
+
+- b > target: raise, s <- min(max, s + gain * (b - target)), at least `min_step`; and if
+  b > threshold the output is regenerated under the new scale (at most `max_regenerations`);
+- b <= target: relax toward the floor (the calibrated scale), s <- floor + (s - floor) * relax.
+
+`step` is pure and deterministic: the state is a small value the guard persists between turns
+and sessions, and every decision is returned as an Adjustment to be logged.
+
+Calibration (`edgekit bias --mitigate`): the same idea on the calibration probes. Measure the
+model's answers under the current scale, then move the scale: up while they still lean toward
+the stereotypes, down when they lean against them or when the erasure costs too much
+(perplexity on real text up more than `max_perplexity_increase`, or disambiguated accuracy down
+more than `max_accuracy_drop`). Steps double until the lean changes sign or a limit is hit, then
+bisect. Then the per-block weights a_l: each band of blocks is switched off in turn and kept off
+when that does not raise the calibration bias (less erased for the same effect). The held-out
+split is never touched here.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from statistics import fmean
+from typing import Any, Protocol
+
+import numpy as np
+
+from edgekit.backends.base import AdapterRuntime, FloatArray, ScoringRuntime
+from edgekit.bias.erasure import (
+    Directions,
+    ModelWeights,
+    build_adapter,
+    collect_contrasts,
+    derive_directions,
+    group_contrasts,
+    write_adapter,
+)
+from edgekit.bias.probes import ProbeSuite, build_suite
+from edgekit.bias.scores import LogProbScorer, SuiteScores, perplexity, run_suite
+from edgekit.errors import BiasError
+from edgekit.paths import data_dir
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    target: float = 0.1  # at or below: the output counts as clean
+    threshold: float = 0.5  # above: regenerate the output
+    gain: float = 1.0
+    min_step: float = 0.25
+    relax: float = 0.7  # share of the excess over the floor kept after a clean output
+    floor: float = 0.0
+    max_strength: float = 1.5
+    max_regenerations: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Adjustment:
+    turn: int
+    measured: float
+    strength_before: float
+    strength_after: float
+    action: str  # "raise", "relax" or "hold"
+    regenerate: bool
+    at: float
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class LoopState:
+    strength: float = 0.0
+    turn: int = 0
+    adjustments: int = 0
+    last_measured: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LoopState:
+        known = {k: d[k] for k in ("strength", "turn", "adjustments", "last_measured") if k in d}
+        return cls(**known)
+
+
+def step(
+    state: LoopState,
+    measured: float,
+    config: LoopConfig,
+    regenerations_so_far: int = 0,
+    detail: dict[str, Any] | None = None,
+    now: float | None = None,
+) -> tuple[LoopState, Adjustment]:
+    """One controller update after an output whose bias was `measured`."""
+    s = state.strength
+    if measured > config.target:
+        new = min(
+            config.max_strength, s + max(config.min_step, config.gain * (measured - config.target))
+        )
+        action = "raise" if new > s else "hold"
+    else:
+        new = max(config.floor, config.floor + (s - config.floor) * config.relax)
+        if new - config.floor < 1e-3:
+            new = config.floor
+        action = "relax" if new < s else "hold"
+    regenerate = (
+        measured > config.threshold and regenerations_so_far < config.max_regenerations and new > s
+    )
+    adjustment = Adjustment(
+        turn=state.turn,
+        measured=measured,
+        strength_before=s,
+        strength_after=new,
+        action=action,
+        regenerate=regenerate,
+        at=time.time() if now is None else now,
+        detail=detail or {},
+    )
+    return (
+        replace(
+            state,
+            strength=new,
+            adjustments=state.adjustments + (action != "hold"),
+            last_measured=measured,
+        ),
+        adjustment,
+    )
+
+
+def next_turn(state: LoopState) -> LoopState:
+    return replace(state, turn=state.turn + 1)
+
+
+@dataclass(frozen=True)
+class MitigationConfig:
+    start: float = 1.0  # scale 1: the full projection
+    max_strength: float = 2.0
+    iterations: int = 6
+    tolerance: float = 0.01  # |signed lean| below this ends the search
+    max_perplexity_increase: float = 0.05
+    max_accuracy_drop: float = 0.05
+
+
+@dataclass(frozen=True)
+class Measurement:
+    strength: float
+    scores: SuiteScores
+    perplexity: float
+    seconds: float
+
+    @property
+    def lean(self) -> float:
+        """Signed bias: > 0 toward the stereotypes, < 0 against them."""
+        cats = self.scores.categories
+        return fmean((c.pair_bias + c.ambiguity_bias) / 2 for c in cats) if cats else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "strength": self.strength,
+            "bias": self.scores.bias,
+            "lean": self.lean,
+            "disambiguated_accuracy": self.scores.disambiguated_accuracy,
+            "perplexity": self.perplexity,
+            "seconds": self.seconds,
+        }
+
+
+@dataclass(frozen=True)
+class MitigationResult:
+    strength: float
+    baseline: Measurement
+    steps: tuple[Measurement, ...]
+
+    @property
+    def chosen(self) -> Measurement:
+        return next((m for m in self.steps if m.strength == self.strength), self.baseline)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "strength": self.strength,
+            "baseline": self.baseline.to_dict(),
+            "steps": [m.to_dict() for m in self.steps],
+        }
+
+
+class Constraint(Protocol):
+    """What the calibration search moves: apply(scale) sets the erasure (or any constraint)."""
+
+    def apply(self, scale: float) -> None: ...
+
+
+def measure(
+    scorer: LogProbScorer,
+    constraint: Constraint,
+    strength: float,
+    suite: ProbeSuite,
+    text: str,
+    ppl_offset: int,
+) -> Measurement:
+    t0 = time.perf_counter()
+    constraint.apply(strength)
+    scores = run_suite(scorer, suite).scores()
+    ppl = perplexity(scorer, text, offset=ppl_offset)
+    return Measurement(strength, scores, ppl, time.perf_counter() - t0)
+
+
+def within_limits(m: Measurement, base: Measurement, cfg: MitigationConfig) -> bool:
+    return (
+        m.perplexity <= base.perplexity * (1 + cfg.max_perplexity_increase)
+        and m.scores.disambiguated_accuracy
+        >= base.scores.disambiguated_accuracy - cfg.max_accuracy_drop
+    )
+
+
+def search_scale(
+    scorer: LogProbScorer,
+    constraint: Constraint,
+    text: str,
+    config: MitigationConfig | None = None,
+    on_step: Callable[[Measurement, float], None] | None = None,
+    ppl_offset: int = 1024,
+    base: Measurement | None = None,
+) -> MitigationResult:
+    """Search the scale on the calibration split; `on_step(measurement, next_scale)`."""
+    cfg = config or MitigationConfig()
+    suite = build_suite("calibration")
+    if base is None:
+        base = measure(scorer, constraint, 0.0, suite, text, ppl_offset)
+        if on_step:
+            on_step(base, cfg.start)
+    lo, hi, s = 0.0, None, cfg.start
+    steps: list[Measurement] = []
+    try:
+        for _ in range(cfg.iterations):
+            m = measure(scorer, constraint, s, suite, text, ppl_offset)
+            steps.append(m)
+            if not within_limits(m, base, cfg) or m.lean < -cfg.tolerance:
+                hi = s
+            elif m.lean > cfg.tolerance:
+                lo = s
+            else:
+                if on_step:
+                    on_step(m, s)
+                break
+            s = (lo + hi) / 2 if hi is not None else min(2 * s, cfg.max_strength)
+            if on_step:
+                on_step(m, s)
+    finally:
+        constraint.apply(0.0)
+    ok = [m for m in steps if within_limits(m, base, cfg)]
+    best = min(ok, key=lambda m: m.scores.bias, default=base)
+    if best.scores.bias >= base.scores.bias:
+        best = base
+    return MitigationResult(best.strength, base, tuple(steps))
+
+
+def history_logger(
+    conn: Any, session_id: str, model_hash: str, device: str
+) -> Callable[[Measurement, float], None]:
+    """An on_step that logs every strength change of the search as a loop event."""
+    from edgekit.bias import store
+
+    turn = 0
+
+    def log_step(m: Measurement, next_strength: float) -> None:
+        nonlocal turn
+        if next_strength > m.strength:
+            action = "raise"
+        elif next_strength < m.strength:
+            action = "relax"
+        else:
+            action = "hold"
+        event = {
+            "at": time.time(),
+            "turn": turn,
+            "measured": m.scores.bias,
+            "strength_before": m.strength,
+            "strength_after": next_strength,
+            "action": action,
+            "regenerate": False,
+            "detail": m.to_dict(),
+        }
+        state = {"state": {"strength": next_strength, "turn": turn}}
+        store.save_session(conn, session_id, model_hash, device, "mitigate", state, event)
+        turn += 1
+
+    return log_step
+
+
+def require_runtime(runtime: object) -> Any:
+    """The bias tools need log-probabilities, hidden states and adapters (SCORE + ADAPTERS)."""
+    if not isinstance(runtime, ScoringRuntime) or not isinstance(runtime, AdapterRuntime):
+        raise BiasError(
+            "bias probes and the erasure adapter need a back end that scores and takes adapters",
+            hint="Pass a .gguf file (it runs on llama.cpp); ONNX exports cannot take adapters.",
+        )
+    return runtime
+
+
+def adapter_path(model_hash: str) -> Path:
+    return data_dir() / "bias" / "adapters" / f"{model_hash[:16]}.gguf"
+
+
+class ErasureConstraint:
+    """The erasure adapter file at a scale on a runtime: 0 is the base model."""
+
+    def __init__(self, runtime: AdapterRuntime, path: Path) -> None:
+        self.runtime = runtime
+        self.path = path
+
+    def apply(self, scale: float) -> None:
+        self.runtime.set_lora(self.path if scale else None, scale)
+
+
+class ControlConstraint:
+    """The additive control vector at a scale: kept only as the benchmark's negative control."""
+
+    def __init__(self, runtime: AdapterRuntime, matrix: FloatArray) -> None:
+        self.runtime = runtime
+        self.matrix = matrix
+
+    def apply(self, scale: float) -> None:
+        self.runtime.set_control_vector(self.matrix * scale if scale else None)
+
+
+def derive(runtime: ScoringRuntime, n_ctx: int = 128, max_rank: int = 8) -> Directions:
+    """Group directions per block from the calibration split's pairs (held-out unseen)."""
+    pairs = group_contrasts(build_suite("calibration").pairs)
+    states = runtime.hidden_states(n_ctx)
+    try:
+        contrasts = collect_contrasts(states, runtime.tokenize, pairs)
+        n_layer = states.n_layer
+    finally:
+        states.close()
+    found = derive_directions(contrasts, max_rank)
+    # llama.cpp cuts the last block's output to the rows that produce logits, so it is never
+    # read whole: a block without its own directions takes those of the nearest block before.
+    bases, energy = dict(found.bases), dict(found.energy)
+    for block in range(n_layer):
+        if block not in bases and (earlier := [b for b in found.bases if b < block]):
+            bases[block], energy[block] = found.bases[max(earlier)], found.energy[max(earlier)]
+    return Directions(bases, energy, found.n_contrasts)
+
+
+def write_erasure(
+    path: Path,
+    weights: ModelWeights,
+    directions: Directions,
+    alphas: dict[int, float],
+    meta: dict[str, Any],
+) -> Path:
+    tensors = build_adapter(weights, directions, alphas)
+    full = {
+        **meta,
+        **directions.to_meta(),
+        "alphas": {str(k): v for k, v in sorted(alphas.items())},
+        "method": "rank-k erasure of calibration group contrasts from attn_output/ffn_down",
+    }
+    return write_adapter(path, weights.architecture, tensors, full)
+
+
+@dataclass(frozen=True)
+class Erasure:
+    adapter: Path
+    scale: float
+    alphas: dict[int, float]
+    search: MitigationResult | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "adapter": str(self.adapter),
+            "scale": self.scale,
+            "alphas": {str(k): v for k, v in sorted(self.alphas.items())},
+            **({"search": self.search.to_dict()} if self.search else {}),
+        }
+
+
+def calibrate_erasure(
+    runtime: Any,
+    model_hash: str,
+    text: str,
+    config: MitigationConfig | None = None,
+    on_step: Callable[[Measurement, float], None] | None = None,
+    path: Path | None = None,
+    refine_bands: int = 3,
+) -> Erasure:
+    """`edgekit bias --mitigate`: directions, the scale search, then the per-block weights."""
+    cfg = config or MitigationConfig()
+    target = path or adapter_path(model_hash)
+    directions = derive(runtime)
+    weights = ModelWeights(runtime.info.path)
+    blocks = sorted(directions.bases)
+    alphas = {b: 1.0 for b in blocks}
+    scorer = LogProbScorer(runtime.logits())
+    suite = build_suite("calibration")
+    with tempfile.TemporaryDirectory(dir=target.parent if target.parent.is_dir() else None) as tmp:
+        trial = Path(tmp) / "trial-0.gguf"
+        write_erasure(trial, weights, directions, alphas, {"model_hash": model_hash})
+        constraint = ErasureConstraint(runtime, trial)
+        try:
+            result = search_scale(scorer, constraint, text, cfg, on_step)
+            best = result.chosen
+            bands = [list(b) for b in np.array_split(blocks, refine_bands)] if refine_bands else []
+            for n, band in enumerate(bands if result.strength > 0 else [], start=1):
+                candidate = {b: 0.0 if b in band else a for b, a in alphas.items()}
+                if not any(candidate.values()):
+                    continue
+                constraint.path = Path(tmp) / f"trial-{n}.gguf"
+                write_erasure(constraint.path, weights, directions, candidate, {})
+                m = measure(scorer, constraint, result.strength, suite, text, 1024)
+                keep = within_limits(m, result.baseline, cfg) and m.scores.bias <= best.scores.bias
+                if on_step:
+                    on_step(m, result.strength)
+                if keep:
+                    alphas, best = candidate, m
+        finally:
+            constraint.apply(0.0)
+            scorer.close()
+    meta = {"model_hash": model_hash, "scale": result.strength}
+    write_erasure(target, weights, directions, alphas, meta)
+    return Erasure(target, result.strength, alphas, result)
+
+
+def load_or_derive(
+    runtime: Any, model_hash: str, notify: Callable[[str], None] | None = None
+) -> Erasure:
+    """The model's calibrated adapter, or an uncalibrated one (scale 0) derived now and saved."""
+    from edgekit.bias.erasure import check_adapter
+
+    p = adapter_path(model_hash)
+    if p.is_file():
+        meta = check_adapter(p, runtime.info)
+        alphas = {int(k): float(v) for k, v in meta.get("alphas", {}).items()}
+        return Erasure(p, float(meta.get("scale", 0.0)), alphas)
+    if notify:
+        notify(f"deriving the erasure adapter for this model (once), saving to {p}")
+    directions = derive(runtime)
+    alphas = {b: 1.0 for b in directions.bases}
+    weights = ModelWeights(runtime.info.path)
+    write_erasure(p, weights, directions, alphas, {"model_hash": model_hash, "scale": 0.0})
+    return Erasure(p, 0.0, alphas)
+
+
+def control_vector(runtime: ScoringRuntime, n_ctx: int = 128) -> FloatArray:
+    """The negative control: the mean (anti - stereo) block output added at the middle blocks.
+
+    Contrastive activation addition as the old loop did it (blocks n/6 .. 2n/3, weight 1): a
+    constant offset, which cancels out of a paired score; the benchmark shows how little it does.
+    """
+    pairs = [(anti, stereo) for p in build_suite("calibration").pairs for stereo, anti in p.pairs()]
+    states = runtime.hidden_states(n_ctx)
+    try:
+        contrasts = collect_contrasts(states, runtime.tokenize, pairs)
+        n_layer, n_embd = states.n_layer, states.n_embd
+    finally:
+        states.close()
+    matrix = np.zeros((n_layer, n_embd), dtype=np.float32)
+    for layer in range(max(1, n_layer // 6), max(1, 2 * n_layer // 3 - 1) + 1):
+        if layer in contrasts:
+            matrix[layer] = contrasts[layer].mean(axis=0)
+    return matrix

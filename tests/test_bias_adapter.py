@@ -1,0 +1,188 @@
+"""The erasure adapter through the real llama.cpp back end on tiny models: written in llama.cpp's
+LoRA format, loaded by llama.cpp, exact at scale 1, refused for another model."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import gguf
+import numpy as np
+import pytest
+
+from edgekit.backends import Capability, backend_for
+from edgekit.backends.base import AdapterRuntime, SamplingParams, ScoringRuntime
+from edgekit.bias.controller import derive, write_erasure
+from edgekit.bias.erasure import ModelWeights, build_adapter, check_adapter
+from edgekit.bias.scores import LogProbScorer
+from edgekit.errors import AdapterFileError
+from edgekit.gguf_file import load_model_info
+from edgekit.runner import open_runtime, plan_run
+from tests.tiny_models import write_tiny_llama
+
+PROMPT = "the river and the city were"
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_llama(tmp_path_factory.mktemp("erase") / "tiny4.gguf", n_layers=4)
+
+
+@pytest.fixture(scope="module")
+def runtime(tiny: Path) -> Iterator[Any]:
+    rt = open_runtime(plan_run(tiny, "cpu", 256))
+    yield rt
+    rt.close()
+
+
+@pytest.fixture(scope="module")
+def adapter(runtime: Any, tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directions = derive(runtime, max_rank=3)
+    path = tmp_path_factory.mktemp("adapter") / "erase.gguf"
+    alphas = {b: 1.0 for b in directions.bases}
+    return write_erasure(path, ModelWeights(tiny), directions, alphas, {"scale": 1.0})
+
+
+def _logits(runtime: Any, text: str) -> np.ndarray:
+    source = runtime.logits()
+    try:
+        tokens = source.tokenize(text)
+        return np.array(source.logits_from(tokens, 0))
+    finally:
+        source.close()
+
+
+def test_llama_cpp_runtime_has_the_score_and_adapter_capabilities(runtime: Any, tiny: Path) -> None:
+    assert Capability.SCORE in backend_for(tiny, Capability.SCORE).capabilities
+    assert isinstance(runtime, ScoringRuntime) and isinstance(runtime, AdapterRuntime)
+    scorer = LogProbScorer(runtime.logits())
+    span = scorer.text_logprob("the river", " and the city")
+    assert span.n_tokens >= 2 and span.total < 0
+    scorer.close()
+
+
+def test_adapter_is_in_llama_cpp_lora_format(adapter: Path, tiny: Path) -> None:
+    reader = gguf.GGUFReader(str(adapter))
+    fields = {k: f.contents() for k, f in reader.fields.items() if not k.startswith("GGUF.")}
+    assert fields[gguf.Keys.General.TYPE] == gguf.GGUFType.ADAPTER
+    assert fields[gguf.Keys.Adapter.TYPE] == "lora"
+    assert fields[gguf.Keys.General.ARCHITECTURE] == "llama"
+    names = {t.name for t in reader.tensors}
+    assert "blk.0.attn_output.weight.lora_a" in names and "blk.3.ffn_down.weight.lora_b" in names
+    # The tiny model has its own output head, so the embedding is erased too.
+    assert "token_embd.weight.lora_a" in names
+    meta = check_adapter(adapter, load_model_info(tiny))
+    assert meta["scale"] == 1.0 and meta["alphas"]["0"] == 1.0
+
+
+def test_scale_zero_is_the_base_model_and_one_changes_it(runtime: Any, adapter: Path) -> None:
+    base = _logits(runtime, PROMPT)
+    runtime.set_lora(adapter, 0.0)
+    np.testing.assert_array_equal(_logits(runtime, PROMPT), base)
+    runtime.set_lora(adapter, 1.0)
+    erased = _logits(runtime, PROMPT)
+    runtime.set_lora(None)
+    assert np.abs(erased - base).max() > 1e-3
+    np.testing.assert_allclose(_logits(runtime, PROMPT), base, atol=1e-5)
+
+
+def _baked_copy(model: Path, adapter: Path, out: Path) -> Path:
+    """The model with W + B A written into its tensors: what scale 1 must equal."""
+    src, lora = gguf.GGUFReader(str(model)), gguf.GGUFReader(str(adapter))
+    parts = {t.name: np.array(t.data) for t in lora.tensors}
+    arch = src.get_field(gguf.Keys.General.ARCHITECTURE)
+    assert arch is not None
+    w = gguf.GGUFWriter(str(out), str(arch.contents()))
+    for key, f in src.fields.items():
+        if key.startswith("GGUF.") or key == gguf.Keys.General.ARCHITECTURE:
+            continue
+        sub = f.types[-1] if f.types[0] == gguf.GGUFValueType.ARRAY else None
+        w.add_key_value(key, f.contents(), f.types[0], sub)
+    for t in src.tensors:
+        data = np.array(t.data, dtype=np.float32)
+        a, b = parts.get(t.name + ".lora_a"), parts.get(t.name + ".lora_b")
+        if a is not None and b is not None:
+            data = data + (a @ b.T if t.name.startswith("token_embd") else b @ a)
+        w.add_tensor(t.name, data.astype(np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return out
+
+
+def test_scale_one_is_exactly_the_projected_model(
+    runtime: Any, adapter: Path, tiny: Path, tmp_path: Path
+) -> None:
+    runtime.set_lora(adapter, 1.0)
+    with_adapter = _logits(runtime, PROMPT)
+    runtime.set_lora(None)
+    baked = open_runtime(plan_run(_baked_copy(tiny, adapter, tmp_path / "baked.gguf"), "cpu", 256))
+    try:
+        np.testing.assert_allclose(_logits(baked, PROMPT), with_adapter, atol=2e-3, rtol=1e-3)
+    finally:
+        baked.close()
+
+
+def test_an_adapter_for_another_model_is_refused_before_loading(
+    adapter: Path, tmp_path: Path
+) -> None:
+    other = write_tiny_llama(tmp_path / "wide.gguf", n_layers=4, n_embd=32, n_ff=64)
+    with pytest.raises(AdapterFileError, match="made for another model"):
+        check_adapter(adapter, load_model_info(other))
+    shallow = write_tiny_llama(tmp_path / "shallow.gguf", n_layers=2)
+    with pytest.raises(AdapterFileError, match="does not have"):
+        check_adapter(adapter, load_model_info(shallow))
+    with pytest.raises(AdapterFileError, match="not a LoRA adapter"):
+        check_adapter(other, load_model_info(other))
+
+
+def test_partial_alphas_only_touch_their_blocks(runtime: Any, tiny: Path) -> None:
+    directions = derive(runtime, max_rank=2)
+    tensors = build_adapter(ModelWeights(tiny), directions, {2: 0.5, 3: 0.0})
+    assert {t.base for t in tensors} == {"blk.2.attn_output.weight", "blk.2.ffn_down.weight"}
+    assert all(np.isfinite(t.a).all() and np.isfinite(t.b).all() for t in tensors)
+
+
+def _llama_cli(model: Path, adapter: Path, scale: float, prompt: str) -> str:
+    """llama-cli's reply (one turn, greedy, 8 tokens) with the adapter at `scale`."""
+    from edgekit.backends.llama_cpp.build import tool_path
+    from edgekit.errors import EdgekitError
+
+    try:
+        cli = tool_path("llama-cli")
+    except EdgekitError:
+        pytest.skip("llama.cpp's llama-cli is not built here")
+    args = [str(cli), "-m", str(model), "--lora-scaled", f"{adapter}:{scale}", "-p", prompt]
+    args += ["-st", "-n", "8", "--temp", "0", "-s", "1", "-t", "2", "--no-warmup"]
+    args += ["--no-display-prompt", "--no-show-timings"]
+    done = subprocess.run(
+        args,
+        capture_output=True,
+        text=True,
+        errors="replace",
+        stdin=subprocess.DEVNULL,
+        timeout=300,
+        check=True,
+    )
+    # The one-turn UI echoes "> prompt", then the reply, then "Exiting...".
+    return done.stdout.split(prompt, 1)[-1].split("Exiting...")[0].strip()
+
+
+def test_llama_cli_gives_the_same_first_tokens_as_edgekit(
+    runtime: Any, adapter: Path, tiny: Path
+) -> None:
+    prompt = "the river and the city"
+    chat = runtime.format_chat([{"role": "user", "content": prompt}])
+    params = SamplingParams(max_tokens=8, temperature=0.0, seed=1)
+    ours = {}
+    for scale in (0.0, 1.0):
+        runtime.set_lora(adapter, scale)
+        ours[scale] = runtime.generate(runtime.prompt_tokens(chat), params).text
+        runtime.set_lora(None)
+        theirs = _llama_cli(tiny, adapter, scale, prompt)
+        # llama-cli holds back a trailing incomplete UTF-8 sequence; edgekit flushes it.
+        assert theirs and ours[scale].startswith(theirs), (scale, ours[scale], theirs)
+    assert ours[0.0] != ours[1.0]  # the adapter is really applied on both sides
