@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -116,5 +115,3 @@ def result_row(info: Any, acc: _Acc) -> EvalResult:
         kld=acc.kld / n,
         top1=acc.agree / n,
     )
-
-

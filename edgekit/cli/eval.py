@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from edgekit.cli.options import EvalFileOpt, JsonOpt, ThreadsOpt, WindowsOpt
-from edgekit.cli.render import out_console, print_json, progress_bar, user_errors
+from edgekit.cli.render import mib, out_console, print_json, progress_bar, user_errors
 
 if TYPE_CHECKING:
     from edgekit.evaluate import EvalResult
