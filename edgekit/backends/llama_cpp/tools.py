@@ -116,16 +116,22 @@ def quantize(
 ) -> dict[str, GGMLQuantizationType]:
     """Run llama-quantize; return every tensor's type as the tool reports it."""
     types: dict[str, GGMLQuantizationType] = {}
+    current: list[str] = []
+    target_re = _DRY_TARGET if req.dry_run else _REAL_TARGET
 
     def on_line(line: str) -> None:
+        # A tensor's "converting to X" can come lines after its own line (llama.cpp logs
+        # imatrix warnings in between); a tensor with none keeps its current type.
         m = _TENSOR_LINE.search(line)
-        if not m:
-            return
-        rest = m[5]
-        target = (_DRY_TARGET if req.dry_run else _REAL_TARGET).search(rest)
-        types[m[3]] = _type_of(target[1] if target else m[4])
-        if progress is not None:
-            progress(int(m[1]), int(m[2]), m[3])
+        if m:
+            current[:] = [m[3]]
+            types[m[3]] = _type_of(m[4])
+            line = m[5]
+            if progress is not None:
+                progress(int(m[1]), int(m[2]), m[3])
+        target = target_re.search(line)
+        if target and current:
+            types[current[0]] = _type_of(target[1])
 
     args = ["--allow-requantize"]
     if req.pure:
@@ -223,5 +229,5 @@ def kl_divergence(
 
 def cli_smoke(model: Path, prompt: str = "hi", n_tokens: int = 4) -> str:
     """Load `model` in llama-cli and generate a few tokens, non-interactively; return the log."""
-    args = ["-m", str(model), "-p", prompt, "-n", str(n_tokens), "-no-cnv", "--temp", "0"]
+    args = ["-m", str(model), "-p", prompt, "-n", str(n_tokens), "--single-turn", "--temp", "0"]
     return "\n".join(run_tool("llama-cli", [*args, "-c", "256"], threads=1))
