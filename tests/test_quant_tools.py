@@ -122,3 +122,16 @@ def test_pool_lists_types_smallest_first(ws: Workspace) -> None:
     types = pool.types_of("blk.0.ffn_down.weight")
     sizes = [pool.n_bytes("blk.0.ffn_down.weight", q) for q in types]
     assert sizes == sorted(sizes) and Q.Q2_K in types and Q.Q8_0 in types
+
+
+def test_planner_fallbacks_match_llama_quantize(tmp_path: Path) -> None:
+    """Rows of 640 (the default model's): what the pure planner predicts is what the tool picks."""
+    from edgekit.planner import compatible
+    from tests.tiny_models import write_tiny_llama
+
+    base = write_tiny_llama(
+        tmp_path / "w640.gguf", n_layers=1, n_embd=640, n_ff=1280, n_head=5, n_head_kv=1
+    )
+    for mix, want in (("Q2_K", Q.Q2_K), ("Q3_K_S", Q.Q3_K), ("Q4_K_S", Q.Q4_K), ("Q6_K", Q.Q6_K)):
+        got = tools.quantize(tools.QuantizeRequest(base, base, mix, pure=True, dry_run=True))
+        assert got["blk.0.attn_q.weight"] == compatible(want, 640)[0], mix
