@@ -33,7 +33,7 @@ from edgekit.runner import resolve_model
 
 THREADS = 2
 SIZES = ("Q2_K", "Q3_K_S", "Q3_K_M", "IQ4_XS", "Q4_K_M")
-QUICK_SIZES = ("Q2_K", "Q3_K_M")
+QUICK_SIZES = ("Q2_K",)
 JUDGED = ("Q2_K", "Q3_K_S", "Q3_K_M", "IQ4_XS")
 TEN_PERCENT = ("Q2_K", "Q3_K_S")
 SCORES = RESULTS_DIR / "quant_frontier_scores.json"
@@ -78,8 +78,11 @@ def make_files(
     ws: Workspace, work: Path, sizes: tuple[str, ...], seeds: int, scores: dict[str, float]
 ) -> tuple[list[dict[str, Any]], dict[str, float]]:
     times: dict[str, float] = {}
-    imatrix = timed("imatrix", times, tools.imatrix, ws.base, ws.text_file, work / "im.gguf")
-    measured = timed("measure", times, ws.costs, scores, 4, 4)
+    cached = ws.imatrix_path.exists()
+    imatrix = timed("imatrix", times, ws.imatrix)
+    times["imatrix_cached"] = float(cached)  # then its time (and the pure runs') is not in here
+    sens_windows, individual = (1, 0) if ws.quick else (4, 4)
+    measured = timed("measure", times, ws.costs, scores, sens_windows, individual)
     rows: list[dict[str, Any]] = []
     for size in sizes:
         stock_path, im_path = work / f"{size}.gguf", work / f"{size}+im.gguf"
@@ -97,7 +100,7 @@ def make_files(
             },
         ]
         target, stock = target_for(ws, size, None)
-        p, _ = measured_plan(ws, target, stock, scores)
+        p, _ = measured_plan(ws, target, stock, scores, sens_windows, individual)
         out = work / f"edgekit-{size}.gguf"
         timed(f"edgekit plan+write {size}", times, write_measured, ws, out, p, measured, "bench")
         rows.append({"name": f"edgekit@{size}", "family": "edgekit", "size": size, "path": out})

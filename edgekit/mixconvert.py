@@ -84,8 +84,12 @@ class Workspace:
             path.write_text(self.text, encoding="utf-8")
         return path
 
+    @property
+    def imatrix_path(self) -> Path:
+        return self.root / "imatrix.gguf"
+
     def imatrix(self) -> Path:
-        out = self.root / "imatrix.gguf"
+        out = self.imatrix_path
         if not out.exists():
             tools.imatrix(self.base, self.text_file, out, threads=self.threads)
         return out

@@ -124,7 +124,7 @@ def measure(
     scores: Mapping[str, float] | None = None,
     windows: int = 4,
     individual: int = 4,
-    batch: int = 6,
+    batch: int = 8,
 ) -> Measured:
     """Costs for every quantizable tensor at every type the pool holds for it."""
     start = time.perf_counter()
