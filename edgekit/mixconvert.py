@@ -94,13 +94,16 @@ class Workspace:
             tools.imatrix(self.base, self.text_file, out, threads=self.threads)
         return out
 
-    def quantized(self, ftype: str, pure: bool) -> Path:
-        """A whole-model quantization with the imatrix (pure: every tensor at ftype's type)."""
-        out = self.root / f"{'pure' if pure else 'stock'}-{ftype}.gguf"
+    def quantized(self, ftype: str, pure: bool, imatrix: bool = True) -> Path:
+        """A whole-model quantization, with the imatrix unless told otherwise (pure: every
+        tensor at ftype's type; else llama.cpp's stock mix)."""
+        name = f"{'pure' if pure else 'stock'}-{ftype}{'' if imatrix else '-noimatrix'}.gguf"
+        out = self.root / name
         if not out.exists():
             tmp = out.with_name(out.name + ".partial")
+            im = self.imatrix() if imatrix else None
             req = tools.QuantizeRequest(
-                self.base, tmp, ftype, imatrix=self.imatrix(), pure=pure, threads=self.threads
+                self.base, tmp, ftype, imatrix=im, pure=pure, threads=self.threads
             )
             tools.quantize(req)
             tmp.rename(out)
