@@ -11,6 +11,7 @@ import math
 import os
 import re
 import subprocess
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,9 +46,15 @@ def _type_of(name: str) -> GGMLQuantizationType:
 
 
 def run_tool(
-    name: str, args: Sequence[str], on_line: LineHook | None = None, threads: int | None = None
+    name: str,
+    args: Sequence[str],
+    on_line: LineHook | None = None,
+    threads: int | None = None,
+    stdout_only: bool = False,
 ) -> list[str]:
-    """Run one tool to completion and return its log lines (stdout and stderr together).
+    """Run one tool to completion and return its log lines (stdout and stderr together, or
+    stdout alone when `stdout_only`: a block-buffered stdout merged with an unbuffered stderr
+    can split a result line in two, and llama-perplexity prints its results on stdout).
 
     Ctrl-C kills the tool before the KeyboardInterrupt goes on, so no orphan keeps writing.
     """
@@ -56,15 +63,18 @@ def run_tool(
         cmd += ["-t", str(threads)] if name != "llama-quantize" else [str(threads)]
     env = {**os.environ, "LC_ALL": "C"}
     lines: list[str] = []
-    with subprocess.Popen(
-        cmd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        errors="replace",
-        env=env,
-    ) as proc:
+    with (
+        tempfile.TemporaryFile("w+") as err,
+        subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=err if stdout_only else subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            errors="replace",
+            env=env,
+        ) as proc,
+    ):
         try:
             assert proc.stdout is not None
             for line in proc.stdout:
@@ -75,7 +85,10 @@ def run_tool(
         except BaseException:
             proc.kill()
             raise
+        err.seek(0)
+        errors = err.read().splitlines()
     if code != 0:
+        lines += errors
         tail = " | ".join(s for s in lines[-6:] if s.strip())
         raise ToolError(f"{name} failed (exit {code}): {tail[-600:]}", hint=_hint(lines))
     return lines
@@ -214,6 +227,7 @@ def kl_divergence(
             "llama-perplexity",
             ["-m", str(candidate), *common, "--kl-divergence-base", str(logits), "--kl-divergence"],
             threads=threads,
+            stdout_only=True,
         )
     finally:
         logits.unlink(missing_ok=True)
