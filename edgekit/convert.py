@@ -19,7 +19,7 @@ from typing import Any
 from gguf import GGMLQuantizationType, LlamaFileType
 
 from edgekit.backends.llama_cpp.quantize import FILE_TYPE_OF, Progress, write_gguf
-from edgekit.errors import ConversionError
+from edgekit.errors import ConversionError, OutputPathError
 from edgekit.gguf_file import read_header
 from edgekit.gguf_meta import MetaValue
 from edgekit.paths import cache_dir
@@ -33,6 +33,31 @@ META_PREFIX = "edgekit.quant."
 
 def is_float_gguf(path: Path) -> bool:
     return all(t.ggml_type in FLOAT_TYPES for t in read_header(path).tensors)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
+    except OSError:
+        return False
+
+
+def refuse_overwriting_source(source: Path, out: Path, force: bool = False) -> None:
+    """An output that resolves to the source (a symlink, a hard link, `./m.gguf` vs `m.gguf`)
+    would replace the only copy of the model the user has; that needs an explicit --force."""
+    if source.is_dir():
+        inside = out.resolve().is_relative_to(source.resolve())
+        if inside and not force:
+            raise OutputPathError(
+                f"the output {out} is inside the source folder {source}",
+                hint="Write the output elsewhere, or pass --force.",
+            )
+        return
+    if _same_file(source, out) and not force:
+        raise OutputPathError(
+            f"the output {out} is the source model itself; converting would overwrite it",
+            hint="Choose another -o path, or pass --force to replace the source.",
+        )
 
 
 def _fingerprint(path: Path) -> str:
@@ -69,10 +94,11 @@ def calibrate_source(
     calib_text: str,
     trust_remote_code: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    quiet: bool = False,
 ) -> SpikeProfile:
     from edgekit.converters.calibrate import calibrate, load_for_calibration
 
-    loaded = load_for_calibration(source, trust_remote_code)
+    loaded = load_for_calibration(source, trust_remote_code, quiet)
     return calibrate(loaded, [calib_text], progress=progress)
 
 

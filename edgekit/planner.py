@@ -28,12 +28,12 @@ log = logging.getLogger("edgekit.planner")
 
 Q = GGMLQuantizationType
 
-# llama.cpp's fallbacks for rows its block size does not divide (llama-quant.cpp); F16 after that.
+# llama.cpp's fallbacks for rows its block size does not divide (tensor_type_fallback in
+# llama-quant.cpp of the vendored 0.3.36 tree); F16 after that. Tested against the tool.
 FALLBACK: dict[GGMLQuantizationType, GGMLQuantizationType] = {
-    Q.TQ1_0: Q.Q4_0,
-    Q.TQ2_0: Q.Q4_0,
+    **dict.fromkeys((Q.TQ1_0, Q.TQ2_0, Q.Q2_K, Q.Q3_K), Q.Q4_0),
     **dict.fromkeys(
-        (Q.IQ2_XXS, Q.IQ2_XS, Q.IQ2_S, Q.IQ3_XXS, Q.IQ3_S, Q.IQ1_S, Q.IQ1_M, Q.Q2_K, Q.Q3_K),
+        (Q.IQ2_XXS, Q.IQ2_XS, Q.IQ2_S, Q.IQ3_XXS, Q.IQ3_S, Q.IQ1_S, Q.IQ1_M),
         Q.IQ4_NL,
     ),
     Q.IQ4_XS: Q.IQ4_NL,

@@ -201,6 +201,7 @@ def test_cli_convert_then_eval(tiny_base_gguf: Path, tmp_path: Path) -> None:  #
     text = tmp_path / "eval.txt"
     text.write_text(" ".join(["the music of the river in the north"] * 60))
     args = ["convert", str(tiny_base_gguf), "--scores", str(scores), "-o", str(out), "--json"]
+    args += ["--recipe", "spike"]
     r = CliRunner().invoke(_cli(), [*args, "--eval-file", str(text), "--eval-windows", "1"])
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)

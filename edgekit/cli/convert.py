@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from edgekit.cli.convert_measured import MeasuredSettings, convert_measured
 from edgekit.cli.eval import eval_rows, print_eval_table
 from edgekit.cli.options import EvalFileOpt, JsonOpt, ThreadsOpt, WindowsOpt
 from edgekit.cli.render import mib, out_console, print_json, progress_bar, user_errors
@@ -71,15 +72,27 @@ def _profile(
 
     if scores is not None:
         return load_profile(scores)
-    if calib_file is not None:
-        try:
-            text = calib_file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            raise ConversionError(f"cannot read the calibration text {calib_file}: {e}") from None
-    else:
-        from edgekit.calibration_text import CALIBRATION_TEXT as text
+    text = _calib_text(calib_file)
     with progress_bar("calibrating", quiet) as update:
-        return calibrate_source(source, text, trust_remote_code, update)
+        return calibrate_source(source, text, trust_remote_code, update, quiet=quiet)
+
+
+def _calib_text(calib_file: Path | None) -> str:
+    if calib_file is None:
+        from edgekit.calibration_text import CALIBRATION_TEXT
+
+        return CALIBRATION_TEXT
+    try:
+        return calib_file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConversionError(f"cannot read the calibration text {calib_file}: {e}") from None
+
+
+def _default_recipe(to: str, *spike_options: object) -> str:
+    """GGUF: the measured mix, unless an option of the spike recipe was given; ONNX: spike."""
+    if to == "onnx" or any(o is not None for o in spike_options):
+        return "spike"
+    return "measured"
 
 
 def default_output(source: Path, base_type: GGMLQuantizationType, recipe: str) -> Path:
@@ -105,7 +118,16 @@ def convert_command(
         ),
     ] = "int4",
     base_type: Annotated[str, typer.Option("--type", help="Base ggml type.")] = "Q4_K",
-    recipe: Annotated[str, typer.Option(help="spike | target-bpw | random.")] = "spike",
+    recipe: Annotated[
+        str | None,
+        typer.Option(help="measured (GGUF default) | spike (ONNX default) | target-bpw | random."),
+    ] = None,
+    mix: Annotated[
+        str | None,
+        typer.Option(
+            "--mix", help="measured: the llama.cpp mix whose size to match (default Q4_K_M)."
+        ),
+    ] = None,
     threshold: Annotated[float | None, typer.Option(help="Keep scores >= this.")] = None,
     top_k: Annotated[int | None, typer.Option("--top-k", help="Keep at most k layers.")] = None,
     target_bpw: Annotated[float | None, typer.Option("--target-bpw")] = None,
@@ -117,6 +139,9 @@ def convert_command(
     scores_out: Annotated[Path | None, typer.Option("--scores-out")] = None,
     calib_file: Annotated[Path | None, typer.Option("--calib-file")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan only.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Allow -o to overwrite the source model.")
+    ] = False,
     no_eval: Annotated[bool, typer.Option("--no-eval")] = False,
     eval_file: EvalFileOpt = None,
     eval_windows: WindowsOpt = 4,
@@ -126,13 +151,32 @@ def convert_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Spike-aware mixed precision: spiky layers kept high, the rest quantized lower."""
-    from edgekit.convert import base_gguf, expected_file_size, plan_for, write_planned
+    from edgekit.convert import (
+        base_gguf,
+        expected_file_size,
+        plan_for,
+        refuse_overwriting_source,
+        write_planned,
+    )
     from edgekit.runner import resolve_model
 
     if to not in ("gguf", "onnx"):
         raise ConversionError(f"unknown output format --to {to}", hint="Use gguf or onnx.")
     src = resolve_model(source)
     base_t, high = ggml_type(base_type), ggml_type(high_type)
+    recipe = recipe or _default_recipe(to, threshold, top_k, k)
+    if recipe == "measured":
+        if to != "gguf":
+            raise PlanError("the measured recipe writes GGUF only", hint="Use --to gguf.")
+        out = (output or default_output(src, base_t, f"measured-{mix or 'bpw'}")).expanduser()
+        refuse_overwriting_source(src, out, force)
+        settings = MeasuredSettings(mix, target_bpw, dry_run, no_eval, eval_file, eval_windows)
+        profile = _profile(src, scores, calib_file, trust_remote_code, as_json)
+        if scores_out is not None:
+            profile.save(scores_out)
+        text = _calib_text(calib_file)
+        convert_measured(src, out, profile, text, settings, threads, verbose, as_json)
+        return
     rec = make_recipe(recipe, threshold, top_k, target_bpw, seed, k, high)
     if to == "onnx":
         from edgekit.cli.convert_onnx import convert_onnx
@@ -143,6 +187,7 @@ def convert_command(
         )
         return
     out = (output or default_output(src, base_t, recipe)).expanduser()
+    refuse_overwriting_source(src, out, force)
     with progress_bar("base GGUF", as_json) as update:
         base = base_gguf(src, threads, update)
     profile = _profile(src, scores, calib_file, trust_remote_code, as_json)

@@ -7,8 +7,9 @@ source the reference is therefore the dequantized file itself, not the original 
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,10 +35,41 @@ class LoadedModel:
     bos_id: int | None
 
 
-def load_for_calibration(source: Path, trust_remote_code: bool = False) -> LoadedModel:
-    if source.is_file():
-        return _load_gguf(source)
-    return _load_hf(source, trust_remote_code)
+def load_for_calibration(
+    source: Path, trust_remote_code: bool = False, quiet: bool = False
+) -> LoadedModel:
+    """`quiet`: no progress bars from transformers (its tqdm bars go to stderr regardless of
+    what the caller prints, e.g. under --json)."""
+    with _transformers_bars(enabled=not quiet):
+        if source.is_file():
+            return _load_gguf(source)
+        return _load_hf(source, trust_remote_code)
+
+
+@contextlib.contextmanager
+def _transformers_bars(enabled: bool) -> Iterator[None]:
+    """Switch transformers' bars off: its own switch covers most of them, but the GGUF loader
+    calls tqdm directly, so that module's tqdm is swapped for a disabled one meanwhile."""
+    import functools
+
+    from transformers import modeling_gguf_pytorch_utils
+    from transformers.utils import logging
+
+    gguf_utils: Any = modeling_gguf_pytorch_utils  # untyped library
+    hf_logging: Any = logging
+
+    if enabled:
+        yield
+        return
+    was, bar = hf_logging.is_progress_bar_enabled(), gguf_utils.tqdm
+    hf_logging.disable_progress_bar()
+    gguf_utils.tqdm = functools.partial(bar, disable=True)
+    try:
+        yield
+    finally:
+        gguf_utils.tqdm = bar
+        if was:
+            hf_logging.enable_progress_bar()
 
 
 def _arch(model_type: str) -> str:

@@ -47,7 +47,12 @@ def frontier_png(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
     """KLD vs file size, one marker per family (stock, spike-aware, random)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
-    styles = {"llama.cpp": ("s", "tab:blue"), "edgekit": ("o", "tab:red"), "random": ("x", "grey")}
+    styles = {
+        "llama.cpp": ("s", "tab:blue"),
+        "llama.cpp+imatrix": ("D", "tab:green"),
+        "edgekit": ("o", "tab:red"),
+        "random": ("x", "grey"),
+    }
     for family, (marker, color) in styles.items():
         pts = [r for r in rows if r["family"] == family]
         if not pts:

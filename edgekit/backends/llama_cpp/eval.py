@@ -76,8 +76,14 @@ def evaluate(
     max_windows: int = 8,
     threads: int = 2,
     progress: Callable[[int, int], None] | None = None,
+    second_half: bool = False,
 ) -> tuple[EvalResult, list[EvalResult]]:
-    """(reference's own PPL row, one row per candidate)."""
+    """(reference's own PPL row, one row per candidate).
+
+    `second_half`: llama-perplexity's layout (chunks of n_ctx tokens of the BOS-prefixed text,
+    BOS in each chunk's first position, only the second half of each chunk scored), so the KLD
+    can be checked against `llama-perplexity --kl-divergence` on the same text.
+    """
     lib = import_llama_cpp()
     paths = [reference, *candidates]
     infos = [load_model_info(p) for p in paths]
@@ -91,9 +97,17 @@ def evaluate(
         ref_llm = models[0].llm
         bos = int(ref_llm.token_bos())
         tokens = list(ref_llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
-        wins = windows(tokens, n_ctx, bos if bos >= 0 else None, max_windows)
+        if second_half:
+            wins = perplexity_chunks(tokens, n_ctx, bos, max_windows)
+            first = n_ctx // 2
+        else:
+            wins = windows(tokens, n_ctx, bos if bos >= 0 else None, max_windows)
+            first = 0
         accs = score_windows(
-            len(models), wins, lambda win, accs: _run_window(models, win, n_batch, accs), progress
+            len(models),
+            wins,
+            lambda win, accs: _run_window(models, win, n_batch, accs, first),
+            progress,
         )
     finally:
         for m in models:
@@ -102,17 +116,39 @@ def evaluate(
     return rows[0], rows[1:]
 
 
-def _run_window(models: Sequence[_Model], win: list[int], n_batch: int, accs: list[_Acc]) -> None:
+def perplexity_chunks(
+    tokens: Sequence[int], n_ctx: int, bos: int, max_windows: int
+) -> list[list[int]]:
+    """llama-perplexity's chunks: the text with BOS in front, cut every n_ctx tokens, each
+    chunk's first token replaced by BOS (when the vocabulary has one)."""
+    stream = ([bos] if bos >= 0 else []) + list(tokens)
+    out = []
+    for i in range(min(len(stream) // n_ctx, max_windows)):
+        chunk = stream[i * n_ctx : (i + 1) * n_ctx]
+        if bos >= 0:
+            chunk[0] = bos
+        out.append(chunk)
+    return out
+
+
+def _run_window(
+    models: Sequence[_Model], win: list[int], n_batch: int, accs: list[_Acc], first: int = 0
+) -> None:
+    """Feed `win` to every model; score the predictions made at positions >= `first`."""
     for m in models:
         m.reset()
     for start in range(0, len(win) - 1, n_batch):
         chunk = win[start : start + n_batch]
         targets = np.asarray(win[start + 1 : start + 1 + len(chunk)], dtype=np.int64)
-        ref_logprobs = models[0].logprobs(chunk, start)[: len(targets)]
-        ref = RefBlock.of(ref_logprobs, targets)
+        keep = slice(max(first - start, 0), len(targets))
+        outputs = [m.logprobs(chunk, start) for m in models]
+        if keep.start >= keep.stop:
+            continue
+        ref_logprobs = outputs[0][keep]
+        ref = RefBlock.of(ref_logprobs, targets[keep])
         compare(ref, ref_logprobs, accs[0])
-        for m, acc in zip(models[1:], accs[1:], strict=True):
-            compare(ref, m.logprobs(chunk, start)[: len(targets)], acc)
+        for out, acc in zip(outputs[1:], accs[1:], strict=True):
+            compare(ref, out[keep], acc)
 
 
 def decode_speed(path: Path, threads: int = 2, n_tokens: int = 64, prompt: str = "The") -> float:

@@ -170,7 +170,9 @@ def run_quantize(
             worker.join(0.1)
     if not result or result[0] != 0:
         if out.exists() and shutil.disk_usage(out.parent).free < 2**20:
-            raise disk_error(OSError(errno.ENOSPC, "no space left"), out)
+            # No file name here: `out` is the hidden temporary file, and atomic_output turns
+            # this into a message that names the real output.
+            raise OSError(errno.ENOSPC, "no space left on the device")
         raise ConversionError(
             f"llama.cpp's quantizer failed on {base.name} (code {result[0] if result else '?'})",
             hint="Run with EDGEKIT_DEBUG=1 and --verbose to see llama.cpp's log.",

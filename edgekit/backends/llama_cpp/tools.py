@@ -1,0 +1,247 @@
+"""llama.cpp's own tools, driven as subprocesses: llama-quantize, llama-imatrix, llama-perplexity.
+
+The tools are built from the same source and flags as the Python wheel (see build.py), so a file
+written here is what llama-cpp-python will read. Only this module spawns them: the core asks for
+stock mixes, importance matrices, quantized files and reference KL divergences through it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import subprocess
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from gguf import GGMLQuantizationType
+
+from edgekit.backends.llama_cpp.build import tool_path
+from edgekit.errors import ConversionError, EvalError
+
+Q = GGMLQuantizationType
+LineHook = Callable[[str], None]
+
+# One line per tensor in llama-quantize's log, real run or --dry-run:
+# "[  12/ 236]   blk.0.attn_k.weight - [  640,   256, 1, 1], type =    f32, size = ... (q4_K)"
+# An unchanged tensor ends in "size = X MiB" with no target; its type is the current one.
+_TENSOR_LINE = re.compile(
+    r"\[\s*(\d+)/\s*(\d+)\]\s+(\S+)\s+-\s+\[[^\]]*\],\s+type\s+=\s+(\w+),(.*)$"
+)
+_DRY_TARGET = re.compile(r"->\s+[\d.]+\s+MiB\s+\((\w+)\)")
+_REAL_TARGET = re.compile(r"converting to (\w+)")
+
+
+class ToolError(ConversionError):
+    """One of llama.cpp's tools failed; the message carries the end of its log."""
+
+
+def _type_of(name: str) -> GGMLQuantizationType:
+    try:
+        return GGMLQuantizationType[name.upper()]
+    except KeyError:
+        raise ToolError(f"llama.cpp reported an unknown tensor type {name!r}") from None
+
+
+def run_tool(
+    name: str,
+    args: Sequence[str],
+    on_line: LineHook | None = None,
+    threads: int | None = None,
+    stdout_only: bool = False,
+) -> list[str]:
+    """Run one tool to completion and return its log lines (stdout and stderr together, or
+    stdout alone when `stdout_only`: a block-buffered stdout merged with an unbuffered stderr
+    can split a result line in two, and llama-perplexity prints its results on stdout).
+
+    Ctrl-C kills the tool before the KeyboardInterrupt goes on, so no orphan keeps writing.
+    """
+    cmd = [str(tool_path(name)), *args]
+    if threads is not None:
+        cmd += ["-t", str(threads)] if name != "llama-quantize" else [str(threads)]
+    env = {**os.environ, "LC_ALL": "C"}
+    lines: list[str] = []
+    with (
+        tempfile.TemporaryFile("w+") as err,
+        subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=err if stdout_only else subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            errors="replace",
+            env=env,
+        ) as proc,
+    ):
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                lines.append(line.rstrip("\n"))
+                if on_line is not None:
+                    on_line(lines[-1])
+            code = proc.wait()
+        except BaseException:
+            proc.kill()
+            raise
+        err.seek(0)
+        errors = err.read().splitlines()
+    if code != 0:
+        lines += errors
+        tail = " | ".join(s for s in lines[-6:] if s.strip())
+        raise ToolError(f"{name} failed (exit {code}): {tail[-600:]}", hint=_hint(lines))
+    return lines
+
+
+def _hint(lines: Sequence[str]) -> str:
+    log = "\n".join(lines[-40:]).lower()
+    if "no space left" in log or "iostream error" in log:
+        return "The disk may be full: free some space or write the output elsewhere."
+    return "Run the same command by hand to see llama.cpp's whole log."
+
+
+@dataclass(frozen=True)
+class QuantizeRequest:
+    """One llama-quantize run. `types` pins tensors (anchored names); the rest follow `ftype`."""
+
+    base: Path
+    out: Path
+    ftype: str  # a llama-quantize type name: Q4_K_M, IQ4_XS, Q8_0 ...
+    types: Mapping[str, GGMLQuantizationType] | None = None
+    imatrix: Path | None = None
+    pure: bool = False
+    dry_run: bool = False
+    threads: int = 2
+
+
+def _type_file(req: QuantizeRequest) -> Path | None:
+    if not req.types:
+        return None
+    path = req.out.with_name(req.out.name + ".types.txt")
+    body = "\n".join(f"^{re.escape(n)}$={t.name.lower()}" for n, t in req.types.items())
+    path.write_text(body + "\n", encoding="utf-8")
+    return path
+
+
+def quantize(
+    req: QuantizeRequest, progress: Callable[[int, int, str], None] | None = None
+) -> dict[str, GGMLQuantizationType]:
+    """Run llama-quantize; return every tensor's type as the tool reports it."""
+    types: dict[str, GGMLQuantizationType] = {}
+    current: list[str] = []
+    target_re = _DRY_TARGET if req.dry_run else _REAL_TARGET
+
+    def on_line(line: str) -> None:
+        # A tensor's "converting to X" can come lines after its own line (llama.cpp logs
+        # imatrix warnings in between); a tensor with none keeps its current type.
+        m = _TENSOR_LINE.search(line)
+        if m:
+            current[:] = [m[3]]
+            types[m[3]] = _type_of(m[4])
+            line = m[5]
+            if progress is not None:
+                progress(int(m[1]), int(m[2]), m[3])
+        target = target_re.search(line)
+        if target and current:
+            types[current[0]] = _type_of(target[1])
+
+    args = ["--allow-requantize"]
+    if req.pure:
+        args.append("--pure")
+    if req.dry_run:
+        args.append("--dry-run")
+    if req.imatrix is not None:
+        args += ["--imatrix", str(req.imatrix)]
+    type_file = _type_file(req)
+    if type_file is not None:
+        args += ["--tensor-type-file", str(type_file)]
+    args += [str(req.base)] + ([] if req.dry_run else [str(req.out)]) + [req.ftype]
+    try:
+        run_tool("llama-quantize", args, on_line, threads=req.threads)
+    finally:
+        if type_file is not None:
+            type_file.unlink(missing_ok=True)
+    return types
+
+
+def stock_types(
+    base: Path, ftype: str, threads: int = 2, imatrix: Path | None = None
+) -> dict[str, GGMLQuantizationType]:
+    """The types llama.cpp's own mix `ftype` gives each tensor of `base` (a dry run: no file)."""
+    return quantize(
+        QuantizeRequest(base, base, ftype, imatrix=imatrix, dry_run=True, threads=threads)
+    )
+
+
+def imatrix(
+    model: Path, text_file: Path, out: Path, n_ctx: int = 256, chunks: int = 64, threads: int = 2
+) -> Path:
+    """llama-imatrix over `text_file`, saved in its GGUF format (what llama-quantize reads)."""
+    args = ["-m", str(model), "-f", str(text_file), "-o", str(out), "-c", str(n_ctx)]
+    args += ["--chunks", str(chunks), "--no-ppl", "--output-format", "gguf", "-ngl", "0"]
+    run_tool("llama-imatrix", args, threads=threads)
+    if not out.is_file():
+        raise ToolError(f"llama-imatrix wrote no file at {out}")
+    return out
+
+
+@dataclass(frozen=True)
+class KldResult:
+    """llama-perplexity's --kl-divergence summary."""
+
+    kld: float
+    top1: float  # "Same top p", as a fraction
+    ppl: float  # PPL of the candidate on the scored halves of the chunks
+    n_chunks: int
+
+
+_KLD = re.compile(r"Mean\s+KLD:\s+(-?[\d.eE+-]+)")
+_TOP = re.compile(r"Same top p:\s+([\d.]+)")
+_PPL = re.compile(r"Mean\s+PPL\(Q\)\s*:\s+([\d.]+)")
+
+
+def kl_divergence(
+    reference: Path,
+    candidate: Path,
+    text_file: Path,
+    work: Path,
+    n_ctx: int = 256,
+    chunks: int = 4,
+    threads: int = 2,
+) -> KldResult:
+    """llama.cpp's own KLD: save the reference's logits, then score the candidate against them.
+
+    llama-perplexity scores only the second half of each chunk of `n_ctx` tokens (the first
+    half is context), with BOS in the chunk's first position.
+    """
+    logits = work / f".{reference.stem}.{os.getpid()}.kld-base"
+    common = ["-f", str(text_file), "-c", str(n_ctx), "--chunks", str(chunks), "-b", str(n_ctx)]
+    try:
+        run_tool(
+            "llama-perplexity",
+            ["-m", str(reference), *common, "--kl-divergence-base", str(logits)],
+            threads=threads,
+        )
+        lines = run_tool(
+            "llama-perplexity",
+            ["-m", str(candidate), *common, "--kl-divergence-base", str(logits), "--kl-divergence"],
+            threads=threads,
+            stdout_only=True,
+        )
+    finally:
+        logits.unlink(missing_ok=True)
+    log = "\n".join(lines)
+    found = [p.search(log) for p in (_KLD, _TOP, _PPL)]
+    if found[0] is None:
+        raise EvalError("llama-perplexity printed no KL divergence", hint=log[-300:])
+    kld = float(found[0][1])
+    top1 = float(found[1][1]) / 100 if found[1] else math.nan
+    ppl = float(found[2][1]) if found[2] else math.nan
+    return KldResult(kld, top1, ppl, chunks)
+
+
+def cli_smoke(model: Path, prompt: str = "hi", n_tokens: int = 4) -> str:
+    """Load `model` in llama-cli and generate a few tokens, non-interactively; return the log."""
+    args = ["-m", str(model), "-p", prompt, "-n", str(n_tokens), "--single-turn", "--temp", "0"]
+    return "\n".join(run_tool("llama-cli", [*args, "-c", "256"], threads=1))

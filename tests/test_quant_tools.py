@@ -1,0 +1,137 @@
+"""llama.cpp's own tools behind edgekit's measured convert, on a tiny model with 256-wide rows:
+stock mixes from a dry run, the imatrix, composed probes equal to the quantizer's own output,
+KLD equal to llama-perplexity's, budgets kept, and every output loading in llama-cli."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from gguf import GGMLQuantizationType
+
+from edgekit.backends.llama_cpp import tools
+from edgekit.gguf_compose import TensorPool
+from edgekit.gguf_file import read_header
+from edgekit.mixconvert import Workspace, measured_plan, target_for, write_measured
+from edgekit.mixplan import padded_bytes
+from tests.convert_fixtures import tiny_base_gguf  # noqa: F401
+
+Q = GGMLQuantizationType
+pytestmark = pytest.mark.timeout(600)
+TEXT = " ".join(
+    f"The {w} of the river ran north past {n} old mills, and the city kept its music."
+    for n, w in enumerate(["water", "light", "song", "story", "memory", "colour"] * 12)
+)
+
+
+def types_in(path: Path) -> dict[str, GGMLQuantizationType]:
+    return {t.name: t.ggml_type for t in read_header(path).tensors}
+
+
+def tensor_bytes(path: Path) -> dict[str, bytes]:
+    h = read_header(path)
+    raw = path.read_bytes()
+    return {
+        t.name: raw[h.data_offset + t.offset : h.data_offset + t.offset + t.n_bytes]
+        for t in h.tensors
+    }
+
+
+@pytest.fixture(scope="module")
+def ws(tiny_base_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Workspace:  # noqa: F811
+    cache = tmp_path_factory.mktemp("measured")
+    return Workspace(tiny_base_gguf, TEXT, threads=2, quick=True, cache=cache)
+
+
+def test_dry_run_gives_the_types_llama_quantize_writes(ws: Workspace, tmp_path: Path) -> None:
+    for mix in ("Q3_K_M", "Q2_K"):
+        out = tmp_path / f"{mix}.gguf"
+        tools.quantize(tools.QuantizeRequest(ws.base, out, mix, imatrix=ws.imatrix()))
+        assert tools.stock_types(ws.base, mix) == types_in(out)
+    assert types_in(tmp_path / "Q3_K_M.gguf")["blk.0.attn_v.weight"] != Q.Q3_K  # the mix's bumps
+
+
+def test_imatrix_is_gguf_and_changes_the_quantization(ws: Workspace, tmp_path: Path) -> None:
+    im = ws.imatrix()
+    assert im.read_bytes()[:4] == b"GGUF"
+    keys = read_header(im).metadata
+    assert any(k.startswith("imatrix.") for k in keys)
+    plain, weighted = tmp_path / "plain.gguf", tmp_path / "weighted.gguf"
+    tools.quantize(tools.QuantizeRequest(ws.base, plain, "Q2_K", pure=True))
+    tools.quantize(tools.QuantizeRequest(ws.base, weighted, "Q2_K", imatrix=im, pure=True))
+    a, b = tensor_bytes(plain), tensor_bytes(weighted)
+    assert a["blk.0.ffn_down.weight"] != b["blk.0.ffn_down.weight"]
+
+
+def test_composed_mix_is_byte_identical_to_llama_quantize(ws: Workspace, tmp_path: Path) -> None:
+    pool = ws.pool()
+    names = [t.name for t in read_header(ws.base).tensors if len(pool.types_of(t.name)) > 1]
+    mix = {n: pool.types_of(n)[i % len(pool.types_of(n))] for i, n in enumerate(names)}
+    composed = pool.compose(tmp_path / "composed.gguf", mix)
+    direct = tmp_path / "direct.gguf"
+    req = tools.QuantizeRequest(ws.base, direct, "Q8_0", types=mix, imatrix=ws.imatrix())
+    assert tools.quantize(req) == types_in(direct)
+    assert types_in(composed) == types_in(direct)
+    assert tensor_bytes(composed) == tensor_bytes(direct)
+
+
+def test_kld_matches_llama_perplexity(ws: Workspace, tmp_path: Path) -> None:
+    from edgekit.backends.llama_cpp.eval import evaluate
+
+    cand = ws.quantized("Q2_K", pure=True)
+    text_file = tmp_path / "t.txt"
+    text_file.write_text(TEXT * 3)
+    theirs = tools.kl_divergence(ws.base, cand, text_file, tmp_path, n_ctx=64, chunks=4)
+    _, (ours,) = evaluate(ws.base, [cand], TEXT * 3, n_ctx=64, max_windows=4, second_half=True)
+    assert theirs.kld > 1e-3  # a real difference to compare, not two zeros
+    assert ours.kld == pytest.approx(theirs.kld, rel=0.02)
+    assert ours.top1 == pytest.approx(theirs.top1, abs=0.02)
+
+
+def test_measured_mix_fits_the_stock_budget_and_loads(ws: Workspace, tmp_path: Path) -> None:
+    target, stock = target_for(ws, "Q3_K_M", None)
+    p, measured = measured_plan(ws, target, stock, {}, windows=2, individual=1)
+    assert padded_bytes(p) <= target.budget_bytes
+    out = write_measured(ws, tmp_path / "m.gguf", p, measured, "test")
+    assert types_in(out) == p.types
+    stock_file = ws.quantized("Q3_K_M", pure=False)
+    assert out.stat().st_size <= stock_file.stat().st_size
+    assert out.with_suffix(".plan.json").exists()
+    tools.cli_smoke(out)
+
+
+@pytest.mark.parametrize("bpw", [4.0, 5.3])
+def test_target_bpw_within_half_a_percent_never_over(ws: Workspace, bpw: float) -> None:
+    target, stock = target_for(ws, None, bpw)
+    p, _ = measured_plan(ws, target, stock, {}, windows=2, individual=1)
+    n = sum(d.n_elements for d in p.decisions)
+    got = 8 * padded_bytes(p) / n
+    assert got <= bpw
+    assert got >= 0.995 * bpw
+
+
+def test_a_failed_tool_is_one_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"GGUF" + b"\0" * 64)
+    with pytest.raises(tools.ToolError, match="llama-quantize failed"):
+        tools.stock_types(bad, "Q4_K_M")
+
+
+def test_pool_lists_types_smallest_first(ws: Workspace) -> None:
+    pool: TensorPool = ws.pool()
+    types = pool.types_of("blk.0.ffn_down.weight")
+    sizes = [pool.n_bytes("blk.0.ffn_down.weight", q) for q in types]
+    assert sizes == sorted(sizes) and Q.Q2_K in types and Q.Q8_0 in types
+
+
+def test_planner_fallbacks_match_llama_quantize(tmp_path: Path) -> None:
+    """Rows of 640 (the default model's): what the pure planner predicts is what the tool picks."""
+    from edgekit.planner import compatible
+    from tests.tiny_models import write_tiny_llama
+
+    base = write_tiny_llama(
+        tmp_path / "w640.gguf", n_layers=1, n_embd=640, n_ff=1280, n_head=5, n_head_kv=1
+    )
+    for mix, want in (("Q2_K", Q.Q2_K), ("Q3_K_S", Q.Q3_K), ("Q4_K_S", Q.Q4_K), ("Q6_K", Q.Q6_K)):
+        got = tools.quantize(tools.QuantizeRequest(base, base, mix, pure=True, dry_run=True))
+        assert got["blk.0.attn_q.weight"] == compatible(want, 640)[0], mix
