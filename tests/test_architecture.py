@@ -38,9 +38,11 @@ def _imports(path: Path) -> Iterator[tuple[str, bool]]:
             for alias in node.names:
                 yield alias.name, id(node) in top_level
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            yield node.module, id(node) in top_level
-            for alias in node.names:  # `from edgekit.backends import onnx` imports a module
-                yield f"{node.module}.{alias.name}", id(node) in top_level
+            for alias in node.names:
+                # `from edgekit.bias import store` imports the submodule; a package's own
+                # __init__ runs first for any submodule, which is no edge of this module's.
+                sub = f"{node.module}.{alias.name}"
+                yield (sub if sub in MODULES else node.module), id(node) in top_level
 
 
 MODULES = {_module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
