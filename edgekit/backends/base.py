@@ -161,3 +161,13 @@ class AdapterRuntime(Protocol):
     def set_control_vector(self, matrix: FloatArray | None) -> None:
         """Add matrix[i] to block i's output (row 0 ignored); None clears."""
         ...
+
+
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many leading tokens two sequences share (what a KV cache can keep)."""
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n

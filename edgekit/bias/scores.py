@@ -54,7 +54,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from edgekit.backends.base import FloatArray, LogitSource
+from edgekit.backends.base import FloatArray, LogitSource, common_prefix
 from edgekit.bias.probes import PairProbe, ProbeSuite, QAProbe
 
 
@@ -75,15 +75,6 @@ def log_softmax_at(logits: FloatArray, token: int) -> float:
     top = float(logits.max())
     total = float(np.exp(logits - np.float32(top)).sum(dtype=np.float64))
     return float(logits[token]) - top - math.log(total)
-
-
-def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 class LogProbScorer:

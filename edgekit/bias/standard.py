@@ -31,7 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.bias.scores import Interval, LogProbScorer, common_prefix
+from edgekit.backends.base import common_prefix
+from edgekit.bias.scores import Interval, LogProbScorer
 from edgekit.errors import BiasDataError
 
 Progress = Callable[[int, int], None]

@@ -20,22 +20,13 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.backends.base import FloatArray
+from edgekit.backends.base import FloatArray, common_prefix
 from edgekit.errors import RuntimeBackendError
 
 # Which source last wrote each context's KV cache (by context address). A source's record of
 # the cache is only trusted while it is the last writer and the Llama object has not generated
 # since (generation advances Llama.n_tokens; scoring leaves it at 0).
 _KV_OWNER: dict[int, int] = {}
-
-
-def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 class LlamaLogits:
