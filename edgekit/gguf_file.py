@@ -82,7 +82,8 @@ _HINT_DAMAGED = "The file is damaged: download or convert it again."
 _MAX_KEPT_ARRAY = 64
 _MAX_KEPT_NUMERIC_ARRAY = 1 << 14
 
-_SCALARS: dict[GGUFValueType, str] = {
+# struct formats of the scalar value types (little-endian, as GGUF stores them)
+SCALAR_FORMATS: dict[GGUFValueType, str] = {
     GGUFValueType.UINT8: "<B",
     GGUFValueType.INT8: "<b",
     GGUFValueType.UINT16: "<H",
@@ -195,7 +196,7 @@ class _Cursor:
             return self.string()
         if vtype == GGUFValueType.ARRAY:
             return self.array()
-        return self.take(_SCALARS[vtype])
+        return self.take(SCALAR_FORMATS[vtype])
 
     def value_type(self) -> GGUFValueType:
         raw = self.take("<I")
@@ -222,7 +223,7 @@ class _Cursor:
                 return [self.string() for _ in range(n)]
             self._skip_strings(n)
             return SkippedArray(item_type, n)
-        fmt = _SCALARS[item_type]
+        fmt = SCALAR_FORMATS[item_type]
         width = struct.calcsize(fmt)
         n = self.count("array elements", width, MAX_ARRAY)
         if n > _MAX_KEPT_NUMERIC_ARRAY:

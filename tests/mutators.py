@@ -18,19 +18,8 @@ from pathlib import Path
 
 from gguf import GGUFValueType
 
-SCALAR_FMT = {
-    GGUFValueType.UINT8: "<B",
-    GGUFValueType.INT8: "<b",
-    GGUFValueType.UINT16: "<H",
-    GGUFValueType.INT16: "<h",
-    GGUFValueType.UINT32: "<I",
-    GGUFValueType.INT32: "<i",
-    GGUFValueType.FLOAT32: "<f",
-    GGUFValueType.BOOL: "<?",
-    GGUFValueType.UINT64: "<Q",
-    GGUFValueType.INT64: "<q",
-    GGUFValueType.FLOAT64: "<d",
-}
+from edgekit.gguf_file import SCALAR_FORMATS
+
 EDGE_U64 = [0, 1, 2, 63, 64, 65, 255, 2**16, 2**31 - 1, 2**31, 2**32 - 1, 2**32, 2**40, 2**63 - 1]
 EDGE_U64 += [2**63, 2**64 - 1]
 EDGE_U32 = [0, 1, 2, 3, 4, 5, 7, 8, 12, 13, 99, 2**16, 2**31 - 1, 2**31, 2**32 - 1]
@@ -110,7 +99,7 @@ class _Walker:
             for _ in range(n):
                 self.value(item, fields if len(fields) < 64 else [])
             return None
-        fmt = SCALAR_FMT[GGUFValueType(vtype)]
+        fmt = SCALAR_FORMATS[GGUFValueType(vtype)]
         fields.append((self.pos, fmt))
         return self.take(fmt)
 
@@ -166,7 +155,7 @@ def encode_value(vtype: GGUFValueType, value: object) -> bytes:
     if vtype == GGUFValueType.STRING:
         assert isinstance(value, bytes)
         return tag + _string(value)
-    return tag + struct.pack(SCALAR_FMT[vtype], value)
+    return tag + struct.pack(SCALAR_FORMATS[vtype], value)
 
 
 def _interesting_value(rng: random.Random) -> bytes:
