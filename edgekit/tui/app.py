@@ -13,13 +13,15 @@ import os
 import threading
 from collections import deque
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
+from textual.css.query import NoMatches
 from textual.message import Message
+from textual.widget import Widget
 from textual.widgets import Footer, Header, Input
 
 from edgekit.backends.base import GenerationResult, Runtime, SamplingParams
@@ -55,6 +57,9 @@ UI_TICK_S = 0.25
 # Running the whole suite takes minutes on a Pi: that stays with `edgekit bias`.
 UNAVAILABLE = frozenset({"run_bias_suite"})
 WORKER_CHECK_S = 1.0
+
+
+PanelT = TypeVar("PanelT", bound=Widget)
 
 
 class DashboardApp(App[None]):
@@ -145,10 +150,20 @@ class DashboardApp(App[None]):
         self.query_one(PrecisionPanel).show(plan.info)
         self.set_state(self.state)
 
+    def main_panel(self, kind: type[PanelT]) -> PanelT | None:
+        """A panel of the main screen, whichever screen is on top (an error modal, say), or None
+        while the app is being torn down: timers and worker messages still arrive then."""
+        try:
+            return self.screen_stack[0].query_one(kind)
+        except (NoMatches, IndexError):
+            return None
+
     def refresh_metrics(self) -> None:
         snapshot = self.monitor.snapshot()
-        self.query_one(MemoryPanel).show(snapshot)
-        self.query_one(SpeedPanel).show(snapshot)
+        if (memory := self.main_panel(MemoryPanel)) is not None:
+            memory.show(snapshot)
+        if (speed := self.main_panel(SpeedPanel)) is not None:
+            speed.show(snapshot)
 
     def tick(self) -> None:
         self.flush_tokens()
@@ -283,7 +298,8 @@ class DashboardApp(App[None]):
     # Workers (only with --rpc).
 
     def on_pool_ready(self, message: PoolReady) -> None:
-        self.query_one(WorkersPanel).show_pool(message.pool)
+        if (panel := self.main_panel(WorkersPanel)) is not None:
+            panel.show_pool(message.pool)
 
     def check_workers(self) -> None:
         runtime = self.runtime
@@ -293,17 +309,18 @@ class DashboardApp(App[None]):
 
     @work(thread=True, exclusive=True, group="workers")
     def poll_workers(self, runtime: RpcRuntime | None) -> None:
-        panel = self.query_one(WorkersPanel)
+        panel = self.main_panel(WorkersPanel)
         if runtime is not None:
             alive = runtime.worker_alive()
-        elif panel.pool is not None:
+        elif panel is not None and panel.pool is not None:
             alive = {str(w.endpoint): responds(w.endpoint) for w in panel.pool.workers}
         else:
             return
         self.post_from_worker(WorkersAlive(alive))
 
     def on_workers_alive(self, message: WorkersAlive) -> None:
-        self.query_one(WorkersPanel).show_alive(message.alive)
+        if (panel := self.main_panel(WorkersPanel)) is not None:
+            panel.show_alive(message.alive)
 
     # Footer actions.
 
@@ -358,7 +375,8 @@ class DashboardApp(App[None]):
 
         self.bias_summary = summary
         guard = "on" if isinstance(self.runtime, GuardedRuntime) else "off (ctrl+g)"
-        self.query_one(BiasPanel).show(summary, guard)
+        if (panel := self.main_panel(BiasPanel)) is not None:
+            panel.show(summary, guard)
 
     def refresh_bias(self) -> None:
         self.show_bias(self.bias_summary)
