@@ -45,12 +45,10 @@ async def test_workers_panel_marks_a_dead_worker(tiny_model: Path) -> None:
 
             await submit(pilot, "again")
             # Pushed is not yet composed: wait for the modal's text, not just the modal.
-            await wait_until(
-                pilot,
-                lambda: (
-                    isinstance(app.screen, ErrorScreen) and bool(app.screen.query("#error-text"))
-                ),
-                timeout=60,
-            )
+            await wait_until(pilot, lambda: error_shown(app), timeout=60)
             assert str(victim.endpoint) in str(app.screen.query_one("#error-text", Static).content)
             assert app.runtime is None and app.state == "no model"
+
+
+def error_shown(app: DashboardApp) -> bool:
+    return isinstance(app.screen, ErrorScreen) and bool(app.screen.query("#error-text"))
