@@ -50,11 +50,12 @@ def run_tool(
     args: Sequence[str],
     on_line: LineHook | None = None,
     threads: int | None = None,
-    stdout_only: bool = False,
+    separate_streams: bool = False,
 ) -> list[str]:
-    """Run one tool to completion and return its log lines (stdout and stderr together, or
-    stdout alone when `stdout_only`: a block-buffered stdout merged with an unbuffered stderr
-    can split a result line in two, and llama-perplexity prints its results on stdout).
+    """Run one tool to completion and return its log lines: stdout and stderr merged, or with
+    `separate_streams` all of stdout, then all of stderr (a block-buffered stdout merged with an
+    unbuffered stderr can split a result line in two; kept apart, a result line is whole on
+    whichever stream llama.cpp's logger sent it).
 
     Ctrl-C kills the tool before the KeyboardInterrupt goes on, so no orphan keeps writing.
     """
@@ -68,7 +69,7 @@ def run_tool(
         subprocess.Popen(
             cmd,
             stdout=subprocess.PIPE,
-            stderr=err if stdout_only else subprocess.STDOUT,
+            stderr=err if separate_streams else subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             text=True,
             errors="replace",
@@ -87,8 +88,8 @@ def run_tool(
             raise
         err.seek(0)
         errors = err.read().splitlines()
+    lines += errors
     if code != 0:
-        lines += errors
         tail = " | ".join(s for s in lines[-6:] if s.strip())
         raise ToolError(f"{name} failed (exit {code}): {tail[-600:]}", hint=_hint(lines))
     return lines
@@ -227,7 +228,7 @@ def kl_divergence(
             "llama-perplexity",
             ["-m", str(candidate), *common, "--kl-divergence-base", str(logits), "--kl-divergence"],
             threads=threads,
-            stdout_only=True,
+            separate_streams=True,
         )
     finally:
         logits.unlink(missing_ok=True)
