@@ -9,6 +9,7 @@ from pathlib import Path
 import gguf
 import pytest
 
+from tests.env import env_var
 from tests.tiny_models import write_tiny_llama
 
 REAL_CACHE = os.environ.get("EDGEKIT_CACHE_DIR")
@@ -18,13 +19,8 @@ REAL_CACHE = os.environ.get("EDGEKIT_CACHE_DIR")
 def isolated_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Histories and derived vectors go to a temporary folder, never the user's data dir."""
     folder = tmp_path_factory.mktemp("data")
-    previous = os.environ.get("EDGEKIT_DATA_DIR")
-    os.environ["EDGEKIT_DATA_DIR"] = str(folder)
-    yield folder
-    if previous is None:
-        os.environ.pop("EDGEKIT_DATA_DIR", None)
-    else:
-        os.environ["EDGEKIT_DATA_DIR"] = previous
+    with env_var("EDGEKIT_DATA_DIR", str(folder)):
+        yield folder
 
 
 @pytest.fixture(scope="session")

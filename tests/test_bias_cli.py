@@ -15,6 +15,7 @@ from edgekit.bias.controller import write_erasure
 from edgekit.bias.erasure import Directions, ModelWeights, check_adapter
 from edgekit.cli.bias import bias_command
 from edgekit.gguf_file import load_model_info
+from tests.bias_history_fixtures import write_truncated_history
 from tests.tiny_models import write_tiny_llama
 
 app = typer.Typer()
@@ -83,25 +84,7 @@ def test_corrupt_history_is_a_clear_error_and_left_untouched(tiny4: Path, data_d
     for content in (bytes(range(256)) * 64, None):
         if content is None:  # a real history, truncated mid-page
             db.unlink()
-            conn = store.connect(db)
-            for i in range(50):
-                store.record_run(
-                    conn,
-                    store.RunRecord(
-                        "m",
-                        "h",
-                        "m",
-                        "cpu",
-                        "all",
-                        1,
-                        0.0,
-                        {"bias": 0.1 * (i % 3), "disambiguated_accuracy": 0.5, "categories": {}},
-                    ),
-                )
-            conn.close()
-            for extra in (db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
-                extra.unlink(missing_ok=True)
-            content = db.read_bytes()[: len(db.read_bytes()) // 2 + 100]
+            content = write_truncated_history(db, runs=50)
         db.write_bytes(content)
         done = runner.invoke(app, [str(tiny4), "--json"])
         assert done.exit_code == 2, done.output

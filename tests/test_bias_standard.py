@@ -18,6 +18,7 @@ from edgekit.bias.standard import (
     read_crows,
 )
 from edgekit.errors import BiasDataError, HistoryCorruptError
+from tests.bias_history_fixtures import write_truncated_history
 from tests.fake_bias_backend import FakeModel, FakeRuntime
 
 # ../shared/bias-data next to the checkout (or next to a folder of worktrees).
@@ -152,25 +153,7 @@ def test_corrupt_history_raises_and_is_left_untouched(tmp_path: Path, kind: str)
     if kind == "random":
         db.write_bytes(bytes((i * 37) % 256 for i in range(20000)))
     else:
-        conn = store.connect(db)
-        for _ in range(200):
-            store.record_run(
-                conn,
-                store.RunRecord(
-                    "m",
-                    "h",
-                    "m",
-                    "cpu",
-                    "all",
-                    1,
-                    0.0,
-                    {"bias": 0.1, "disambiguated_accuracy": 0.5, "categories": {}},
-                ),
-            )
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        conn.close()
-        data = db.read_bytes()
-        db.write_bytes(data[: len(data) // 2 + 17])
+        write_truncated_history(db, runs=200)
     before = db.read_bytes()
     with pytest.raises(HistoryCorruptError, match="corrupt"):
         store.connect(db)

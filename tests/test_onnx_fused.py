@@ -8,7 +8,6 @@ Needs the convert extra (torch, transformers, onnxruntime, onnxruntime-genai); s
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from edgekit.converters.onnx_fused import fused_cache_dir
 from edgekit.devices import load_profile
 from edgekit.errors import PlanError
 from edgekit.planner import RandomLayers, Spike, TargetBpw
+from tests.env import env_var
 from tests.onnx_fixtures import build_tiny_hf
 
 PROMPT = "the river and the city of music"
@@ -41,13 +41,8 @@ SPIKE = "blk.1.ffn_down.weight"
 @pytest.fixture(scope="module", autouse=True)
 def own_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     folder = tmp_path_factory.mktemp("cache")
-    previous = os.environ.get("EDGEKIT_CACHE_DIR")
-    os.environ["EDGEKIT_CACHE_DIR"] = str(folder)
-    yield folder
-    if previous is None:
-        os.environ.pop("EDGEKIT_CACHE_DIR", None)
-    else:
-        os.environ["EDGEKIT_CACHE_DIR"] = previous
+    with env_var("EDGEKIT_CACHE_DIR", str(folder)):
+        yield folder
 
 
 @pytest.fixture(scope="module")
