@@ -103,12 +103,18 @@ class FakeStates:
     n_layer = N_LAYER
     n_embd = N_EMBD
 
-    def __init__(self, model: FakeModel) -> None:
+    def __init__(self, model: FakeModel, points: Sequence[str] = ("l_out",)) -> None:
         self.model = model
+        self.points = tuple(points)
 
     def run(self, tokens: Sequence[int]) -> dict[int, FloatArray]:
+        return self.read(tokens)[self.points[0]]
+
+    def read(self, tokens: Sequence[int]) -> dict[str, dict[int, FloatArray]]:
+        """Every point sees the same state: the fake has no norms."""
         h = self.model.states(tokens)
-        return {layer: h * (layer + 1) for layer in range(N_LAYER)}
+        blocks = {layer: h * (layer + 1) for layer in range(N_LAYER)}
+        return dict.fromkeys(self.points, blocks)
 
     def close(self) -> None:
         pass
@@ -130,8 +136,8 @@ class FakeRuntime:
     def logits(self) -> FakeLogits:
         return FakeLogits(self.model)
 
-    def hidden_states(self, n_ctx: int = 256) -> FakeStates:
-        return FakeStates(self.model)
+    def hidden_states(self, n_ctx: int = 256, points: Sequence[str] = ("l_out",)) -> FakeStates:
+        return FakeStates(self.model, points)
 
     def set_lora(self, path: Path | None, scale: float = 1.0) -> None:
         self.lora_calls.append((path, scale))

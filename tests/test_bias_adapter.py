@@ -39,9 +39,9 @@ def runtime(tiny: Path) -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def adapter(runtime: Any, tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directions = derive(runtime, max_rank=3)
+    directions = derive(runtime, rank=3)
     path = tmp_path_factory.mktemp("adapter") / "erase.gguf"
-    alphas = {b: 1.0 for b in directions.bases}
+    alphas = dict.fromkeys(directions.blocks, 1.0)
     return write_erasure(path, ModelWeights(tiny), directions, alphas, {"scale": 1.0})
 
 
@@ -70,9 +70,11 @@ def test_adapter_is_in_llama_cpp_lora_format(adapter: Path, tiny: Path) -> None:
     assert fields[gguf.Keys.Adapter.TYPE] == "lora"
     assert fields[gguf.Keys.General.ARCHITECTURE] == "llama"
     names = {t.name for t in reader.tensors}
-    assert "blk.0.attn_output.weight.lora_a" in names and "blk.3.ffn_down.weight.lora_b" in names
-    # The tiny model has its own output head, so the embedding is erased too.
-    assert "token_embd.weight.lora_a" in names
+    # Every block's readers, and only them: the writers and the embedding keep their weights.
+    for block in range(4):
+        for kind in ("attn_q", "attn_k", "attn_v", "ffn_gate", "ffn_up"):
+            assert f"blk.{block}.{kind}.weight.lora_a" in names
+    assert not any("attn_output" in n or "ffn_down" in n or "token_embd" in n for n in names)
     meta = check_adapter(adapter, load_model_info(tiny))
     assert meta["scale"] == 1.0 and meta["alphas"]["0"] == 1.0
 
@@ -140,9 +142,10 @@ def test_an_adapter_for_another_model_is_refused_before_loading(
 
 
 def test_partial_alphas_only_touch_their_blocks(runtime: Any, tiny: Path) -> None:
-    directions = derive(runtime, max_rank=2)
+    directions = derive(runtime, rank=2)
     tensors = build_adapter(ModelWeights(tiny), directions, {2: 0.5, 3: 0.0})
-    assert {t.base for t in tensors} == {"blk.2.attn_output.weight", "blk.2.ffn_down.weight"}
+    readers = ("attn_q", "attn_k", "attn_v", "ffn_gate", "ffn_up")
+    assert {t.base for t in tensors} == {f"blk.2.{r}.weight" for r in readers}
     assert all(np.isfinite(t.a).all() and np.isfinite(t.b).all() for t in tensors)
 
 

@@ -100,7 +100,7 @@ def test_adapter_for_another_model_is_refused(tiny4: Path, data_dir: Path, tmp_p
     adapter = write_erasure(
         tmp_path / "wide-erase.gguf",
         ModelWeights(wide),
-        Directions(bases, {}, 0),
+        Directions.orthogonal(bases),
         dict.fromkeys(bases, 1.0),
         {},
     )

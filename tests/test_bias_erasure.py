@@ -14,7 +14,15 @@ from edgekit.bias.controller import (
     require_runtime,
     search_scale,
 )
-from edgekit.bias.erasure import embedding_pair, erasure_pair, group_contrasts, subspace
+from edgekit.bias.erasure import (
+    POINTS,
+    Eraser,
+    derive_directions,
+    group_contrasts,
+    leace_eraser,
+    observe,
+    reader_pair,
+)
 from edgekit.bias.probes import build_suite
 from edgekit.bias.scores import LogProbScorer, paired_reduction, run_suite
 from edgekit.errors import BiasError
@@ -38,54 +46,77 @@ def test_group_contrasts_differ_only_in_the_group() -> None:
         assert a != b and a.split()[-1] == b.split()[-1]  # same attribute at the end
 
 
-def test_directions_from_calibration_recover_the_planted_one() -> None:
+def test_directions_from_calibration_erase_the_group_contrast() -> None:
     rt = FakeRuntime(FakeModel(planted=2.0))
-    directions = derive(rt, max_rank=4)
-    assert sorted(directions.bases) == [0, 1, 2]
-    for basis in directions.bases.values():
-        captured = np.linalg.norm(basis @ rt.model.u)  # |projection of u on the subspace|
-        assert captured > 0.9
+    pairs = group_contrasts(build_suite("calibration").pairs)
+    states = rt.hidden_states(64, POINTS)
+    obs = observe(states, rt.tokenize, pairs, [rt.tokenize(TEXT)])
+    assert len(obs.contrasts) == 6 and all(len(c) == len(pairs) for c in obs.contrasts.values())
+    left = []
+    for rank in (1, 4, 8):
+        directions = derive_directions(obs, rank=rank)
+        assert directions.blocks == [0, 1, 2] and directions.rank == rank
+        site, eraser = next(iter(directions.erasers.items()))
+        c = obs.contrasts[site]
+        rest = c - (c @ eraser.readout.T) @ eraser.delta.T  # what the readers still see
+        left.append(float((rest**2).sum() / (c**2).sum()))
+    # The fake's group words share one planted direction but also differ at random: a higher
+    # rank takes more of what separates them away.
+    assert left[0] > left[1] > left[2] and left[2] < 0.4
+    # derive() is the same through the runtime, with the project's calibration text.
+    assert derive(rt, rank=2).blocks == [0, 1, 2]
 
 
-def test_subspace_rank_follows_the_energy() -> None:
-    rng = np.random.default_rng(1)
-    u = rng.standard_normal(16)
-    one = np.outer(rng.standard_normal(30), u) + 0.01 * rng.standard_normal((30, 16))
-    basis, energy = subspace(one.astype(np.float32), max_rank=8, energy=0.9)
-    assert basis.shape == (1, 16) and energy > 0.9
-    basis, _ = subspace(rng.standard_normal((30, 16)).astype(np.float32), max_rank=5, energy=0.99)
-    assert basis.shape == (5, 16)
+def _concept_data(n: int = 4000, dim: int = 8) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """States with an anisotropic covariance, a large mean and a binary concept along one
+    direction that also carries much unrelated variance (where least-change erasure matters)."""
+    rng = np.random.default_rng(4)
+    scales = np.array([10.0, 5.0, 3.0, 1.0, 1.0, 0.5, 0.5, 0.2])[:dim]
+    z = rng.integers(0, 2, n)
+    concept = np.zeros(dim)
+    concept[0], concept[3] = 1.0, 1.0
+    x = rng.standard_normal((n, dim)) * scales + 50.0 + np.outer(z, concept)
+    return x, z, concept
 
 
-def test_erasure_pair_is_the_projection_and_survives_a_post_norm() -> None:
+def test_leace_eraser_removes_the_concept_keeps_the_mean_and_changes_least() -> None:
+    x, _, concept = _concept_data()
+    # Paired contrasts, as from sentences that differ only in the group: the concept + noise.
+    noise = np.random.default_rng(5).standard_normal((60, len(concept)))
+    contrasts = concept + 0.1 * noise
+    mean, cov = x.mean(axis=0), np.cov(x, rowvar=False)
+    eraser = leace_eraser(contrasts, mean, cov, rank=1, shrink=0.0)
+    np.testing.assert_allclose(eraser.readout @ eraser.delta, np.eye(1), atol=1e-4)
+    assert abs(float((eraser.readout @ mean)[0])) < 1e-3 * np.linalg.norm(mean)
+    erased = x - (x @ eraser.readout.T) @ eraser.delta.T
+    # What separates the classes is gone, and the mean is kept (no LoRA bias term needed).
+    left = concept - eraser.delta @ (eraser.readout @ concept)
+    assert np.linalg.norm(left) < 0.05 * np.linalg.norm(concept)
+    np.testing.assert_allclose(erased.mean(axis=0), mean, atol=1e-3 * float(np.linalg.norm(mean)))
+    # The orthogonal projection of the same mean contrast changes the states far more.
+    d = contrasts.mean(axis=0)
+    u = d / np.linalg.norm(d)
+    centered = x - mean
+    orthogonal_change = np.mean((centered @ u) ** 2)
+    leace_change = np.mean(np.sum((x - erased) ** 2, axis=1))
+    assert leace_change < 0.5 * orthogonal_change
+
+
+def test_reader_pair_is_the_partial_erasure_of_the_input() -> None:
     rng = np.random.default_rng(2)
-    w = rng.standard_normal((12, 20)).astype(np.float32)  # (n_out = n_embd, n_in)
-    basis, _ = np.linalg.qr(rng.standard_normal((12, 2)))
-    basis = basis.T.astype(np.float32)  # (k, n_embd), orthonormal rows
-    plain = erasure_pair("blk.0.attn_output.weight", w, basis, None, 1.0)
-    erased = w + plain.b @ plain.a
-    np.testing.assert_allclose(erased, w - basis.T @ (basis @ w), atol=1e-5)
-    assert np.abs(basis @ erased).max() < 1e-4
-    half = erasure_pair("x", w, basis, None, 0.5)
-    np.testing.assert_allclose(w + half.b @ half.a, w - 0.5 * basis.T @ (basis @ w), atol=1e-5)
-    # Post-norm g * y / rms(y): the written vector must have no component along U.
-    g = rng.uniform(0.5, 2.0, 12).astype(np.float32)
-    normed = erasure_pair("x", w, basis, g, 1.0)
-    x = rng.standard_normal(20)
-    y = (w + normed.b @ normed.a) @ x
-    written = g * y / np.sqrt(np.mean(y**2))
-    assert np.abs(basis @ written).max() < 1e-4
-
-
-def test_embedding_pair_uses_llama_cpp_flipped_layout() -> None:
-    rng = np.random.default_rng(3)
-    e = rng.standard_normal((50, 12)).astype(np.float32)  # (n_vocab, n_embd)
-    basis = np.linalg.qr(rng.standard_normal((12, 3)))[0].T.astype(np.float32)
-    pair = embedding_pair(e, basis, 1.0)
-    assert pair.a.shape == (50, 3) and pair.b.shape == (12, 3)
-    token = 7  # llama.cpp: row = E[token] + B @ A[token]
-    row = e[token] + pair.b @ pair.a[token]
-    assert np.abs(basis @ row).max() < 1e-4
+    w = rng.standard_normal((20, 12)).astype(np.float32)  # (n_out, n_in = n_embd)
+    delta = rng.standard_normal((12, 2)).astype(np.float32)
+    readout = np.linalg.pinv(delta).astype(np.float32)
+    eraser = Eraser(delta, readout)
+    for alpha in (1.0, 0.5):
+        pair = reader_pair("blk.0.attn_q.weight", w, eraser, alpha)
+        assert pair.a.shape == (2, 12) and pair.b.shape == (20, 2)
+        x = rng.standard_normal(12)
+        expected = w @ (x - alpha * delta @ (readout @ x))
+        np.testing.assert_allclose((w + pair.b @ pair.a) @ x, expected, rtol=1e-4, atol=1e-4)
+    # At scale 1 the reader no longer sees anything along delta.
+    full = reader_pair("x", w, eraser, 1.0)
+    assert np.abs((w + full.b @ full.a) @ delta).max() < 1e-3
 
 
 def test_scale_search_erases_the_planted_bias_on_the_fake() -> None:

@@ -39,7 +39,8 @@ def adapter(runtime: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
     }
     path = tmp_path_factory.mktemp("guard-adapter") / "erase.gguf"
     weights = ModelWeights(runtime.info.path)
-    return write_erasure(path, weights, Directions(bases, {}, 0), dict.fromkeys(bases, 1.0), {})
+    directions = Directions.orthogonal(bases)
+    return write_erasure(path, weights, directions, dict.fromkeys(bases, 1.0), {})
 
 
 class Scripted:

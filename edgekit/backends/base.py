@@ -133,6 +133,10 @@ class HiddenStateSource(Protocol):
         """{block: (n_tokens, n_embd)}, a fresh cache per call."""
         ...
 
+    def read(self, tokens: Sequence[int]) -> dict[str, dict[int, FloatArray]]:
+        """{point: {block: (n_tokens, n_embd)}} for the points the source was opened with."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -144,7 +148,9 @@ class ScoringRuntime(Protocol):
 
     def logits(self) -> LogitSource: ...
 
-    def hidden_states(self, n_ctx: int = 256) -> HiddenStateSource: ...
+    def hidden_states(
+        self, n_ctx: int = 256, points: Sequence[str] = ("l_out",)
+    ) -> HiddenStateSource: ...
 
 
 @runtime_checkable

@@ -34,12 +34,13 @@ import numpy as np
 
 from edgekit.backends.base import AdapterRuntime, FloatArray, ScoringRuntime
 from edgekit.bias.erasure import (
+    POINTS,
     Directions,
     ModelWeights,
     build_adapter,
-    collect_contrasts,
     derive_directions,
     group_contrasts,
+    observe,
     write_adapter,
 )
 from edgekit.bias.probes import ProbeSuite, build_suite
@@ -140,6 +141,9 @@ def step(
 
 def next_turn(state: LoopState) -> LoopState:
     return replace(state, turn=state.turn + 1)
+
+
+DEFAULT_RANK = 16
 
 
 @dataclass(frozen=True)
@@ -334,23 +338,36 @@ class ControlConstraint:
         self.runtime.set_control_vector(self.matrix * scale if scale else None)
 
 
-def derive(runtime: ScoringRuntime, n_ctx: int = 128, max_rank: int = 8) -> Directions:
-    """Group directions per block from the calibration split's pairs (held-out unseen)."""
+def text_windows(tokens: list[int], n_ctx: int) -> list[list[int]]:
+    """Plain-text windows of at most n_ctx tokens, each starting with the first (BOS) token."""
+    bos, body = tokens[:1], tokens[1:]
+    step = max(1, n_ctx - len(bos))
+    return [bos + body[i : i + step] for i in range(0, len(body), step)]
+
+
+def derive(runtime: ScoringRuntime, n_ctx: int = 256, rank: int = DEFAULT_RANK) -> Directions:
+    """An eraser per reader input from the calibration split's pairs (held-out unseen) and the
+    project's calibration text (the covariance LEACE whitens with)."""
+    from edgekit.calibration_text import CALIBRATION_TEXT
+
     pairs = group_contrasts(build_suite("calibration").pairs)
-    states = runtime.hidden_states(n_ctx)
+    states = runtime.hidden_states(n_ctx, POINTS)
     try:
-        contrasts = collect_contrasts(states, runtime.tokenize, pairs)
+        texts = text_windows(runtime.tokenize(CALIBRATION_TEXT), n_ctx)
+        obs = observe(states, runtime.tokenize, pairs, texts)
         n_layer = states.n_layer
     finally:
         states.close()
-    found = derive_directions(contrasts, max_rank)
-    # llama.cpp cuts the last block's output to the rows that produce logits, so it is never
-    # read whole: a block without its own directions takes those of the nearest block before.
-    bases, energy = dict(found.bases), dict(found.energy)
-    for block in range(n_layer):
-        if block not in bases and (earlier := [b for b in found.bases if b < block]):
-            bases[block], energy[block] = found.bases[max(earlier)], found.energy[max(earlier)]
-    return Directions(bases, energy, found.n_contrasts)
+    found = derive_directions(obs, rank)
+    # llama.cpp cuts the last block to the rows that produce logits before its feed-forward
+    # part, so that input is never read whole: it takes the nearest earlier block's eraser.
+    erasers = dict(found.erasers)
+    for point in POINTS:
+        for block in range(n_layer):
+            earlier = [b for p, b in found.erasers if p == point and b < block]
+            if (point, block) not in erasers and earlier:
+                erasers[(point, block)] = found.erasers[(point, max(earlier))]
+    return Directions(erasers, found.n_contrasts)
 
 
 def write_erasure(
@@ -365,7 +382,7 @@ def write_erasure(
         **meta,
         **directions.to_meta(),
         "alphas": {str(k): v for k, v in sorted(alphas.items())},
-        "method": "rank-k erasure of calibration group contrasts from attn_output/ffn_down",
+        "method": "LEACE erasure of calibration group contrasts at every block's readers",
     }
     return write_adapter(path, weights.architecture, tensors, full)
 
@@ -400,7 +417,7 @@ def calibrate_erasure(
     target = path or adapter_path(model_hash)
     directions = derive(runtime)
     weights = ModelWeights(runtime.info.path)
-    blocks = sorted(directions.bases)
+    blocks = directions.blocks
     alphas = {b: 1.0 for b in blocks}
     scorer = LogProbScorer(runtime.logits())
     suite = build_suite("calibration")
@@ -446,7 +463,7 @@ def load_or_derive(
     if notify:
         notify(f"deriving the erasure adapter for this model (once), saving to {p}")
     directions = derive(runtime)
-    alphas = {b: 1.0 for b in directions.bases}
+    alphas = dict.fromkeys(directions.blocks, 1.0)
     weights = ModelWeights(runtime.info.path)
     write_erasure(p, weights, directions, alphas, {"model_hash": model_hash, "scale": 0.0})
     return Erasure(p, 0.0, alphas)
@@ -461,12 +478,12 @@ def control_vector(runtime: ScoringRuntime, n_ctx: int = 128) -> FloatArray:
     pairs = [(anti, stereo) for p in build_suite("calibration").pairs for stereo, anti in p.pairs()]
     states = runtime.hidden_states(n_ctx)
     try:
-        contrasts = collect_contrasts(states, runtime.tokenize, pairs)
+        obs = observe(states, runtime.tokenize, pairs, [])
         n_layer, n_embd = states.n_layer, states.n_embd
     finally:
         states.close()
     matrix = np.zeros((n_layer, n_embd), dtype=np.float32)
     for layer in range(max(1, n_layer // 6), max(1, 2 * n_layer // 3 - 1) + 1):
-        if layer in contrasts:
-            matrix[layer] = contrasts[layer].mean(axis=0)
+        if ("l_out", layer) in obs.contrasts:
+            matrix[layer] = obs.contrasts[("l_out", layer)].mean(axis=0)
     return matrix

@@ -19,7 +19,9 @@ import numpy as np
 from edgekit.backends.base import FloatArray
 from edgekit.errors import RuntimeBackendError
 
-_LAYER_PREFIX = b"l_out-"
+# Graph names (llama.cpp's `cb(tensor, name, il)`) of the points a reader can capture: each
+# block's output, and the normalized inputs its attention and feed-forward matrices read.
+POINTS = {"l_out": b"l_out-", "attn_norm": b"attn_norm-", "ffn_norm": b"ffn_norm-"}
 
 
 def ggml_base() -> ctypes.CDLL:
@@ -51,14 +53,17 @@ def ggml_base() -> ctypes.CDLL:
 class HiddenStateReader:
     """Runs token sequences through the model and returns {layer: (n_tokens, n_embd)} arrays."""
 
-    def __init__(self, llm: Any, n_ctx: int = 512) -> None:
+    def __init__(self, llm: Any, n_ctx: int = 512, points: Sequence[str] = ("l_out",)) -> None:
         import llama_cpp
+
+        self._prefixes = {POINTS[p]: p for p in points}
+        self._points = tuple(points)
 
         self.lib = llama_cpp
         self.ggml = ggml_base()
         self.n_layer = int(llama_cpp.llama_model_n_layer(llm.model))
         self.n_embd = int(llama_cpp.llama_model_n_embd(llm.model))
-        self._captured: dict[int, FloatArray] = {}
+        self._captured: dict[str, dict[int, FloatArray]] = {}
         self._n_tokens = 0
         # Keep the ctypes callback object alive as long as the context can call it.
         self._callback = llama_cpp.ggml_backend_sched_eval_callback(self._on_tensor)
@@ -85,22 +90,28 @@ class HiddenStateReader:
 
     def _on_tensor(self, tensor: int, ask: bool, _user: int) -> bool:
         name = self.ggml.ggml_get_name(tensor) or b""
-        if not name.startswith(_LAYER_PREFIX):
+        prefix, _, layer = name.rpartition(b"-")
+        point = self._prefixes.get(prefix + b"-")
+        if point is None or not layer.isdigit():
             return not ask  # ask: "do you want this one?"; otherwise: "keep going?"
         if ask:
             return True
         n = int(self.ggml.ggml_nelements(tensor))
         rows = int(self.ggml.ggml_nrows(tensor))
-        # Only full F32 block outputs: the last block may be cut to the output rows.
+        # Only full F32 rows: the last block may be cut to the output rows.
         if rows != self._n_tokens or int(self.ggml.ggml_nbytes(tensor)) != 4 * n:
             return True
         out = np.empty((rows, n // rows), dtype=np.float32)
         self.ggml.ggml_backend_tensor_get(tensor, out.ctypes.data, 0, 4 * n)
-        self._captured[int(name[len(_LAYER_PREFIX) :])] = out
+        self._captured.setdefault(point, {})[int(layer)] = out
         return True
 
     def run(self, tokens: Sequence[int]) -> dict[int, FloatArray]:
-        """Block outputs for every token of one sequence (a fresh cache each time)."""
+        """The first point (block outputs by default) for every token of one sequence."""
+        return self.read(tokens).get(self._points[0], {})
+
+    def read(self, tokens: Sequence[int]) -> dict[str, dict[int, FloatArray]]:
+        """{point: {block: (n_tokens, n_embd)}} for one sequence (a fresh cache each time)."""
         if not 0 < len(tokens) <= self.n_ctx:
             raise ValueError(f"{len(tokens)} tokens do not fit the {self.n_ctx}-token context")
         self.lib.llama_memory_clear(self.lib.llama_get_memory(self.ctx), True)
@@ -119,4 +130,4 @@ class HiddenStateReader:
         rc = self.lib.llama_decode(self.ctx, b)
         if rc != 0:
             raise RuntimeBackendError(f"llama_decode failed while reading hidden states ({rc})")
-        return dict(self._captured)
+        return {p: dict(v) for p, v in self._captured.items()}

@@ -183,10 +183,12 @@ class LlamaCppRuntime:
 
         return LlamaLogits(self.llm)
 
-    def hidden_states(self, n_ctx: int = 256) -> HiddenStateSource:
+    def hidden_states(
+        self, n_ctx: int = 256, points: Sequence[str] = ("l_out",)
+    ) -> HiddenStateSource:
         from edgekit.backends.llama_cpp.hidden import HiddenStateReader
 
-        return HiddenStateReader(self.llm, n_ctx)
+        return HiddenStateReader(self.llm, n_ctx, points)
 
     def set_lora(self, path: Path | None, scale: float = 1.0) -> None:
         from edgekit.backends.llama_cpp.adapters import LoraSlots
