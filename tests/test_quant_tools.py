@@ -9,11 +9,13 @@ from pathlib import Path
 import pytest
 from gguf import GGMLQuantizationType
 
-from edgekit.backends.llama_cpp import tools
-from edgekit.gguf_compose import TensorPool
+from edgekit import imatrix as imx
+from edgekit.backends.llama_cpp import ggml_quant, tools
+from edgekit.gguf_compose import float_rows, write_gguf
 from edgekit.gguf_file import read_header
 from edgekit.mixconvert import Workspace, measured_plan, target_for, write_measured
 from edgekit.mixplan import padded_bytes
+from edgekit.sensitivity import candidates, weighted_errors
 from tests.convert_fixtures import tiny_base_gguf  # noqa: F401
 
 Q = GGMLQuantizationType
@@ -63,16 +65,64 @@ def test_imatrix_is_gguf_and_changes_the_quantization(ws: Workspace, tmp_path: P
     assert a["blk.0.ffn_down.weight"] != b["blk.0.ffn_down.weight"]
 
 
-def test_composed_mix_is_byte_identical_to_llama_quantize(ws: Workspace, tmp_path: Path) -> None:
-    pool = ws.pool()
-    names = [t.name for t in read_header(ws.base).tensors if len(pool.types_of(t.name)) > 1]
-    mix = {n: pool.types_of(n)[i % len(pool.types_of(n))] for i, n in enumerate(names)}
-    composed = pool.compose(tmp_path / "composed.gguf", mix)
+def test_in_process_quantizer_writes_llama_quantize_bytes(ws: Workspace, tmp_path: Path) -> None:
+    """ggml's kernels called in process, with the imatrix as llama-quantize weighs it, give the
+    tool's bytes; a file composed from them is the tool's file, tensor for tensor."""
+    h = read_header(ws.base)
+    names = ws.quantizable()
+    weights = ws.weights()
+    mix = {
+        n: candidates(t)[i % len(candidates(t))]
+        for i, (n, t) in enumerate((t.name, t) for t in h.tensors if t.name in names)
+    }
+    chosen = []
+    for t in h.tensors:
+        q = mix.get(t.name, t.ggml_type)
+        rows = float_rows(h, t)
+        data = (
+            ggml_quant.quantize(rows, q, weights.get(t.name), threads=2)
+            if t.name in mix
+            else (rows.reshape(-1).view("uint8"))
+        )
+        chosen.append((t, q, data))
+    composed = write_gguf(h, tmp_path / "composed.gguf", chosen)
     direct = tmp_path / "direct.gguf"
     req = tools.QuantizeRequest(ws.base, direct, "Q8_0", types=mix, imatrix=ws.imatrix())
     assert tools.quantize(req) == types_in(direct)
     assert types_in(composed) == types_in(direct)
+    assert len(set(mix.values())) >= 4
     assert tensor_bytes(composed) == tensor_bytes(direct)
+
+
+def test_dequantize_round_trips_and_errors_fall_with_bits(ws: Workspace) -> None:
+    h = read_header(ws.base)
+    t = next(t for t in h.tensors if t.name == "blk.0.ffn_down.weight")
+    x = float_rows(h, t)
+    q8 = ggml_quant.quantize(x, Q.Q8_0)
+    assert abs(ggml_quant.dequantize(q8, Q.Q8_0, t.shape[0]) - x).max() < 0.01 * abs(x).max()
+    errors = weighted_errors(h, [t], ws.weights())[t.name]
+    ladder = [errors[q] for q in (Q.Q2_K, Q.Q3_K, Q.Q4_K, Q.Q5_K, Q.Q6_K, Q.Q8_0)]
+    assert ladder == sorted(ladder, reverse=True) and ladder[-1] < 0.05 * ladder[0]
+
+
+def test_imatrix_weights_are_sums_over_counts(ws: Workspace) -> None:
+    raw = imx.read_raw(ws.imatrix())
+    sums, counts = raw["blk.0.ffn_down.weight"]
+    w = ws.weights()["blk.0.ffn_down.weight"]
+    assert counts[0] > 0 and w == pytest.approx(sums / counts[0], rel=1e-6)
+    assert set(ws.spike_prior()) == set(raw) and all(s >= 1 for s in ws.spike_prior().values())
+
+
+def test_probe_kld_is_evaluate_kld_on_the_same_positions(ws: Workspace) -> None:
+    from edgekit.backends.llama_cpp.eval import ProbeKld, evaluate
+
+    cand = ws.quantized("Q2_K", pure=True)
+    scorer = ProbeKld(TEXT, n_ctx=64, windows=2, first=0)
+    scorer.set_reference(ws.base)
+    assert scorer.kld(ws.base) == pytest.approx(0.0, abs=1e-6)
+    _, (row,) = evaluate(ws.base, [cand], TEXT, n_ctx=64, max_windows=2)
+    assert row.kld > 1e-3
+    assert scorer.kld(cand) == pytest.approx(row.kld, rel=1e-3)
 
 
 def test_kld_matches_llama_perplexity(ws: Workspace, tmp_path: Path) -> None:
@@ -90,7 +140,8 @@ def test_kld_matches_llama_perplexity(ws: Workspace, tmp_path: Path) -> None:
 
 def test_measured_mix_fits_the_stock_budget_and_loads(ws: Workspace, tmp_path: Path) -> None:
     target, stock = target_for(ws, "Q3_K_M", None)
-    p, measured = measured_plan(ws, target, stock, {}, windows=2, individual=1)
+    p, measured = measured_plan(ws, target, stock)
+    assert measured.probes and all(p.kld > 0 for p in measured.probes)
     assert padded_bytes(p) <= target.budget_bytes
     out = write_measured(ws, tmp_path / "m.gguf", p, measured, "test")
     assert types_in(out) == p.types
@@ -103,7 +154,7 @@ def test_measured_mix_fits_the_stock_budget_and_loads(ws: Workspace, tmp_path: P
 @pytest.mark.parametrize("bpw", [4.0, 5.3])
 def test_target_bpw_within_half_a_percent_never_over(ws: Workspace, bpw: float) -> None:
     target, stock = target_for(ws, None, bpw)
-    p, _ = measured_plan(ws, target, stock, {}, windows=2, individual=1)
+    p, _ = measured_plan(ws, target, stock)
     n = sum(d.n_elements for d in p.decisions)
     got = 8 * padded_bytes(p) / n
     assert got <= bpw
@@ -115,13 +166,6 @@ def test_a_failed_tool_is_one_clear_error(tmp_path: Path) -> None:
     bad.write_bytes(b"GGUF" + b"\0" * 64)
     with pytest.raises(tools.ToolError, match="llama-quantize failed"):
         tools.stock_types(bad, "Q4_K_M")
-
-
-def test_pool_lists_types_smallest_first(ws: Workspace) -> None:
-    pool: TensorPool = ws.pool()
-    types = pool.types_of("blk.0.ffn_down.weight")
-    sizes = [pool.n_bytes("blk.0.ffn_down.weight", q) for q in types]
-    assert sizes == sorted(sizes) and Q.Q2_K in types and Q.Q8_0 in types
 
 
 def test_planner_fallbacks_match_llama_quantize(tmp_path: Path) -> None:
