@@ -1,4 +1,6 @@
-"""llama.cpp's GGUF importance matrix: read it as llama-quantize does, and derive the spike prior.
+"""llama.cpp's GGUF importance matrix: read it as llama-quantize does, write it as llama-imatrix
+does (from activations edgekit recorded, backends/llama_cpp/imatrix_collect.py), and derive the
+spike prior from it.
 
 The file holds, for every matrix multiplied by activations, `<tensor>.in_sum2` (the sum over
 calibration tokens of x_j^2 per input column) and `<tensor>.counts` (tokens seen). llama-quantize
@@ -7,6 +9,7 @@ weighs column j of a tensor by in_sum2_j / count (1 where no token was seen); so
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -61,3 +64,36 @@ def channel_spikes(w: dict[str, F32]) -> dict[str, float]:
         med = float(np.median(rms))
         out[name] = float(rms.max() / med) if med > 0 else 0.0
     return out
+
+
+def write(
+    path: Path,
+    sums: Mapping[str, npt.NDArray[np.float64]],
+    counts: Mapping[str, int],
+    chunks: int,
+    chunk_size: int,
+    datasets: Sequence[str],
+) -> Path:
+    """llama-imatrix's GGUF layout: general.type = imatrix, the datasets, the chunk count and
+    size, and per tensor `.in_sum2` (F32, one value per input column) and `.counts` (F32, [1])."""
+    import gguf
+
+    tmp = path.with_name(f".{path.name}.partial")
+    try:
+        w = gguf.GGUFWriter(tmp, arch="")
+        w.kv_data[0].pop(gguf.Keys.General.ARCHITECTURE, None)  # llama-imatrix writes none
+        w.add_type("imatrix")
+        w.add_array(gguf.Keys.IMatrix.DATASETS, list(datasets))
+        w.add_uint32(gguf.Keys.IMatrix.CHUNK_COUNT, chunks)
+        w.add_uint32(gguf.Keys.IMatrix.CHUNK_SIZE, chunk_size)
+        for name in sorted(sums):
+            w.add_tensor(name + SUM2, np.asarray(sums[name], dtype=np.float32))
+            w.add_tensor(name + COUNTS, np.asarray([counts[name]], dtype=np.float32))
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_tensors_to_file()
+        w.close()
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

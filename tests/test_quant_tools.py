@@ -179,3 +179,25 @@ def test_planner_fallbacks_match_llama_quantize(tmp_path: Path) -> None:
     for mix, want in (("Q2_K", Q.Q2_K), ("Q3_K_S", Q.Q3_K), ("Q4_K_S", Q.Q4_K), ("Q6_K", Q.Q6_K)):
         got = tools.quantize(tools.QuantizeRequest(base, base, mix, pure=True, dry_run=True))
         assert got["blk.0.attn_q.weight"] == compatible(want, 640)[0], mix
+
+
+def test_own_imatrix_agrees_with_llama_imatrix(ws: Workspace, tmp_path: Path) -> None:
+    """The imatrix from edgekit's own recorded activations (an eval callback in llama.cpp's
+    forward pass) is llama-imatrix's: same keys, tensors and counts; sums equal to 1e-4 of each
+    tensor's largest (both sum the same float32 activations; only the order of additions and
+    the batching differ, ~1e-6 measured on the default model), and llama-quantize loads it."""
+    from edgekit.backends.llama_cpp.imatrix_collect import collect
+
+    c = collect(ws.base, TEXT, n_ctx=256, chunks=64)
+    own = imx.write(tmp_path / "own.gguf", c.sums, c.counts, c.chunks, c.chunk_size, ["t"])
+    theirs = read_header(ws.imatrix()).metadata
+    assert set(read_header(own).metadata) == set(theirs)
+    assert read_header(own).metadata["imatrix.chunk_count"] == theirs["imatrix.chunk_count"]
+    ours, ref = imx.read_raw(own), imx.read_raw(ws.imatrix())
+    assert set(ours) == set(ref) and len(ref) > 0
+    for name, (sums, counts) in ref.items():
+        assert ours[name][1].tolist() == counts.tolist(), name
+        assert abs(ours[name][0] - sums).max() <= 1e-4 * abs(sums).max(), name
+    out = tmp_path / "q.gguf"
+    tools.quantize(tools.QuantizeRequest(ws.base, out, "Q2_K", imatrix=own, pure=True))
+    assert types_in(out)["blk.0.ffn_down.weight"] == Q.Q2_K
