@@ -240,6 +240,7 @@ def report(
         f"{len(sens['probes'])} probe(s) of {len(sens['kinds'])} kinds: "
         + ", ".join(f"{p['probe']} {p['kld']:.4f} ({p['seconds']} s)" for p in sens["probes"])
     )
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     png = frontier_png(
         rows, RESULTS_DIR / ("quant_frontier" + ("_quick" if quick else "") + ".png")
     )
