@@ -201,3 +201,45 @@ def test_own_imatrix_agrees_with_llama_imatrix(ws: Workspace, tmp_path: Path) ->
     out = tmp_path / "q.gguf"
     tools.quantize(tools.QuantizeRequest(ws.base, out, "Q2_K", imatrix=own, pure=True))
     assert types_in(out)["blk.0.ffn_down.weight"] == Q.Q2_K
+
+
+def test_cli_measured_convert_needs_no_torch_calibration(
+    tiny_base_gguf: Path,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`edgekit convert --mix`: the spike prior comes from the imatrix, so no --scores and no
+    torch run are needed; the output fits the stock file's size and its plan is logged."""
+    import json
+
+    def no_torch(*_: object, **__: object) -> None:
+        raise AssertionError("the measured recipe ran a torch calibration")
+
+    monkeypatch.setattr("edgekit.convert.calibrate_source", no_torch)
+
+    import typer
+    from typer.testing import CliRunner
+
+    from edgekit.cli.convert import convert_command
+    from tests.env import env_var
+
+    app = typer.Typer()
+    app.command("convert")(convert_command)
+    app.command("other")(lambda: None)
+    calib = tmp_path / "calib.txt"
+    calib.write_text(TEXT)
+    out = tmp_path / "m.gguf"
+    args = ["convert", str(tiny_base_gguf), "--mix", "Q3_K_M", "--calib-file", str(calib)]
+    with env_var("EDGEKIT_CACHE_DIR", str(tmp_path / "cache")):
+        r = CliRunner().invoke(app, [*args, "-o", str(out), "--json", "--no-eval"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert doc["file_size"] == out.stat().st_size and doc["target"] == "Q3_K_M"
+    assert out.with_suffix(".plan.json").exists()
+    assert (
+        out.stat().st_size
+        <= Workspace(tiny_base_gguf, TEXT, cache=tmp_path / "c")
+        .quantized("Q3_K_M", pure=False)
+        .stat()
+        .st_size
+    )
