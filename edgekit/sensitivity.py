@@ -291,7 +291,8 @@ def _costs(
     fill = unprobed(alike) if alike else 0.0
     out: Costs = {}
     for kind, members in kinds.items():
-        a = rates.get(kind, fill)
+        # A probe that moved nothing measurable (rate 0) says nothing: price it as unprobed.
+        a = rates[kind] if rates.get(kind, 0.0) > 0 else fill
         for t in members:
             e0 = errors[t.name].get(BACKGROUND, 0.0)
             out[t.name] = {
