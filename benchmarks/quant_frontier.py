@@ -152,7 +152,7 @@ def run(work: Path, quick: bool) -> int:
     source = resolve_model(None)
     base = base_gguf(source, THREADS)
     # A fresh workspace: the convert time reported is the first, uncached run.
-    ws = Workspace(base, CALIBRATION_TEXT, THREADS, quick=quick, cache=work / "cache")
+    ws = Workspace(base, CALIBRATION_TEXT, THREADS, cache=work / "cache")
     rows, times, sensitivity = make_files(ws, work, seeds)
     for r in rows:
         if r["family"] == "edgekit":

@@ -42,7 +42,7 @@ def tensor_bytes(path: Path) -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def ws(tiny_base_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Workspace:  # noqa: F811
     cache = tmp_path_factory.mktemp("measured")
-    return Workspace(tiny_base_gguf, TEXT, threads=2, quick=True, cache=cache)
+    return Workspace(tiny_base_gguf, TEXT, threads=2, cache=cache)
 
 
 def test_dry_run_gives_the_types_llama_quantize_writes(ws: Workspace, tmp_path: Path) -> None:
