@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -51,6 +52,7 @@ _LABEL = {
     Q.Q5_1: "Q5_1",
 }
 Progress = Callable[[str], None]
+log = logging.getLogger("edgekit.mixconvert")
 
 
 def _key(*parts: str) -> str:
@@ -70,6 +72,7 @@ class Workspace:
     text: str
     threads: int = 2
     cache: Path | None = None  # default: the edgekit cache
+    own_imatrix: bool = True  # False: llama-imatrix (e.g. to compare with it)
     # The probes' calibration window: one window of 128 tokens, the first 32 only context. The
     # kinds' KL divergences differ by far more than the sampling noise of 96 positions, and the
     # split within a kind comes from the weighted errors, which see every calibration token.
@@ -92,10 +95,29 @@ class Workspace:
     def imatrix_path(self) -> Path:
         return self.root / "imatrix.gguf"
 
+    @property
+    def _spikes_path(self) -> Path:
+        return self.root / "spikes.json"
+
     def imatrix(self) -> Path:
+        """The importance matrix, recorded by edgekit itself in llama.cpp's forward pass (with
+        the spike scores, in the same pass); llama-imatrix where that cannot run (3-D expert
+        weights) or with `own_imatrix` off."""
         out = self.imatrix_path
-        if not out.exists():
-            tools.imatrix(self.base, self.text_file, out, threads=self.threads)
+        if out.exists():
+            return out
+        if self.own_imatrix:
+            from edgekit.backends.llama_cpp.imatrix_collect import collect
+            from edgekit.errors import CalibrationError
+
+            try:
+                c = collect(self.base, self.text, threads=self.threads)
+            except CalibrationError as e:
+                log.info("own imatrix not possible (%s); running llama-imatrix", e.message)
+            else:
+                self._spikes_path.write_text(json.dumps(c.spike_scores(), indent=0) + "\n")
+                return imx.write(out, c.sums, c.counts, c.chunks, c.chunk_size, ["edgekit"])
+        tools.imatrix(self.base, self.text_file, out, threads=self.threads)
         return out
 
     def quantized(self, ftype: str, pure: bool, imatrix: bool = True) -> Path:
@@ -117,7 +139,12 @@ class Workspace:
         return imx.weights(self.imatrix())
 
     def spike_prior(self) -> dict[str, float]:
-        """The spike score of each tensor's input, from the activations the imatrix recorded."""
+        """The spike score of each tensor's input, recorded with the imatrix; from the imatrix's
+        column energies (loudest column over the median one) when llama-imatrix made it."""
+        self.imatrix()
+        if self._spikes_path.exists():
+            doc: dict[str, float] = json.loads(self._spikes_path.read_text())
+            return doc
         return imx.channel_spikes(self.weights())
 
     def quantizable(self) -> list[str]:

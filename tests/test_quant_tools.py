@@ -110,7 +110,9 @@ def test_imatrix_weights_are_sums_over_counts(ws: Workspace) -> None:
     sums, counts = raw["blk.0.ffn_down.weight"]
     w = ws.weights()["blk.0.ffn_down.weight"]
     assert counts[0] > 0 and w == pytest.approx(sums / counts[0], rel=1e-6)
+    # the workspace's imatrix is edgekit's own; its pass also gave per-token spike scores
     assert set(ws.spike_prior()) == set(raw) and all(s >= 1 for s in ws.spike_prior().values())
+    assert ws.spike_prior() != imx.channel_spikes(ws.weights())
 
 
 def test_probe_kld_is_evaluate_kld_on_the_same_positions(ws: Workspace) -> None:
@@ -190,10 +192,11 @@ def test_own_imatrix_agrees_with_llama_imatrix(ws: Workspace, tmp_path: Path) ->
 
     c = collect(ws.base, TEXT, n_ctx=256, chunks=64)
     own = imx.write(tmp_path / "own.gguf", c.sums, c.counts, c.chunks, c.chunk_size, ["t"])
-    theirs = read_header(ws.imatrix()).metadata
+    llama = tools.imatrix(ws.base, ws.text_file, tmp_path / "llama-imatrix.gguf")
+    theirs = read_header(llama).metadata
     assert set(read_header(own).metadata) == set(theirs)
     assert read_header(own).metadata["imatrix.chunk_count"] == theirs["imatrix.chunk_count"]
-    ours, ref = imx.read_raw(own), imx.read_raw(ws.imatrix())
+    ours, ref = imx.read_raw(own), imx.read_raw(llama)
     assert set(ours) == set(ref) and len(ref) > 0
     for name, (sums, counts) in ref.items():
         assert ours[name][1].tolist() == counts.tolist(), name

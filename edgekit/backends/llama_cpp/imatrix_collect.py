@@ -6,7 +6,8 @@ a block tensor; its activations (src[1]) are summed as x_j^2 per input column, w
 of activation rows as the count. The text is cut into chunks the way llama-imatrix cuts it
 (tokenized with BOS, chunks of n_ctx tokens, BOS in each chunk's first position, every position
 an output so that the last block is not trimmed), so the result is llama-imatrix's, up to the
-order of float additions.
+order of float additions. The same pass records each token's largest |x| per tensor: the spike
+score of edgekit/spikes.py, without a torch calibration.
 """
 
 from __future__ import annotations
@@ -71,13 +72,26 @@ class Collected:
     counts: dict[str, int] = field(default_factory=dict)
     chunks: int = 0
     chunk_size: int = 0
+    # per tensor, each token's largest |x| (the chunk's first position, BOS, left out)
+    token_max: dict[str, list[F32]] = field(default_factory=dict)
+
+    def spike_scores(self) -> dict[str, float]:
+        """edgekit's spike score of each tensor's input (edgekit/spikes.py): the largest
+        per-token max |x| over the median token's."""
+        out = {}
+        for name, parts in self.token_max.items():
+            m = np.concatenate(parts)
+            med = float(np.median(m)) if len(m) else 0.0
+            out[name] = float(m.max() / med) if med > 0 else 0.0
+        return out
 
 
 class _Collector:
-    def __init__(self) -> None:
+    def __init__(self, skip_first: bool) -> None:
         self.mul_mat = _op_code(b"MUL_MAT")
         self.out = Collected()
         self.error: BaseException | None = None
+        self.skip_first = skip_first  # one chunk per decode: row 0 is the chunk's BOS
 
     def __call__(self, t_ptr: int, ask: bool, _: Any) -> bool:
         try:
@@ -106,6 +120,8 @@ class _Collector:
         sq = np.einsum("ij,ij->j", rows, rows, dtype=np.float64)
         self.out.sums[name] = self.out.sums.get(name, 0.0) + sq
         self.out.counts[name] = self.out.counts.get(name, 0) + int(n_rows)
+        peaks = np.abs(rows[1:] if self.skip_first else rows).max(axis=1)
+        self.out.token_max.setdefault(name, []).append(peaks.astype(np.float32))
         return True
 
 
@@ -126,7 +142,7 @@ def collect(
             f"the calibration text has {len(tokens)} tokens, fewer than one chunk of {n_ctx}",
             hint="Give a longer --calib-file.",
         )
-    collector = _Collector()
+    collector = _Collector(skip_first=add_bos)
     callback = lib.ggml_backend_sched_eval_callback(collector)
     mparams = lib.llama_model_default_params()
     m = lib.llama_model_load_from_file(str(model).encode(), mparams)
