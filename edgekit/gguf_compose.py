@@ -1,27 +1,30 @@
-"""Assemble a GGUF from tensors already quantized in other files: the sensitivity probe's trick.
+"""Assemble a GGUF from a template's metadata and tensor data from anywhere: the probes' writer.
 
 llama.cpp quantizes each tensor on its own (its importance-matrix slice, its rows), so the bytes of
-tensor T at type X are the same whichever mix T sits in. Quantizing the model once per type ("pure"
-files) therefore gives every (tensor, type) pair, and any mix of them is a byte copy: a probe that
-moves one tensor costs a file write, not a quantizer run. The final output is still written by
-llama-quantize itself (a test checks both give identical tensor bytes).
+tensor T at type X are the same whichever mix T sits in: a probe's tensors quantized in process
+(backends/llama_cpp/ggml_quant.py) and the rest copied give the file llama-quantize would write
+for that mix (a test checks, byte for byte). The final output is still written by llama-quantize.
 """
 
 from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Mapping
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+import numpy as np
+import numpy.typing as npt
 from gguf import GGUF_DEFAULT_ALIGNMENT, GGMLQuantizationType, Keys
 
 from edgekit.errors import ConversionError
-from edgekit.gguf_file import GGUFHeader, _Cursor, read_header
+from edgekit.gguf_file import GGUFHeader, TensorInfo, _Cursor
 
 _CHUNK = 16 * 2**20
+F32 = npt.NDArray[np.float32]
+U8 = npt.NDArray[np.uint8]
 
 
 @dataclass(frozen=True)
@@ -33,63 +36,67 @@ class Source:
     n_bytes: int
 
 
-class TensorPool:
-    """Every (tensor, type) pair found in a set of GGUF files of the same model."""
+Data = Source | U8  # bytes in a file, or in memory
 
-    def __init__(self, files: list[Path]) -> None:
-        if not files:
-            raise ConversionError("no files to compose from")
-        self.headers = [read_header(f) for f in files]
-        self.template = self.headers[0]
-        self.sources: dict[str, dict[GGMLQuantizationType, Source]] = {}
-        for h in self.headers:
-            for t in h.tensors:
-                src = Source(h.path, h.data_offset + t.offset, t.n_bytes)
-                self.sources.setdefault(t.name, {}).setdefault(t.ggml_type, src)
 
-    def types_of(self, tensor: str) -> list[GGMLQuantizationType]:
-        return sorted(self.sources.get(tensor, {}), key=lambda q: self.sources[tensor][q].n_bytes)
+def write_gguf(
+    template: GGUFHeader, out: Path, chosen: Sequence[tuple[TensorInfo, GGMLQuantizationType, Data]]
+) -> Path:
+    """A GGUF with the template's metadata and, in the template's order, each tensor's type and
+    data (a Source in another file or an array of bytes); written to a temp file, then renamed."""
+    alignment = int(template.metadata.get(Keys.General.ALIGNMENT, GGUF_DEFAULT_ALIGNMENT))
+    head = _header_prefix(template)
+    infos, offset = [], 0
+    for t, want, data in chosen:
+        name = t.name.encode()
+        infos.append(
+            struct.pack("<Q", len(name))
+            + name
+            + struct.pack("<I", len(t.shape))
+            + b"".join(struct.pack("<Q", d) for d in t.shape)
+            + struct.pack("<IQ", int(want), offset)
+        )
+        offset += -(-_size(data) // alignment) * alignment
+    header = head + b"".join(infos)
+    header += b"\0" * (-len(header) % alignment)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.partial")
+    try:
+        with tmp.open("wb") as f:
+            f.write(header)
+            for _, _, data in chosen:
+                if isinstance(data, Source):
+                    _copy(data, f)
+                else:
+                    f.write(data.data)
+                f.write(b"\0" * (-_size(data) % alignment))
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out
 
-    def n_bytes(self, tensor: str, t: GGMLQuantizationType) -> int:
-        return self.sources[tensor][t].n_bytes
 
-    def compose(self, out: Path, types: Mapping[str, GGMLQuantizationType]) -> Path:
-        """Write a GGUF with the template's metadata and each tensor at `types[name]` (or the
-        template's own type)."""
-        h = self.template
-        chosen = []
-        for t in h.tensors:
-            want = types.get(t.name, t.ggml_type)
-            src = self.sources[t.name].get(want)
-            if src is None:
-                raise ConversionError(f"no file holds {t.name} as {want.name}")
-            chosen.append((t, want, src))
-        alignment = int(h.metadata.get(Keys.General.ALIGNMENT, GGUF_DEFAULT_ALIGNMENT))
-        head = _header_prefix(h)
-        infos, offset = [], 0
-        for t, want, src in chosen:
-            name = t.name.encode()
-            infos.append(
-                struct.pack("<Q", len(name))
-                + name
-                + struct.pack("<I", len(t.shape))
-                + b"".join(struct.pack("<Q", d) for d in t.shape)
-                + struct.pack("<IQ", int(want), offset)
-            )
-            offset += -(-src.n_bytes // alignment) * alignment
-        header = head + b"".join(infos)
-        header += b"\0" * (-len(header) % alignment)
-        tmp = out.with_name(f".{out.name}.{os.getpid()}.partial")
-        try:
-            with tmp.open("wb") as f:
-                f.write(header)
-                for _, _, src in chosen:
-                    _copy(src, f)
-                    f.write(b"\0" * (-src.n_bytes % alignment))
-            os.replace(tmp, out)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return out
+def _size(data: Data) -> int:
+    return data.n_bytes if isinstance(data, Source) else int(data.nbytes)
+
+
+def float_rows(h: GGUFHeader, t: TensorInfo, rows: npt.NDArray[np.int64] | None = None) -> F32:
+    """Tensor `t` of a float GGUF (F32/F16/BF16) as (n_rows, row) float32; `rows`: only those."""
+    n_row = t.shape[0]
+    raw = np.memmap(h.path, mode="r", offset=h.data_offset + t.offset, shape=(t.n_bytes,))
+    q = GGMLQuantizationType
+    if t.ggml_type == q.F32:
+        m = raw.view(np.float32).reshape(-1, n_row)
+        return np.asarray(m if rows is None else m[rows], dtype=np.float32)
+    if t.ggml_type == q.F16:
+        m16 = raw.view(np.float16).reshape(-1, n_row)
+        return np.asarray(m16 if rows is None else m16[rows]).astype(np.float32)
+    if t.ggml_type == q.BF16:
+        b = raw.view(np.uint16).reshape(-1, n_row)
+        sel = np.asarray(b if rows is None else b[rows]).astype(np.uint32) << 16
+        return sel.view(np.float32)
+    raise ConversionError(
+        f"{t.name} is {t.ggml_type.name}; measuring needs a float base (F32, F16 or BF16)"
+    )
 
 
 def _header_prefix(h: GGUFHeader) -> bytes:

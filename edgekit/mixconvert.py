@@ -1,11 +1,11 @@
 """The measured convert: imatrix, llama.cpp's stock mix, measured costs, a plan, llama-quantize.
 
-    base GGUF --llama-imatrix (calibration text)--> imatrix.gguf
+    base GGUF --llama-imatrix (calibration text)--> imatrix.gguf --> spike prior (channel RMS)
       --llama-quantize --dry-run STOCK--> stock types      --budget--> bytes never exceeded
-      --llama-quantize --pure per type--> tensor pool --probes--> costs (cached per model+text)
+      --weighted errors + per-kind KLD probes (edgekit/sensitivity.py)--> costs
       --plan_mix--> types --llama-quantize --imatrix --tensor-type-file--> output + plan.json
 
-Everything expensive is cached under the edgekit cache, keyed by the base file and the
+The imatrix and the costs are cached under the edgekit cache, keyed by the base file and the
 calibration text, so planning a second size of the same model costs one quantizer run.
 """
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,16 +22,16 @@ from typing import Any
 
 from gguf import GGMLQuantizationType
 
+from edgekit import imatrix as imx
 from edgekit.backends.llama_cpp import tools
 from edgekit.backends.llama_cpp.quantize import atomic_output, check_writable
 from edgekit.errors import PlanError
-from edgekit.gguf_compose import TensorPool
 from edgekit.gguf_file import read_header
 from edgekit.gguf_meta import MetaValue, add_metadata, encode_kv
 from edgekit.mixplan import MixTarget, padded, plan_mix
 from edgekit.paths import cache_dir
 from edgekit.planner import Plan
-from edgekit.sensitivity import LADDER_FTYPES, QUICK_FTYPES, Measured, bits, measure
+from edgekit.sensitivity import Costs, Measured, Probe, bits, measure
 
 Q = GGMLQuantizationType
 META_PREFIX = "edgekit.quant."
@@ -51,6 +52,7 @@ _LABEL = {
     Q.Q5_1: "Q5_1",
 }
 Progress = Callable[[str], None]
+log = logging.getLogger("edgekit.mixconvert")
 
 
 def _key(*parts: str) -> str:
@@ -69,8 +71,13 @@ class Workspace:
     base: Path
     text: str
     threads: int = 2
-    quick: bool = False
     cache: Path | None = None  # default: the edgekit cache
+    own_imatrix: bool = True  # False: llama-imatrix (e.g. to compare with it)
+    # The probes' calibration window: one window of 128 tokens, the first 32 only context. The
+    # kinds' KL divergences differ by far more than the sampling noise of 96 positions, and the
+    # split within a kind comes from the weighted errors, which see every calibration token.
+    n_ctx: int = 128
+    windows: int = 1
 
     def __post_init__(self) -> None:
         folder = f"{_file_key(self.base)}-{_key(self.text)}"
@@ -88,10 +95,29 @@ class Workspace:
     def imatrix_path(self) -> Path:
         return self.root / "imatrix.gguf"
 
+    @property
+    def _spikes_path(self) -> Path:
+        return self.root / "spikes.json"
+
     def imatrix(self) -> Path:
+        """The importance matrix, recorded by edgekit itself in llama.cpp's forward pass (with
+        the spike scores, in the same pass); llama-imatrix where that cannot run (3-D expert
+        weights) or with `own_imatrix` off."""
         out = self.imatrix_path
-        if not out.exists():
-            tools.imatrix(self.base, self.text_file, out, threads=self.threads)
+        if out.exists():
+            return out
+        if self.own_imatrix:
+            from edgekit.backends.llama_cpp.imatrix_collect import collect
+            from edgekit.errors import CalibrationError
+
+            try:
+                c = collect(self.base, self.text, threads=self.threads)
+            except CalibrationError as e:
+                log.info("own imatrix not possible (%s); running llama-imatrix", e.message)
+            else:
+                self._spikes_path.write_text(json.dumps(c.spike_scores(), indent=0) + "\n")
+                return imx.write(out, c.sums, c.counts, c.chunks, c.chunk_size, ["edgekit"])
+        tools.imatrix(self.base, self.text_file, out, threads=self.threads)
         return out
 
     def quantized(self, ftype: str, pure: bool, imatrix: bool = True) -> Path:
@@ -109,30 +135,47 @@ class Workspace:
             tmp.rename(out)
         return out
 
-    def pool(self) -> TensorPool:
-        ftypes = QUICK_FTYPES if self.quick else LADDER_FTYPES
-        return TensorPool([self.quantized(f, pure=True) for f in ftypes])
+    def weights(self) -> dict[str, Any]:
+        return imx.weights(self.imatrix())
 
-    def costs(self, scores: Mapping[str, float], windows: int, individual: int) -> Measured:
-        """Measured costs, cached as JSON (they do not depend on the target size)."""
-        path = self.root / f"costs-{'quick' if self.quick else 'full'}-{windows}-{individual}.json"
+    def spike_prior(self) -> dict[str, float]:
+        """The spike score of each tensor's input, recorded with the imatrix; from the imatrix's
+        column energies (loudest column over the median one) when llama-imatrix made it."""
+        self.imatrix()
+        if self._spikes_path.exists():
+            doc: dict[str, float] = json.loads(self._spikes_path.read_text())
+            return doc
+        return imx.channel_spikes(self.weights())
+
+    def quantizable(self) -> list[str]:
+        """The tensors llama.cpp quantizes (its own --pure Q8_0 dry run says which)."""
+        types = tools.stock_types(self.base, "Q8_0", self.threads, pure=True)
+        return [n for n, q in types.items() if q == Q.Q8_0]
+
+    def costs(
+        self,
+        scores: Mapping[str, float] | None = None,
+        targets: Sequence[tuple[MixTarget, Mapping[str, Q]]] = (),
+    ) -> Measured:
+        """Measured costs, cached as JSON. With `targets`, probing stops once their plans are
+        settled, so the cache entry is keyed by their budgets too."""
+        tag = _key(*(f"{t.stock}:{t.budget_bytes}" for t, _ in targets)) if targets else "all"
+        path = self.root / f"costs-{self.windows}x{self.n_ctx}-{tag}.json"
         if path.exists():
-            doc = json.loads(path.read_text())
-            costs = {
-                n: {GGMLQuantizationType[k]: v for k, v in c.items()}
-                for n, c in doc["costs"].items()
-            }
-            return Measured(costs, [], doc["background_kld"], doc["seconds"], doc)
-        pool = self.pool()
+            return _load_costs(path)
+        from edgekit.backends.llama_cpp.eval import ProbeKld
+
+        scores = self.spike_prior() if scores is None else scores
+        scorer = ProbeKld(self.text, self.n_ctx, self.windows, threads=self.threads)
         measured = measure(
-            pool,
             self.base,
-            self.text,
+            self.quantizable(),
+            self.weights(),
+            scorer,
             self.root,
-            kld_scorer(self.threads),
             scores,
-            windows,
-            individual,
+            _settled(self.base, targets, scores) if targets else None,
+            self.threads,
         )
         doc = measured.to_dict() | {
             "costs": {n: {q.name: v for q, v in c.items()} for n, c in measured.costs.items()}
@@ -141,14 +184,27 @@ class Workspace:
         return measured
 
 
-def kld_scorer(threads: int) -> Callable[[Path, Sequence[Path], str, int], list[float]]:
-    def score(reference: Path, candidates: Sequence[Path], text: str, windows: int) -> list[float]:
-        from edgekit.backends.llama_cpp.eval import evaluate
+def _load_costs(path: Path) -> Measured:
+    doc = json.loads(path.read_text())
+    costs = {n: {GGMLQuantizationType[k]: v for k, v in c.items()} for n, c in doc["costs"].items()}
+    probes = [Probe(p["probe"], p["probe"].split("@")[0], Q.F32, p["kld"]) for p in doc["probes"]]
+    return Measured(costs, probes, doc["background_kld"], doc["seconds"], doc)
 
-        _, rows = evaluate(reference, candidates, text, max_windows=windows, threads=threads)
-        return [r.kld for r in rows]
 
-    return score
+def _settled(
+    base: Path, targets: Sequence[tuple[MixTarget, Mapping[str, Q]]], scores: Mapping[str, float]
+) -> Callable[[Costs, Costs], bool]:
+    """The plans for every target are the same whatever rate the unprobed kinds turn out to have."""
+    tensors = read_header(base).tensors
+
+    def same(lo: Costs, hi: Costs) -> bool:
+        return all(
+            plan_mix(tensors, stock, lo, t, scores, quiet=True).types
+            == plan_mix(tensors, stock, hi, t, scores, quiet=True).types
+            for t, stock in targets
+        )
+
+    return same
 
 
 def stock_budget(base: Path, stock: Mapping[str, GGMLQuantizationType]) -> int:
@@ -181,11 +237,13 @@ def measured_plan(
     ws: Workspace,
     target: MixTarget,
     stock: Mapping[str, GGMLQuantizationType],
-    scores: Mapping[str, float],
-    windows: int = 4,
-    individual: int = 4,
+    scores: Mapping[str, float] | None = None,
+    measured: Measured | None = None,
 ) -> tuple[Plan, Measured]:
-    measured = ws.costs(scores, windows, individual)
+    """The plan for one target; costs measured for it (probing stops once it is settled) unless
+    `measured` is given."""
+    scores = ws.spike_prior() if scores is None else scores
+    measured = measured or ws.costs(scores, [(target, stock)])
     tensors = read_header(ws.base).tensors
     p = plan_mix(tensors, stock, measured.costs, target, scores)
     return p, measured
@@ -210,7 +268,7 @@ def metadata(p: Plan, measured: Measured, calibration_hash: str) -> dict[str, Me
         META_PREFIX + "kept_scores": [float(d.score or 0.0) for d in moved] or [0.0],
         META_PREFIX + "calibration_hash": calibration_hash,
         META_PREFIX + "bits_per_weight": round(p.bpw, 4),
-        META_PREFIX + "background_kld": float(measured.background_kld),
+        META_PREFIX + "probes": [f"{p.label}={p.kld:.6g}" for p in measured.probes] or [""],
     }
 
 

@@ -96,8 +96,10 @@ def plan_mix(
     costs: Costs,
     target: MixTarget,
     scores: Mapping[str, float] | None = None,
+    quiet: bool = False,
 ) -> Plan:
-    """One type per tensor, minimising the summed measured cost within the byte budget."""
+    """One type per tensor, minimising the summed measured cost within the byte budget
+    (`quiet`: do not log the decisions, for plans that are only compared)."""
     scores = scores or {}
     fixed = [t for t in tensors if t.name not in costs or not costs[t.name]]
     free = [t for t in tensors if costs.get(t.name)]
@@ -140,7 +142,7 @@ def plan_mix(
     params = {"stock": target.stock, "budget_bytes": target.budget_bytes, "target": target.label}
     base = max(stock.values(), key=list(stock.values()).count) if stock else Q.F32
     result = Plan("measured", params, base, tuple(decisions))
-    for line in result.lines():
+    for line in [] if quiet else result.lines():
         log.info(line)
     return result
 

@@ -1,42 +1,57 @@
 """Measured sensitivity: how much KL divergence each tensor adds at each type it could take.
 
-    base --llama-quantize --pure --imatrix (one run per type)--> a pool of (tensor, type) bytes
-    probes: a near-lossless background (Q8_0 everywhere) with one group of tensors at one type,
-            composed by byte copy (edgekit/gguf_compose.py), scored against the background
+Two measurements, one cheap and per tensor, one on the output and per kind of tensor:
 
-Each probe's KL divergence from the background on the calibration text is the damage of the
-moved tensors alone. A group is one kind of tensor across all blocks (all ffn_down, all attn_v,
-the token embedding...): moving a whole kind at once gives a signal well above the noise of a
-short text, and it needs (kinds x types) probes instead of (tensors x types). Within a kind, the
-spike score is the prior: the `individual` tensors with the highest scores are probed alone at
-the kind's lowest type, and their measured share of the kind's damage replaces the
-size-proportional share the others get.
+  1. the weighted error E_t(q): tensor t quantized to q by llama.cpp's own kernels (in process,
+     with its imatrix slice), error summed over a sample of rows, each column weighted by its
+     recorded activation energy (the imatrix), i.e. the squared error of t's output on the
+     calibration activations. Milliseconds per (tensor, type), every type of the ladder.
+  2. the KL divergence on calibration text of a probe file: a near-lossless background (Q8_0)
+     with ONE kind of tensor (all ffn_down, all attn_v, the token embedding...) at one type,
+     scored in process against the background's logits, which are computed once.
+
+A kind's probe gives its exchange rate alpha = KLD / sum of its tensors' E at the probe type;
+the cost of tensor t at type q is then alpha_kind(t) x E_t(q) (first order: the output's KL
+divergence grows with the squared error injected, and independent errors add). Kinds are probed
+in the order of the spike prior, and probing stops once the plan cannot change: when the
+unprobed kinds priced at the lowest and at the highest rate measured so far give the same plan.
 """
 
 from __future__ import annotations
 
+import math
 import re
-import statistics
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+import numpy as np
+import numpy.typing as npt
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
-from edgekit.gguf_compose import TensorPool
+from edgekit.backends.llama_cpp import ggml_quant
+from edgekit.errors import PlanError
+from edgekit.gguf_compose import Data, Source, float_rows, write_gguf
+from edgekit.gguf_file import GGUFHeader, TensorInfo, read_header
+from edgekit.planner import compatible
 
 Q = GGMLQuantizationType
-# Pure runs whose types (with llama.cpp's own fallbacks for rows 256 does not divide) make the
-# ladder each tensor can climb: Q2_K..Q8_0 and IQ4_XS, and Q4_0/IQ4_NL/Q5_0/Q5_1 as fallbacks.
-LADDER_FTYPES = ("Q2_K", "Q3_K_S", "IQ4_XS", "Q4_K_S", "Q5_K_S", "Q6_K", "Q8_0")
-QUICK_FTYPES = ("Q2_K", "IQ4_XS", "Q5_K_S", "Q8_0")
+# The ladder each tensor may climb (llama.cpp falls back for rows these do not divide).
+LADDER = (Q.Q2_K, Q.Q3_K, Q.IQ4_XS, Q.Q4_K, Q.Q5_K, Q.Q6_K, Q.Q8_0)
 BACKGROUND = Q.Q8_0
+SAMPLE_VALUES = 1 << 15  # per tensor for the weighted error; the same rows for every type
+MIN_PROBES = 2
 _BLOCK = re.compile(r"^blk\.\d+\.")
+Costs = dict[str, dict[GGMLQuantizationType, float]]
+# (costs with the unprobed kinds at the lowest rate, ... at the highest) -> the plan is settled
+Settled = Callable[[Costs, Costs], bool]
 
-# (reference, candidates, text, windows) -> KLD of each candidate against the reference
-Scorer = Callable[[Path, Sequence[Path], str, int], list[float]]
+
+class ProbeScorer(Protocol):
+    def set_reference(self, model: Path) -> None: ...
+    def kld(self, model: Path) -> float: ...
 
 
 def bits(q: GGMLQuantizationType) -> float:
@@ -48,167 +63,240 @@ def kind_of(tensor: str) -> str:
     return _BLOCK.sub("", tensor)
 
 
+def candidates(t: TensorInfo) -> list[GGMLQuantizationType]:
+    """The ladder's types as llama.cpp would really write them for t's rows, fewest bits first."""
+    out = set()
+    for q in LADDER:
+        got, _ = compatible(q, t.shape[0])
+        if bits(got) <= bits(BACKGROUND):
+            out.add(got)
+    return sorted(out, key=bits)
+
+
 @dataclass
 class Probe:
     label: str
-    types: dict[str, GGMLQuantizationType]
+    kind: str
+    type: GGMLQuantizationType
     kld: float = 0.0
+    error: float = 0.0  # sum of the kind's weighted errors at `type`, above the background's
+    seconds: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        return self.kld / self.error if self.error > 0 else 0.0
 
 
 @dataclass
 class Measured:
-    costs: dict[str, dict[GGMLQuantizationType, float]]
+    costs: Costs
     probes: list[Probe]
-    background_kld: float
+    background_kld: float | None
     seconds: float
     record: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "background_kld": self.background_kld,
-            "seconds": round(self.seconds, 1),
-            "probes": [{"probe": p.label, "kld": p.kld} for p in self.probes],
+            "seconds": round(self.seconds, 2),
+            "probes": [
+                {"probe": p.label, "kld": p.kld, "rate": p.rate, "seconds": round(p.seconds, 2)}
+                for p in self.probes
+            ],
             **self.record,
         }
 
 
-def quantizable(pool: TensorPool) -> list[str]:
-    """Tensors that took more than one type across the pure runs (llama.cpp quantizes them)."""
-    return [t.name for t in pool.template.tensors if len(pool.types_of(t.name)) > 1]
+def _sample(n_rows: int, k: int) -> npt.NDArray[np.int64]:
+    return np.unique(np.linspace(0, n_rows - 1, min(k, n_rows)).astype(np.int64))
 
 
-def _groups(names: Sequence[str]) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for n in names:
-        out.setdefault(kind_of(n), []).append(n)
+def weighted_errors(
+    h: GGUFHeader,
+    tensors: Sequence[TensorInfo],
+    weights: Mapping[str, npt.NDArray[np.float32]],
+    sample_values: int = SAMPLE_VALUES,
+) -> dict[str, dict[GGMLQuantizationType, float]]:
+    """E_t(q) for every candidate type, from a fixed sample of rows scaled to the whole tensor
+    (the same rows for every type, so the differences between types are exact for them)."""
+    out: dict[str, dict[GGMLQuantizationType, float]] = {}
+    for t in tensors:
+        n_rows = t.n_elements // t.shape[0]
+        rows = _sample(n_rows, max(8, sample_values // t.shape[0]))
+        x = float_rows(h, t, rows)
+        w = weights.get(t.name)
+        col = np.ones(t.shape[0], np.float32) if w is None else w[: t.shape[0]]
+        out[t.name] = {}
+        for q in candidates(t):
+            back = ggml_quant.dequantize(ggml_quant.quantize(x, q, w), q, t.shape[0])
+            err = float(np.einsum("ij,j->", (back - x) ** 2, col, dtype=np.float64))
+            out[t.name][q] = err * n_rows / len(rows)
     return out
 
 
-def _background(pool: TensorPool, names: Sequence[str]) -> dict[str, GGMLQuantizationType]:
-    return {
-        n: BACKGROUND if BACKGROUND in pool.types_of(n) else pool.types_of(n)[-1] for n in names
-    }
+def _prior(kinds: Mapping[str, Sequence[TensorInfo]], scores: Mapping[str, float]) -> list[str]:
+    """Kinds in probing order: bytes held x mean spike score, largest first."""
+    known = [s for s in scores.values() if s > 0]
+    med = float(np.median(known)) if known else 1.0
+
+    def weight(kind: str) -> float:
+        ts = kinds[kind]
+        spike = sum(scores.get(t.name, med) for t in ts) / len(ts)
+        return spike * sum(t.n_elements for t in ts)
+
+    return sorted(kinds, key=lambda k: (-weight(k), k))
 
 
-def _chunks(items: Sequence[Probe], n: int) -> Iterator[Sequence[Probe]]:
-    for i in range(0, len(items), n):
-        yield items[i : i + n]
+# Relative time llama.cpp's kernels take to quantize with an imatrix (measured here on 1.3M
+# values: Q5_0/Q6_K ~65 ms, Q3_K 80, Q4_0 200, Q4_K/Q5_K/Q5_1/Q2_K ~250, IQ4_XS/IQ4_NL ~350).
+_QUANT_TIME = {Q.Q8_0: 0, Q.Q5_0: 1, Q.Q6_K: 1, Q.Q3_K: 1.2, Q.Q4_0: 3, Q.IQ4_XS: 5, Q.IQ4_NL: 5}
 
 
-def _score(
-    pool: TensorPool,
-    probes: list[Probe],
-    reference: Path,
-    work: Path,
-    text: str,
-    windows: int,
-    scorer: Scorer,
-    batch: int,
-) -> None:
-    for group in _chunks(probes, batch):
-        paths = [pool.compose(work / f"probe-{i}.gguf", p.types) for i, p in enumerate(group)]
-        try:
-            for p, kld in zip(group, scorer(reference, paths, text, windows), strict=True):
-                p.kld = kld
-        finally:
-            for path in paths:
-                path.unlink(missing_ok=True)
+def probe_type(error: Mapping[GGMLQuantizationType, float]) -> GGMLQuantizationType:
+    """A type in the range where the budgets' decisions lie (3 to 6 bits) that injects a real
+    error (10x the background's: a type the weights already sit on exactly, as a dequantized
+    file's do, injects none), the quickest of those to quantize: a probe quantizes a whole kind.
+    `error`: the kind's summed weighted error at each candidate type."""
+    floor = 10 * error.get(BACKGROUND, 0.0)
+    lossy = [q for q in error if q != BACKGROUND and error[q] > floor]
+    mid = [q for q in lossy if 3.0 <= bits(q) < 6.0] or lossy or list(error)
+    return min(mid, key=lambda q: (_QUANT_TIME.get(q, 4), bits(q)))
+
+
+class _Files:
+    """The background's tensor data, and probe files composed from it."""
+
+    def __init__(self, h: GGUFHeader, names: Sequence[str], weights: Any, threads: int) -> None:
+        self.h, self.weights, self.threads = h, weights, threads
+        self.data: dict[str, tuple[GGMLQuantizationType, Data]] = {}
+        for t in h.tensors:
+            if t.name in names:
+                self.data[t.name] = (BACKGROUND, self.quantized(t, BACKGROUND))
+            else:
+                src = Source(h.path, h.data_offset + t.offset, t.n_bytes)
+                self.data[t.name] = (t.ggml_type, src)
+
+    def quantized(self, t: TensorInfo, q: GGMLQuantizationType) -> npt.NDArray[np.uint8]:
+        x = float_rows(self.h, t)
+        return ggml_quant.quantize(x, q, self.weights.get(t.name), self.threads)
+
+    def write(self, out: Path, moved: Mapping[str, tuple[GGMLQuantizationType, Data]]) -> Path:
+        chosen = [(t, *(moved.get(t.name) or self.data[t.name])) for t in self.h.tensors]
+        return write_gguf(self.h, out, chosen)
 
 
 def measure(
-    pool: TensorPool,
-    reference: Path,
-    text: str,
+    base: Path,
+    names: Sequence[str],
+    weights: Mapping[str, npt.NDArray[np.float32]],
+    scorer: ProbeScorer,
     work: Path,
-    scorer: Scorer,
     scores: Mapping[str, float] | None = None,
-    windows: int = 4,
-    individual: int = 4,
-    batch: int = 8,
+    settled: Settled | None = None,
+    threads: int = 2,
 ) -> Measured:
-    """Costs for every quantizable tensor at every type the pool holds for it."""
+    """Costs for every tensor in `names` (the ones llama.cpp quantizes) at every candidate type."""
     start = time.perf_counter()
-    scores = scores or {}
-    names = quantizable(pool)
-    bg = _background(pool, names)
-    groups = _groups(names)
-    probes = [Probe("background", dict(bg))]  # scores ~0 against itself: a noise check
-    for kind, members in groups.items():
-        for q in sorted({q for n in members for q in pool.types_of(n)} - {BACKGROUND}):
-            moved = {n: q for n in members if q in pool.types_of(n)}
-            probes.append(Probe(f"{kind}@{q.name}", bg | moved))
-    lowest = {
-        kind: min((q for n in m for q in pool.types_of(n)), key=bits) for kind, m in groups.items()
-    }
-    ranked = sorted((n for n in names if n in scores), key=lambda n: (-scores[n], n))
-    alone = [n for n in ranked if len(groups[kind_of(n)]) > 1][:individual]
-    for n in alone:
-        low = _lowest_type(pool, n, lowest[kind_of(n)])
-        probes.append(Probe(f"{n}@{low.name}", bg | {n: low}))
-    # Probes are scored against the background itself: it differs from a probe only in the
-    # moved tensors, and it runs 2-4x faster than a float reference. The background's own
-    # distance from the reference is measured once, for the record.
-    background = pool.compose(work / "background.gguf", bg)
+    h = read_header(base)
+    tensors = [t for t in h.tensors if t.name in set(names)]
+    if not tensors:
+        raise PlanError(f"{base.name} has no tensor that llama.cpp quantizes")
+    errors = weighted_errors(h, tensors, weights)
+    t_errors = time.perf_counter() - start
+    kinds: dict[str, list[TensorInfo]] = {}
+    for t in tensors:
+        kinds.setdefault(kind_of(t.name), []).append(t)
+    files = _Files(h, names, weights, threads)
+    background = files.write(work / "background.gguf", {})
+    probes: list[Probe] = []
     try:
-        _score(pool, probes, background, work, text, windows, scorer, batch)
-        (base_kld,) = scorer(reference, [background], text, windows)
+        scorer.set_reference(background)
+        for kind in _prior(kinds, scores or {}):
+            probes.append(_probe(kind, kinds[kind], files, errors, scorer, work))
+            if settled is not None and _settled(kinds, errors, probes, weights, settled):
+                break
     finally:
         background.unlink(missing_ok=True)
-    effect = {p.label: max(p.kld, 0.0) for p in probes[1:]}
-    costs = _distribute(pool, groups, effect, alone, lowest, scores)
+    costs = _costs(kinds, errors, probes, _geomean, weights)
     record = {
-        "groups": {k: len(v) for k, v in groups.items()},
-        "individual": alone,
-        "effects": effect,
+        "kinds": {k: len(v) for k, v in kinds.items()},
+        "probed": [p.kind for p in probes],
+        "unprobed": [k for k in kinds if k not in {p.kind for p in probes}],
+        "errors_seconds": round(t_errors, 2),
+        "weighted_errors": {n: {q.name: e for q, e in c.items()} for n, c in errors.items()},
     }
-    return Measured(costs, probes, base_kld, time.perf_counter() - start, record)
+    return Measured(costs, probes, None, time.perf_counter() - start, record)
 
 
-def _lowest_type(pool: TensorPool, name: str, want: GGMLQuantizationType) -> GGMLQuantizationType:
-    types = pool.types_of(name)
-    return want if want in types else types[0]
+def _probe(
+    kind: str,
+    members: Sequence[TensorInfo],
+    files: _Files,
+    errors: Mapping[str, Mapping[GGMLQuantizationType, float]],
+    scorer: ProbeScorer,
+    work: Path,
+) -> Probe:
+    t0 = time.perf_counter()
+    common = set.intersection(*(set(errors[t.name]) for t in members))
+    q = probe_type({q: sum(errors[t.name][q] for t in members) for q in common})
+    moved = {t.name: (q, files.quantized(t, q)) for t in members if q in candidates(t)}
+    err = sum(max(errors[n][q] - errors[n].get(BACKGROUND, 0.0), 0.0) for n in moved)
+    path = files.write(work / f"probe-{len(moved)}.gguf", moved)
+    try:
+        kld = max(scorer.kld(path), 0.0)
+    finally:
+        path.unlink(missing_ok=True)
+    return Probe(f"{kind}@{q.name}", kind, q, kld, err, time.perf_counter() - t0)
 
 
-def _shares(
-    pool: TensorPool,
-    members: Sequence[str],
-    measured: Mapping[str, float],
-    scores: Mapping[str, float],
-) -> dict[str, float]:
-    """Each member's share of its kind's damage: measured where probed alone, the rest of the
-    kind's damage split by size x spike score (relative to the kind's median) elsewhere."""
-    known = {n: min(s, 1.0) for n, s in measured.items() if n in members}
-    rest = [n for n in members if n not in known]
-    left = max(1.0 - sum(known.values()), 0.0)
-    med = statistics.median([scores[n] for n in rest if n in scores] or [1.0]) or 1.0
-    weight = {n: pool.n_bytes(n, pool.types_of(n)[-1]) * (scores.get(n, med) / med) for n in rest}
-    total = sum(weight.values()) or 1.0
-    return known | {n: left * w / total for n, w in weight.items()}
+def _alike(
+    kinds: Mapping[str, Sequence[TensorInfo]], probes: Sequence[Probe], weights: Mapping[str, Any]
+) -> list[float]:
+    """The rates of the probed kinds whose errors are weighted alike (with an imatrix; or all,
+    where none has one): the range an unprobed kind's rate is bounded by."""
+    valid = [p for p in probes if p.rate > 0]
+    weighted = [p.rate for p in valid if any(t.name in weights for t in kinds[p.kind])]
+    return weighted or [p.rate for p in valid]
 
 
-def _distribute(
-    pool: TensorPool,
-    groups: Mapping[str, Sequence[str]],
-    effect: Mapping[str, float],
-    alone: Sequence[str],
-    lowest: Mapping[str, GGMLQuantizationType],
-    scores: Mapping[str, float],
-) -> dict[str, dict[GGMLQuantizationType, float]]:
-    costs: dict[str, dict[GGMLQuantizationType, float]] = {}
-    for kind, members in groups.items():
-        group_low = effect.get(f"{kind}@{lowest[kind].name}", 0.0)
-        measured = {
-            n: effect.get(f"{n}@{_lowest_type(pool, n, lowest[kind]).name}", 0.0) / group_low
-            for n in alone
-            if group_low > 0 and n in members
-        }
-        shares = _shares(pool, members, measured, scores)
-        for n in members:
-            # The background and anything above it (F16/F32 copies) count as lossless.
-            costs[n] = {
-                q: 0.0
-                if bits(q) >= bits(BACKGROUND)
-                else shares[n] * effect.get(f"{kind}@{q.name}", 0.0)
-                for q in pool.types_of(n)
+def _settled(
+    kinds: Mapping[str, Sequence[TensorInfo]],
+    errors: Mapping[str, Mapping[GGMLQuantizationType, float]],
+    probes: Sequence[Probe],
+    weights: Mapping[str, Any],
+    settled: Settled,
+) -> bool:
+    if len(probes) == len(kinds) or len(_alike(kinds, probes, weights)) < MIN_PROBES:
+        return False
+    lo, hi = (_costs(kinds, errors, probes, pick, weights) for pick in (min, max))
+    return settled(lo, hi)
+
+
+def _geomean(rates: Sequence[float]) -> float:
+    pos = [r for r in rates if r > 0]
+    return math.exp(sum(math.log(r) for r in pos) / len(pos)) if pos else 0.0
+
+
+def _costs(
+    kinds: Mapping[str, Sequence[TensorInfo]],
+    errors: Mapping[str, Mapping[GGMLQuantizationType, float]],
+    probes: Sequence[Probe],
+    unprobed: Callable[[Sequence[float]], float],
+    weights: Mapping[str, Any],
+) -> Costs:
+    """alpha_kind x (E_t(q) - E_t(background)); unprobed kinds at `unprobed` of the rates of
+    the kinds whose errors are weighted alike (with an imatrix, or all without one)."""
+    rates = {p.kind: p.rate for p in probes}
+    alike = _alike(kinds, probes, weights)
+    fill = unprobed(alike) if alike else 0.0
+    out: Costs = {}
+    for kind, members in kinds.items():
+        # A probe that moved nothing measurable (rate 0) says nothing: price it as unprobed.
+        a = rates[kind] if rates.get(kind, 0.0) > 0 else fill
+        for t in members:
+            e0 = errors[t.name].get(BACKGROUND, 0.0)
+            out[t.name] = {
+                q: 0.0 if bits(q) >= bits(BACKGROUND) else a * max(e - e0, 0.0)
+                for q, e in errors[t.name].items()
             }
-    return costs
+    return out

@@ -114,3 +114,37 @@ def test_decisions_say_what_moved() -> None:
     assert rules["blk.0.ffn_down.weight"] == "up"
     assert "down" in rules.values()  # the bits came from somewhere
     assert p.to_dict()["params"]["budget_bytes"] == budget_of(tensors, stock)
+
+
+def test_probe_type_skips_a_grid_the_weights_already_sit_on() -> None:
+    """A dequantized file requantized to its own type injects no error: probing there would
+    measure nothing, so the probe takes the quickest type that does inject one."""
+    from edgekit.sensitivity import probe_type
+
+    err = {Q.Q4_0: 9.0, Q.IQ4_NL: 6.0, Q.Q5_0: 0.0, Q.Q5_1: 1.0, Q.Q8_0: 0.01}
+    assert probe_type(err) == Q.Q4_0
+    assert probe_type(err | {Q.Q5_0: 2.0}) == Q.Q5_0  # quicker than Q4_0, as lossy
+    ladder = {Q.Q2_K: 50.0, Q.Q3_K: 20.0, Q.Q4_K: 5.0, Q.Q6_K: 0.5, Q.Q8_0: 0.01}
+    assert probe_type(ladder) == Q.Q3_K  # 3..6 bits: never Q2_K, never Q6_K
+
+
+def test_unprobed_kinds_take_the_measured_rates() -> None:
+    from edgekit.gguf_file import TensorInfo
+    from edgekit.sensitivity import Probe, _costs
+
+    kinds = {
+        k: [TensorInfo(f"blk.0.{k}", (256, 256), Q.F32, 0)]
+        for k in ("attn_q.weight", "ffn_down.weight", "attn_v.weight")
+    }
+    errors = {ts[0].name: {Q.Q4_K: 10.0, Q.Q8_0: 0.0} for ts in kinds.values()}
+    probes = [
+        Probe("a", "attn_q.weight", Q.Q4_K, kld=0.01, error=10.0),
+        Probe("b", "ffn_down.weight", Q.Q4_K, kld=0.04, error=10.0),
+    ]
+    weights = {n: None for n in errors}
+    lo = _costs(kinds, errors, probes, min, weights)
+    hi = _costs(kinds, errors, probes, max, weights)
+    assert lo["blk.0.attn_v.weight"][Q.Q4_K] == pytest.approx(0.01)
+    assert hi["blk.0.attn_v.weight"][Q.Q4_K] == pytest.approx(0.04)
+    assert hi["blk.0.ffn_down.weight"][Q.Q4_K] == pytest.approx(0.04)
+    assert all(c[Q.Q8_0] == 0.0 for c in hi.values())  # the background is lossless by definition

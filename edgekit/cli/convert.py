@@ -171,8 +171,12 @@ def convert_command(
         out = (output or default_output(src, base_t, f"measured-{mix or 'bpw'}")).expanduser()
         refuse_overwriting_source(src, out, force)
         settings = MeasuredSettings(mix, target_bpw, dry_run, no_eval, eval_file, eval_windows)
-        profile = _profile(src, scores, calib_file, trust_remote_code, as_json)
-        if scores_out is not None:
+        # The measured mix takes its spike prior from the imatrix's recorded activations; a
+        # torch calibration runs only when its profile is given or asked for.
+        profile = None
+        if scores is not None or scores_out is not None:
+            profile = _profile(src, scores, calib_file, trust_remote_code, as_json)
+        if profile is not None and scores_out is not None:
             profile.save(scores_out)
         text = _calib_text(calib_file)
         convert_measured(src, out, profile, text, settings, threads, verbose, as_json)

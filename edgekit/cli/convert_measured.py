@@ -27,7 +27,7 @@ class MeasuredSettings:
 def convert_measured(
     src: Path,
     out: Path,
-    profile: SpikeProfile,
+    profile: SpikeProfile | None,
     text: str,
     s: MeasuredSettings,
     threads: int,
@@ -37,6 +37,7 @@ def convert_measured(
     from edgekit.convert import base_gguf
     from edgekit.mixconvert import Workspace, measured_plan, target_for, write_measured
     from edgekit.mixplan import padded
+    from edgekit.spikes import calibration_hash
 
     start = time.perf_counter()
     with progress_bar("base GGUF", as_json) as update:
@@ -46,12 +47,13 @@ def convert_measured(
     if not as_json:
         err_console.print("measuring tensor sensitivities (cached after the first run)...")
     target, stock = target_for(ws, mix, s.target_bpw)
-    p, measured = measured_plan(ws, target, stock, profile.scores())
+    p, measured = measured_plan(ws, target, stock, profile.scores() if profile else None)
     size = sum(padded(d.type, d.n_elements) for d in p.decisions)
     written = None
     if not s.dry_run:
         with progress_bar("quantizing", as_json) as update:
-            written = write_measured(ws, out, p, measured, profile.calibration_hash, update)
+            chash = profile.calibration_hash if profile else calibration_hash([text])
+            written = write_measured(ws, out, p, measured, chash, update)
         size = out.stat().st_size
     results = None
     if written is not None and not s.no_eval:

@@ -161,3 +161,71 @@ def decode_speed(path: Path, threads: int = 2, n_tokens: int = 64, prompt: str =
         return float(perf.n_eval / (perf.t_eval_ms / 1000)) if perf.t_eval_ms > 0 else 0.0
     finally:
         llm.close()
+
+
+class ProbeKld:
+    """KL divergence of probe models from one reference, on a short calibration window.
+
+    The reference's log-probabilities are computed once and kept; each probe is loaded, run on
+    the same tokens and folded against them. Only positions from `first` on are scored (the
+    ones before are context), and only their logits are computed: with a large vocabulary the
+    output matrix is most of a small model's work.
+    """
+
+    def __init__(
+        self, text: str, n_ctx: int = 128, windows: int = 1, first: int = 32, threads: int = 2
+    ) -> None:
+        self.text, self.n_ctx, self.n_windows = text, n_ctx, windows
+        self.first, self.threads = first, threads
+        self.lib = import_llama_cpp()
+        self.refs: list[RefBlock] = []
+        self.wins: list[list[int]] = []
+
+    def _load(self, path: Path) -> _Model:
+        return _Model(self.lib, path, self.n_ctx, self.n_ctx, self.threads)
+
+    def _logprobs(self, m: _Model, win: Sequence[int]) -> F32:
+        m.reset()
+        b = m.batch
+        n = len(win) - 1  # the last token is only a target
+        for i in range(n):
+            b.token[i], b.pos[i], b.n_seq_id[i], b.logits[i] = win[i], i, 1, i >= self.first
+            b.seq_id[i][0] = 0
+        b.n_tokens = n
+        if self.lib.llama_decode(m.llm.ctx, b) != 0:
+            raise EvalError("llama.cpp failed to decode a probe batch")
+        rows = n - self.first
+        ptr = self.lib.llama_get_logits(m.llm.ctx)
+        raw = np.ctypeslib.as_array(
+            ctypes.cast(ptr, ctypes.POINTER(ctypes.c_float)), shape=(rows, m.n_vocab)
+        )
+        return log_softmax(raw.astype(np.float32))
+
+    def set_reference(self, model: Path) -> None:
+        m = self._load(model)
+        try:
+            bos = int(m.llm.token_bos())
+            tokens = list(m.llm.tokenize(self.text.encode("utf-8"), add_bos=False, special=False))
+            wins = windows(tokens, self.n_ctx, bos if bos >= 0 else None, self.n_windows)
+            self.wins = [w for w in wins if len(w) > self.first + 1]
+            if not self.wins:
+                raise EvalError(
+                    "the calibration text is too short to measure sensitivities",
+                    hint=f"Give at least {self.n_ctx} tokens of text.",
+                )
+            self.refs = []
+            for win in self.wins:
+                targets = np.asarray(win[self.first + 1 :], dtype=np.int64)
+                self.refs.append(RefBlock.of(self._logprobs(m, win), targets))
+        finally:
+            m.close()
+
+    def kld(self, model: Path) -> float:
+        m = self._load(model)
+        acc = _Acc()
+        try:
+            for win, ref in zip(self.wins, self.refs, strict=True):
+                compare(ref, self._logprobs(m, win), acc)
+        finally:
+            m.close()
+        return acc.kld / max(acc.n, 1)

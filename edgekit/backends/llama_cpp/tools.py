@@ -13,7 +13,7 @@ import re
 import subprocess
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from gguf import GGMLQuantizationType
@@ -167,12 +167,12 @@ def quantize(
 
 
 def stock_types(
-    base: Path, ftype: str, threads: int = 2, imatrix: Path | None = None
+    base: Path, ftype: str, threads: int = 2, imatrix: Path | None = None, pure: bool = False
 ) -> dict[str, GGMLQuantizationType]:
-    """The types llama.cpp's own mix `ftype` gives each tensor of `base` (a dry run: no file)."""
-    return quantize(
-        QuantizeRequest(base, base, ftype, imatrix=imatrix, dry_run=True, threads=threads)
-    )
+    """The types llama.cpp's own mix `ftype` (with `pure`: ftype's type wherever llama.cpp
+    quantizes) gives each tensor of `base` (a dry run: no file)."""
+    req = QuantizeRequest(base, base, ftype, imatrix=imatrix, pure=pure, dry_run=True)
+    return quantize(replace(req, threads=threads))
 
 
 def imatrix(

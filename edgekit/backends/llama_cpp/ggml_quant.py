@@ -1,0 +1,123 @@
+"""llama.cpp's own quantizer kernels (ggml_quantize_chunk, to_float), called in process on rows.
+
+llama-quantize quantizes every row on its own with these same functions and the tensor's slice
+of the importance matrix, so a row quantized here has the bytes llama-quantize would write for it
+(a test checks). That makes a per-type error measurable on a sample of rows in milliseconds, and a
+probe's tensors quantizable without writing a whole model per type.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import itertools
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+
+from edgekit.errors import ConversionError
+
+F32 = npt.NDArray[np.float32]
+U8 = npt.NDArray[np.uint8]
+_TO_FLOAT = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)
+
+
+class _Traits(ctypes.Structure):
+    # ggml.h: struct ggml_type_traits (only the fields up to to_float are read)
+    _fields_ = [
+        ("type_name", ctypes.c_char_p),
+        ("blck_size", ctypes.c_int64),
+        ("blck_size_interleave", ctypes.c_int64),
+        ("type_size", ctypes.c_size_t),
+        ("is_quantized", ctypes.c_bool),
+        ("to_float", ctypes.c_void_p),
+    ]
+
+
+@functools.cache
+def _lib() -> Any:
+    from edgekit.backends.llama_cpp.runtime import import_llama_cpp
+
+    lib = import_llama_cpp()
+    folder = Path(str(lib.__file__)).parent / "lib"
+    found = sorted(folder.glob("libggml-base.*")) or sorted(folder.glob("ggml-base.*"))
+    if not found:
+        raise ConversionError(f"llama.cpp's ggml library was not found in {folder}")
+    ggml = ctypes.CDLL(str(found[0]))
+    ggml.ggml_quantize_chunk.restype = ctypes.c_size_t
+    ggml.ggml_quantize_chunk.argtypes = [
+        ctypes.c_int,
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+        ctypes.c_int64,
+        ctypes.c_int64,
+        ctypes.c_int64,
+        ctypes.c_void_p,
+    ]
+    ggml.ggml_get_type_traits.restype = ctypes.POINTER(_Traits)
+    ggml.ggml_get_type_traits.argtypes = [ctypes.c_int]
+    ggml.ggml_quantize_requires_imatrix.restype = ctypes.c_bool
+    ggml.ggml_quantize_requires_imatrix.argtypes = [ctypes.c_int]
+    return ggml
+
+
+def row_bytes(q: GGMLQuantizationType, n_per_row: int) -> int:
+    block, size = GGML_QUANT_SIZES[q]
+    return n_per_row // block * size
+
+
+def _ptr(a: npt.NDArray[Any] | None) -> int | None:
+    return None if a is None else int(a.ctypes.data)
+
+
+def quantize(
+    rows: F32, q: GGMLQuantizationType, imatrix: F32 | None = None, threads: int = 1
+) -> U8:
+    """Quantize a (n_rows, n_per_row) float32 array to `q`, as llama-quantize would."""
+    ggml = _lib()
+    x = np.ascontiguousarray(rows, dtype=np.float32)
+    n_rows, n_per_row = x.shape
+    if n_per_row % GGML_QUANT_SIZES[q][0]:
+        raise ConversionError(f"{q.name} needs rows divisible by {GGML_QUANT_SIZES[q][0]}")
+    w = None if imatrix is None else np.ascontiguousarray(imatrix, dtype=np.float32)
+    if w is None and ggml.ggml_quantize_requires_imatrix(int(q)):
+        raise ConversionError(f"{q.name} needs an importance matrix")
+    rb = row_bytes(q, n_per_row)
+    errors: list[BaseException] = []
+    out = np.empty(n_rows * rb, dtype=np.uint8)
+    n_parts = max(1, min(threads, n_rows))
+    cuts = [n_rows * i // n_parts for i in range(n_parts + 1)]
+
+    def part(a: int, b: int) -> None:
+        try:
+            if b > a:
+                src, dst = _ptr(x[a:b]), int(out.ctypes.data) + a * rb
+                ggml.ggml_quantize_chunk(int(q), src, dst, 0, b - a, n_per_row, _ptr(w))
+        except BaseException as e:  # re-raised in the caller's thread
+            errors.append(e)
+
+    # ctypes drops the GIL during the call, so the parts run in parallel.
+    workers = [threading.Thread(target=part, args=(a, b)) for a, b in itertools.pairwise(cuts)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join()
+    if errors:
+        raise errors[0]
+    return out
+
+
+def dequantize(data: U8, q: GGMLQuantizationType, n_per_row: int) -> F32:
+    """Back to float32 rows through ggml's own to_float."""
+    n = len(data) // row_bytes(q, n_per_row) * n_per_row
+    out = np.empty(n, dtype=np.float32)
+    if q == GGMLQuantizationType.F32:
+        out[:] = data.view(np.float32)
+    else:
+        fn = _TO_FLOAT(_lib().ggml_get_type_traits(int(q)).contents.to_float)
+        fn(int(np.ascontiguousarray(data).ctypes.data), int(out.ctypes.data), n)
+    return out.reshape(-1, n_per_row)

@@ -1,0 +1,175 @@
+"""The importance matrix from activations edgekit records itself, inside llama.cpp's forward pass.
+
+A context is created with an eval callback (llama_context_params.cb_eval): llama.cpp's scheduler
+asks it about every node of the graph and hands over each matrix multiplication whose weight is
+a block tensor; its activations (src[1]) are summed as x_j^2 per input column, with the number
+of activation rows as the count. The text is cut into chunks the way llama-imatrix cuts it
+(tokenized with BOS, chunks of n_ctx tokens, BOS in each chunk's first position, every position
+an output so that the last block is not trimmed), so the result is llama-imatrix's, up to the
+order of float additions. The same pass records each token's largest |x| per tensor: the spike
+score of edgekit/spikes.py, without a torch calibration.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from edgekit.backends.llama_cpp.ggml_quant import _lib as _ggml
+from edgekit.backends.llama_cpp.runtime import import_llama_cpp
+from edgekit.errors import CalibrationError
+
+F32 = npt.NDArray[np.float32]
+_MIN_ROWS = 16  # llama-imatrix skips smaller batches too
+
+
+class _Tensor(ctypes.Structure):
+    # ggml.h: struct ggml_tensor (GGML_MAX_DIMS 4, GGML_MAX_OP_PARAMS 64, GGML_MAX_SRC 10,
+    # GGML_MAX_NAME 64); only read, never written.
+    _fields_ = [
+        ("type", ctypes.c_int),
+        ("buffer", ctypes.c_void_p),
+        ("ne", ctypes.c_int64 * 4),
+        ("nb", ctypes.c_size_t * 4),
+        ("op", ctypes.c_int),
+        ("op_params", ctypes.c_int32 * 16),
+        ("flags", ctypes.c_int32),
+        ("src", ctypes.c_void_p * 10),
+        ("view_src", ctypes.c_void_p),
+        ("view_offs", ctypes.c_size_t),
+        ("data", ctypes.c_void_p),
+        ("name", ctypes.c_char * 64),
+        ("extra", ctypes.c_void_p),
+        ("padding", ctypes.c_char * 8),
+    ]
+
+
+def _op_code(name: bytes) -> int:
+    ggml = _ggml()
+    ggml.ggml_op_name.restype = ctypes.c_char_p
+    ggml.ggml_op_name.argtypes = [ctypes.c_int]
+    for i in range(256):
+        if ggml.ggml_op_name(i) == name:
+            return i
+    raise CalibrationError(f"this ggml has no {name.decode()} op")
+
+
+def weight_name(raw: bytes) -> str:
+    """llama-imatrix's filter: a scheduler copy is named like 'CPU#blk.0.attn_q.weight#0'."""
+    s = raw.decode(errors="replace")
+    parts = s.split("#")
+    return parts[1] if len(parts) > 1 else s
+
+
+@dataclass
+class Collected:
+    sums: dict[str, npt.NDArray[np.float64]] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    chunks: int = 0
+    chunk_size: int = 0
+    # per tensor, each token's largest |x| (the chunk's first position, BOS, left out)
+    token_max: dict[str, list[F32]] = field(default_factory=dict)
+
+    def spike_scores(self) -> dict[str, float]:
+        """edgekit's spike score of each tensor's input (edgekit/spikes.py): the largest
+        per-token max |x| over the median token's."""
+        out = {}
+        for name, parts in self.token_max.items():
+            m = np.concatenate(parts)
+            med = float(np.median(m)) if len(m) else 0.0
+            out[name] = float(m.max() / med) if med > 0 else 0.0
+        return out
+
+
+class _Collector:
+    def __init__(self, skip_first: bool) -> None:
+        self.mul_mat = _op_code(b"MUL_MAT")
+        self.out = Collected()
+        self.error: BaseException | None = None
+        self.skip_first = skip_first  # one chunk per decode: row 0 is the chunk's BOS
+
+    def __call__(self, t_ptr: int, ask: bool, _: Any) -> bool:
+        try:
+            return self._take(t_ptr, ask)
+        except BaseException as e:  # an exception must not unwind through C
+            self.error = e
+            return False
+
+    def _take(self, t_ptr: int, ask: bool) -> bool:
+        t = _Tensor.from_address(t_ptr)
+        if t.op != self.mul_mat:
+            return False
+        w = _Tensor.from_address(t.src[0])
+        x = _Tensor.from_address(t.src[1])
+        name = weight_name(w.name)
+        if ask:
+            return x.ne[1] >= _MIN_ROWS and x.type == 0 and name.startswith("blk.")  # 0: F32
+        if w.ne[2] * w.ne[3] != 1:
+            raise CalibrationError(f"{name}: 3-D weights (experts) are not supported here")
+        n_rows = x.ne[1] * x.ne[2] * x.ne[3]
+        rows = np.ctypeslib.as_array(
+            ctypes.cast(x.data, ctypes.POINTER(ctypes.c_float)), shape=(int(n_rows), int(x.ne[0]))
+        )
+        if x.nb[1] != x.ne[0] * 4:
+            raise CalibrationError(f"{name}: activations are not contiguous")
+        sq = np.einsum("ij,ij->j", rows, rows, dtype=np.float64)
+        self.out.sums[name] = self.out.sums.get(name, 0.0) + sq
+        self.out.counts[name] = self.out.counts.get(name, 0) + int(n_rows)
+        peaks = np.abs(rows[1:] if self.skip_first else rows).max(axis=1)
+        self.out.token_max.setdefault(name, []).append(peaks.astype(np.float32))
+        return True
+
+
+def collect(
+    model: Path, text: str, n_ctx: int = 256, chunks: int = 64, threads: int = 2
+) -> Collected:
+    """Sum of squared activations per input column of every block matrix, over `text`."""
+    lib = import_llama_cpp()
+    llm = lib.Llama(model_path=str(model), n_ctx=8, vocab_only=True, verbose=False)
+    try:
+        tokens = list(llm.tokenize(text.encode("utf-8"), add_bos=True, special=False))
+        bos, add_bos = int(llm.token_bos()), bool(llm._model.add_bos_token())
+    finally:
+        llm.close()
+    n_chunk = min(chunks, len(tokens) // n_ctx)
+    if n_chunk < 1:
+        raise CalibrationError(
+            f"the calibration text has {len(tokens)} tokens, fewer than one chunk of {n_ctx}",
+            hint="Give a longer --calib-file.",
+        )
+    collector = _Collector(skip_first=add_bos)
+    callback = lib.ggml_backend_sched_eval_callback(collector)
+    mparams = lib.llama_model_default_params()
+    m = lib.llama_model_load_from_file(str(model).encode(), mparams)
+    if not m:
+        raise CalibrationError(f"llama.cpp could not load {model}")
+    cparams = lib.llama_context_default_params()
+    cparams.n_ctx = cparams.n_batch = cparams.n_ubatch = n_ctx
+    cparams.n_threads = cparams.n_threads_batch = threads
+    cparams.cb_eval = callback
+    ctx = lib.llama_init_from_model(m, cparams)
+    batch = lib.llama_batch_init(n_ctx, 0, 1)
+    try:
+        for c in range(n_chunk):
+            chunk = tokens[c * n_ctx : (c + 1) * n_ctx]
+            if add_bos:
+                chunk[0] = bos
+            lib.llama_memory_clear(lib.llama_get_memory(ctx), True)
+            for i, tok in enumerate(chunk):
+                batch.token[i], batch.pos[i], batch.n_seq_id[i], batch.logits[i] = tok, i, 1, True
+                batch.seq_id[i][0] = 0
+            batch.n_tokens = len(chunk)
+            if lib.llama_decode(ctx, batch) != 0 or collector.error is not None:
+                raise collector.error or CalibrationError("llama.cpp failed to decode a chunk")
+    finally:
+        lib.llama_batch_free(batch)
+        lib.llama_free(ctx)
+        lib.llama_model_free(m)
+    out = collector.out
+    out.chunks, out.chunk_size = n_chunk, n_ctx
+    return out
