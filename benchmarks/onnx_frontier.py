@@ -6,13 +6,16 @@ from the same fused fp32 graph (onnxruntime-genai's builder, cached once per sou
 cache folder), except optimum+int8, which is optimum's unfused export with dynamic int8.
 
 Rows: the builder's own int4 recipes (default RTN, k_quant, k_quant_mixed with and without shared
-embeddings), optimum+int8, and edgekit (spike prior, --target-bpw) at three byte budgets: the
-builder's k_quant file, its k_quant_mixed file and a larger one; at each budget a random control
-promotes random layers under the same budget. Size = *.onnx + external data. Quality: PPL, KLD and
-top-1 against the fp32 graph on the GPL-3 text (windows of 256 tokens, 64 positions per call).
-Speed and RSS: `edgekit run` (greedy, a subprocess per model, interleaved rounds) and llama.cpp on
-the source GGUF. Last, the mid-size edgekit folder is loaded in onnxruntime_genai and its greedy
-tokens compared with `edgekit run`'s.
+embeddings), optimum+int8, and edgekit's measured plan (--target-bpw: per-node sensitivity
+measured on the calibration text, head and embedding included) at three byte budgets inside the
+4->8-bit range (the builder's k_quant_mixed size and two others, see frontier_budgets); at each
+budget `--seeds` random controls promote random nodes (head included) under the same budget.
+Size = *.onnx + external data. Quality: PPL, KLD and top-1 against the fp32 graph on the GPL-3
+text (windows of 256 tokens, 64 positions per call), not the calibration text.
+Speed and RSS: `edgekit run` (greedy, a subprocess per model, `--rounds` interleaved rounds; the
+decode ratio is the median of per-round ratios) and llama.cpp on the source GGUF. Last, the
+mixed-size edgekit folder is loaded in onnxruntime_genai and its greedy tokens compared with
+`edgekit run`'s, and token ids of the eval text are compared with llama.cpp's.
 
 Usage: python -m benchmarks.onnx_frontier [--quick] [--model X.gguf] [--workdir DIR]
 """
@@ -40,7 +43,10 @@ def parse() -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="fewer rows, windows and tokens")
     p.add_argument("--model", type=Path, help="a GGUF (default: the default model)")
     p.add_argument("--workdir", type=Path, help="keep the converted folders here (reused)")
-    p.add_argument("--tokens", type=int, default=0, help="decode tokens (default 128, quick 48)")
+    p.add_argument("--tokens", type=int, default=0, help="decode tokens (default 64)")
+    p.add_argument("--seeds", type=int, default=3, help="random controls per budget")
+    p.add_argument("--rounds", type=int, default=5, help="interleaved speed rounds")
+    p.add_argument("--windows", type=int, default=0, help="eval windows (default 4, quick 2)")
     p.add_argument("--speed-one", type=Path, help=argparse.SUPPRESS)
     return p.parse_args()
 
@@ -91,19 +97,21 @@ def budget_bpw(fp32: Path, budget: int) -> float:
 
 
 def edgekit_rows(
-    src: Path, hf: Path, work: Path, budgets: dict[str, int], fp32: Path, profile: Any
+    src: Path, work: Path, budgets: dict[str, float], profile: Any, seeds: int
 ) -> dict[str, tuple[Path, float]]:
+    """edgekit's measured plan and `seeds` random controls at each budget (plan bits/weight)."""
     from edgekit.backends.onnx.nbits import INT8
     from edgekit.converters.onnx_convert import convert_to_onnx
     from edgekit.planner import RandomLayers, TargetBpw
 
     out = {}
-    for label, size in budgets.items():
-        bpw = budget_bpw(fp32, size)
-        for name, recipe in (
-            (f"edgekit @{label}", TargetBpw(bpw=bpw, high_type=INT8)),
-            (f"random @{label}", RandomLayers(seed=0, bpw=bpw, high_type=INT8)),
-        ):
+    for label, bpw in budgets.items():
+        recipes: list[tuple[str, Any]] = [(f"edgekit @{label}", TargetBpw(bpw, high_type=INT8))]
+        recipes += [
+            (f"random{s} @{label}", RandomLayers(seed=s, bpw=bpw, high_type=INT8))
+            for s in range(seeds)
+        ]
+        for name, recipe in recipes:
             folder = work / name.replace(" ", "_").replace("@", "at_")
             if not (folder / "model.onnx").is_file():
                 console.print(f"[dim]converting {name} (plan {bpw:.3f} bpw)[/dim]")
@@ -111,6 +119,23 @@ def edgekit_rows(
                 (folder / "convert_s.json").write_text(json.dumps(r.seconds))
             out[name] = (folder, float(json.loads((folder / "convert_s.json").read_text())))
     return out
+
+
+def frontier_budgets(fp32: Path, mixed_size: int) -> tuple[dict[str, float], list[str]]:
+    """Three plan budgets (bits per planned weight) where the choice can matter: the builder's
+    k_quant_mixed size, and two of 15/45/75% of the way from all-4-bit (5.0 in the planner's
+    stand-in types) to all-8-bit (9.0), the one nearest the mixed size dropped."""
+    lo, hi = 5.0, 9.0
+    mixed = budget_bpw(fp32, mixed_size)
+    notes = []
+    frac = (mixed - lo) / (hi - lo)
+    if not 0.02 < frac < 0.98:
+        notes.append(f"the builder's k_quant_mixed size is {frac:.0%} of the 4->8-bit range")
+    others = sorted((0.15, 0.45, 0.75), key=lambda f: abs(f - frac))[1:]
+    budgets = {"k_quant_mixed": mixed}
+    for f in sorted(others):
+        budgets[f"{lo + f * (hi - lo):.1f}bpw"] = lo + f * (hi - lo)
+    return budgets, notes
 
 
 def quality(fp32: Path, rows: dict[str, Path], windows: int) -> dict[str, Any]:
@@ -155,15 +180,33 @@ def run_speed(path: Path, n: int) -> dict[str, Any]:
     return doc
 
 
-def speeds(paths: dict[str, Path], n: int, rounds: int) -> dict[str, dict[str, Any]]:
-    best: dict[str, dict[str, Any]] = {}
-    for _ in range(rounds):  # interleaved: machine load hits every row alike
+def speeds(
+    paths: dict[str, Path], n: int, rounds: int, pairs: list[tuple[str, str]]
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """Interleaved rounds (load hits every row alike). Per row: the median round; per pair
+    (a, b): each round's decode ratio a/b and their median."""
+    import statistics
+
+    got: dict[str, list[dict[str, Any]]] = {name: [] for name in paths}
+    for _ in range(rounds):
         for name, path in paths.items():
-            got = run_speed(path, n)
-            old = best.get(name)
-            if old is None or got.get("decode_tokens_per_s", 0) > old.get("decode_tokens_per_s", 0):
-                best[name] = got
-    return best
+            got[name].append(run_speed(path, n))
+
+    def rate(d: dict[str, Any]) -> float:
+        return float(d.get("decode_tokens_per_s") or 0.0)
+
+    rows = {}
+    for name, runs in got.items():
+        ok = sorted((r for r in runs if "error" not in r), key=rate)
+        rows[name] = ok[len(ok) // 2] if ok else runs[-1]
+    ratios = {}
+    for a, b in pairs:
+        per = [rate(x) / rate(y) for x, y in zip(got[a], got[b], strict=True) if rate(y) > 0]
+        ratios[f"{a} / {b}"] = {
+            "rounds": [round(r, 3) for r in per],
+            "median": statistics.median(per) if per else None,
+        }
+    return rows, ratios
 
 
 def genai_check(folder: Path, n: int) -> dict[str, Any]:
@@ -228,7 +271,7 @@ def plot(rows: list[dict[str, Any]], title: str, png: Path) -> None:
     for r in rows:
         if r.get("kld") is None or r["variant"].startswith("fp32"):
             continue
-        kind = r["variant"].split()[0]
+        kind = r["variant"].split()[0].rstrip("0123456789")
         color = {"edgekit": "tab:green", "random": "tab:gray", "builder": "tab:blue"}.get(
             kind, "tab:red"
         )
@@ -243,15 +286,15 @@ def plot(rows: list[dict[str, Any]], title: str, png: Path) -> None:
     fig.savefig(png)
 
 
-def main() -> int:
-    args = parse()
-    if args.speed_one:
-        print(json.dumps(speed_one(args.speed_one, args.tokens or 48)))
-        return 0
+def _size(p: Path) -> int:
+    return sum(f.stat().st_size for f in p.iterdir() if f.name.startswith("model.onnx"))
+
+
+def _prepare(args: argparse.Namespace) -> tuple[Path, Path, Path, Path, float, Any]:
+    """(source GGUF, work folder, float checkpoint, cached fp32 graph, its build s, spikes)."""
     src = (args.model or resolve_model(None)).expanduser().resolve()
     work = args.workdir or (RESULTS_DIR / "onnx_frontier_work" / src.stem)
     work.mkdir(parents=True, exist_ok=True)
-    n_tok = args.tokens or (48 if args.quick else 128)
     hf = work / "hf"
     if not (hf / "config.json").is_file():
         from edgekit.converters.onnx_export import hf_dir_from_gguf
@@ -269,16 +312,56 @@ def main() -> int:
 
         profile = calibrate(load_for_calibration(hf), [CALIBRATION_TEXT])
         profile.save(profile_file)
+    return src, work, hf, fp32, fp32_s, profile
+
+
+def _row(name: str, path: Path, e: Any, s: dict[str, Any], conv: float | None) -> dict[str, Any]:
+    return {
+        "variant": name,
+        "mib": (_size(path) if path.is_dir() else path.stat().st_size) / 2**20,
+        "ppl": e.ppl if e else None,
+        "kld": e.kld if e else None,
+        "top1": e.top1 if e else None,
+        "decode_tok_s": s.get("decode_tokens_per_s"),
+        "prompt_tok_s": s.get("prompt_tokens_per_s"),
+        "peak_rss_mib": (s["peak_rss_bytes"] / 2**20) if "peak_rss_bytes" in s else None,
+        "convert_s": conv,
+        "error": s.get("error"),
+    }
+
+
+def _f(v: Any, fmt: str) -> str:
+    return "—" if v is None else format(v, fmt)
+
+
+def _versus_random(by: dict[str, dict[str, Any]], budgets: dict[str, float], seeds: int) -> Any:
+    import statistics
+
+    out = {}
+    for b in budgets:
+        ours = by[f"edgekit @{b}"]["kld"]
+        rand = [by[f"random{s} @{b}"]["kld"] for s in range(seeds)]
+        out[b] = {
+            "edgekit_kld": ours,
+            "random_klds": rand,
+            "random_median": statistics.median(rand),
+            "beats_seeds": sum(ours < r for r in rand),
+            "mib": by[f"edgekit @{b}"]["mib"],
+            "random_mib": [by[f"random{s} @{b}"]["mib"] for s in range(seeds)],
+        }
+    return out
+
+
+def main() -> int:
+    args = parse()
+    if args.speed_one:
+        print(json.dumps(speed_one(args.speed_one, args.tokens or 48)))
+        return 0
+    src, work, hf, fp32, fp32_s, profile = _prepare(args)
+    n_tok = args.tokens or 64
     built = builder_rows(hf, work, args.quick)
-
-    def size(p: Path) -> int:
-        return sum(f.stat().st_size for f in p.iterdir() if f.name.startswith("model.onnx"))
-
-    mixed_size = size(built[MIXED][0])
-    # Three sizes around the builder's mixed file: below it, at it, above it.
-    budgets = {"0.85x": int(0.85 * mixed_size), "k_quant_mixed": mixed_size}
-    budgets["1.3x"] = int(1.3 * mixed_size)
-    ours = edgekit_rows(src, hf, work, budgets, fp32, profile)
+    budgets, notes = frontier_budgets(fp32, _size(built[MIXED][0]))
+    ours = edgekit_rows(src, work, budgets, profile, args.seeds)
     rows_paths = {name: p for name, (p, _) in {**built, **ours}.items()}
     convert_s = {name: s for name, (_, s) in {**built, **ours}.items()}
     if not args.quick:
@@ -289,62 +372,61 @@ def main() -> int:
             r = convert_to_onnx(hf, opt, "int8")
             convert_s["optimum+int8"] = r.seconds
         rows_paths["optimum+int8"] = opt
-    q = quality(fp32, rows_paths, 2 if args.quick else 4)
-    speed_paths = {n: p for n, p in rows_paths.items() if not n.startswith("random")}
-    sp = speeds({**speed_paths, "llama.cpp (source GGUF)": src}, n_tok, 1 if args.quick else 2)
-    mid = rows_paths["edgekit @k_quant_mixed"]
-    genai = genai_check(mid, n_tok)
-    tokens = token_check(src, hf, mid)
+    q = quality(fp32, rows_paths, args.windows or (2 if args.quick else 4))
+    ours_mid, llama = "edgekit @k_quant_mixed", "llama.cpp (source GGUF)"
+    speed_paths = {MIXED: rows_paths[MIXED], ours_mid: rows_paths[ours_mid], llama: src}
+    if not args.quick:
+        speed_paths["builder default"] = rows_paths["builder default"]
+    sp, ratios = speeds(speed_paths, n_tok, args.rounds, [(ours_mid, MIXED), (ours_mid, llama)])
+    genai = genai_check(rows_paths[ours_mid], n_tok)
+    tokens = token_check(src, hf, rows_paths[ours_mid])
     console.print(f"token ids vs llama.cpp: {tokens}")
-    rows: list[dict[str, Any]] = []
-    for name in ["fp32 (reference)", *rows_paths, "llama.cpp (source GGUF)"]:
-        path = fp32 if name.startswith("fp32") else rows_paths.get(name, src)
-        e = q.get(name)
-        s = sp.get(name, {})
-        rows.append(
-            {
-                "variant": name,
-                "mib": (size(path) if path.is_dir() else path.stat().st_size) / 2**20,
-                "ppl": e.ppl if e else None,
-                "kld": e.kld if e else None,
-                "top1": e.top1 if e else None,
-                "decode_tok_s": s.get("decode_tokens_per_s"),
-                "prompt_tok_s": s.get("prompt_tokens_per_s"),
-                "peak_rss_mib": (s["peak_rss_bytes"] / 2**20) if "peak_rss_bytes" in s else None,
-                "convert_s": fp32_s if name.startswith("fp32") else convert_s.get(name),
-                "error": s.get("error"),
-            }
-        )
-
-    def f(v: Any, fmt: str) -> str:
-        return "—" if v is None else format(v, fmt)
-
+    rows = [_row("fp32 (reference)", fp32, q.get("fp32 (reference)"), {}, fp32_s)]
+    rows += [_row(n, p, q.get(n), sp.get(n, {}), convert_s.get(n)) for n, p in rows_paths.items()]
+    rows.append(_row(llama, src, None, sp.get(llama, {}), None))
     title = f"ONNX frontier: {src.name} (fp32 = builder's fused graph of the dequantized GGUF)"
     print_table(
         title,
         ["variant", "MiB", "PPL", "KLD", "top-1", "decode t/s", "prompt t/s", "RSS MiB", "conv s"],
         [
             [
-                r["variant"], f(r["mib"], ",.1f"), f(r["ppl"], ".3f"), f(r["kld"], ".4f"),
-                f(r["top1"], ".3f"), f(r["decode_tok_s"], ".1f"), f(r["prompt_tok_s"], ".0f"),
-                f(r["peak_rss_mib"], ",.0f"), f(r["convert_s"], ".0f"),
+                r["variant"], _f(r["mib"], ",.1f"), _f(r["ppl"], ".3f"), _f(r["kld"], ".4f"),
+                _f(r["top1"], ".3f"), _f(r["decode_tok_s"], ".1f"), _f(r["prompt_tok_s"], ".0f"),
+                _f(r["peak_rss_mib"], ",.0f"), _f(r["convert_s"], ".0f"),
             ]
             for r in rows
         ],
     )  # fmt: skip
+    print_table(
+        f"decode ratio, {args.rounds} interleaved rounds of `edgekit run` ({n_tok} tokens)",
+        ["pair", "per round", "median"],
+        [[k, " ".join(f"{x:.2f}" for x in v["rounds"]), _f(v["median"], ".3f")]
+         for k, v in ratios.items()],
+    )  # fmt: skip
     by = {r["variant"]: r for r in rows}
-    mixed, at_mixed = by[MIXED], by["edgekit @k_quant_mixed"]
+    vs_random = _versus_random(by, budgets, args.seeds)
+    print_table(
+        f"edgekit vs {args.seeds} random controls at the same byte budget (KLD)",
+        ["budget", "edgekit MiB", "edgekit", "random (each seed)", "beats"],
+        [[b, f"{v['mib']:.1f}", f"{v['edgekit_kld']:.4f}",
+          " ".join(f"{x:.4f}" for x in v["random_klds"]), f"{v['beats_seeds']}/{args.seeds}"]
+         for b, v in vs_random.items()],
+    )  # fmt: skip
+    mixed, at_mixed = by[MIXED], by[ours_mid]
+    decode = ratios[f"{ours_mid} / {MIXED}"]["median"] or 0.0
     checks = {
         "kld_30pct_below_k_quant_mixed_at_its_size": at_mixed["kld"] <= 0.7 * mixed["kld"]
         and at_mixed["mib"] <= mixed["mib"] * 1.001,
-        "beats_random_at_every_size": all(
-            by[f"edgekit @{b}"]["kld"] < by[f"random @{b}"]["kld"] for b in budgets
+        "beats_every_random_seed_at_every_size": all(
+            v["beats_seeds"] == args.seeds for v in vs_random.values()
         ),
-        "decode_at_least_0.95x_builder_mixed": (at_mixed["decode_tok_s"] or 0)
-        >= 0.95 * (mixed["decode_tok_s"] or 1e9),
+        "decode_median_ratio_at_least_0.95x_builder_mixed": decode >= 0.95,
         "genai_same_greedy_tokens": bool(genai["identical"]),
+        "edgekit_tokens_match_llama.cpp": bool(tokens["edgekit"]["identical"]),
     }
     console.print(f"genai check: {genai}")
+    for note in notes:
+        console.print(f"[yellow]note:[/] {note}")
     for k, v in checks.items():
         console.print(f"{'[green]PASS' if v else '[red]FAIL'}[/] {k}")
     name = "onnx_frontier" + ("_quick" if args.quick else "") + f"_{src.stem}"
@@ -359,8 +441,11 @@ def main() -> int:
             "eval_text": load_eval_text().source,
             "quick": args.quick,
             "decode_tokens": n_tok,
-            "budgets_bytes": budgets,
+            "budgets_bpw": budgets,
+            "notes": notes,
             "rows": rows,
+            "decode_ratios": ratios,
+            "versus_random": vs_random,
             "genai": genai,
             "token_ids": tokens,
             "checks": checks,
