@@ -7,9 +7,10 @@ cache folder), except optimum+int8, which is optimum's unfused export with dynam
 
 Rows: the builder's own int4 recipes (default RTN, k_quant, k_quant_mixed with and without shared
 embeddings), optimum+int8, and edgekit's measured plan (--target-bpw: per-node sensitivity
-measured on the calibration text, head and embedding included) at three byte budgets inside the
-4->8-bit range (the builder's k_quant_mixed size and two others, see frontier_budgets); at each
-budget `--seeds` random controls promote random nodes (head included) under the same budget.
+measured on the calibration text, head and embedding included) at byte budgets inside the
+4->8-bit range (the builder's k_quant_mixed size, and others until three are sizes where the
+choice can matter, see frontier_budgets); at each budget `--seeds` random controls promote
+random nodes (head included) under the same budget.
 Size = *.onnx + external data. Quality: PPL, KLD and top-1 against the fp32 graph on the GPL-3
 text (windows of 256 tokens, 64 positions per call), not the calibration text.
 Speed and RSS: `edgekit run` (greedy, a subprocess per model, `--rounds` interleaved rounds; the
@@ -122,31 +123,59 @@ def edgekit_rows(
     return out
 
 
-def frontier_budgets(fp32: Path, mixed_size: int) -> tuple[dict[str, float], list[str], set[str]]:
-    """Plan budgets (bits per planned weight) where the choice can matter, inside the range from
-    all-4-bit (5.0 in the planner's stand-in types) to all-8-bit (9.0): the builder's
-    k_quant_mixed size and two of 15/45/75% of the way (the one nearest the mixed size dropped).
-    A mixed size outside the range is kept for the comparison with the builder, the three
-    fractions are all used, and the third value lists the budgets where everything fits."""
+def choice_matters(fp32: Path, profile: Any, seeds: int) -> Any:
+    """A test of a budget (plan bits/weight): does any random control plan differ from the
+    measured plan there? (Both are planned, not written: cheap once the sensitivity is cached.)"""
+    import onnx
+
+    from edgekit.backends.onnx.nbits import NbitsParts, fused_nodes, node_scores
+    from edgekit.backends.onnx.sensitivity import measure
+    from edgekit.calibration_text import CALIBRATION_TEXT
+    from edgekit.converters.onnx_plan import budget_for_bpw, measured_plan, random_plan
+
+    nodes = fused_nodes(onnx.load(str(fp32 / "model.onnx"), load_external_data=False))
+    scores = node_scores(nodes, profile.scores("input"))
+    parts = NbitsParts(fp32 / "model.onnx", cache=fp32.parent)
+    costs = measure(parts, nodes, scores, CALIBRATION_TEXT).costs  # what convert measures
+
+    def test(bpw: float) -> bool:
+        budget = budget_for_bpw(nodes, bpw)
+        ours = measured_plan(nodes, costs, budget).types
+        return any(random_plan(nodes, budget, s).types != ours for s in range(seeds))
+
+    return test
+
+
+def frontier_budgets(
+    fp32: Path, mixed_size: int, matters: Any
+) -> tuple[dict[str, float], list[str], set[str]]:
+    """Plan budgets (bits per planned weight) inside the range from all-4-bit (5.0 in the
+    planner's stand-in types) to all-8-bit (9.0): the builder's k_quant_mixed size, then 15, 45,
+    75, 30 and 60% of the way (skipping any within 10 points of the mixed size) until three
+    budgets are ones where the choice can matter (`matters`: some random plan differs from the
+    measured one). The third value lists the budgets where it cannot (no controls there)."""
     lo, hi = 5.0, 9.0
     mixed = budget_bpw(fp32, mixed_size)
     frac = (mixed - lo) / (hi - lo)
-    notes, all_fit = [], set()
-    fractions = [0.15, 0.45, 0.75]
-    if 0.02 < frac < 0.98:
-        fractions.remove(min(fractions, key=lambda f: abs(f - frac)))
-    else:
+    budgets, notes, no_choice = {"k_quant_mixed": mixed}, [], set()
+    if not (lo < mixed < hi and matters(mixed)):
+        no_choice.add("k_quant_mixed")
         notes.append(
-            f"the builder's k_quant_mixed file is {frac:.0%} of the way from all-4-bit to "
-            "all-8-bit: at its size every node fits at 8 bits, so the choice cannot matter "
-            "there; the random check uses the three sizes inside the range"
+            f"at the builder's k_quant_mixed size ({frac:.0%} of the way from all-4-bit to "
+            "all-8-bit) the measured plan and every random control are the same plan: the "
+            "choice cannot matter there, so it is left out of the random check"
         )
-        if frac >= 0.98:
-            all_fit.add("k_quant_mixed")
-    budgets = {"k_quant_mixed": mixed}
-    for f in fractions:
-        budgets[f"{lo + f * (hi - lo):.1f}bpw"] = lo + f * (hi - lo)
-    return budgets, notes, all_fit
+    for f in (0.15, 0.45, 0.75, 0.3, 0.6):
+        if len(budgets) - len(no_choice) >= 3:
+            break
+        bpw = lo + f * (hi - lo)
+        if abs(f - frac) < 0.1:
+            continue
+        if matters(bpw):
+            budgets[f"{bpw:.1f}bpw"] = bpw
+        else:
+            notes.append(f"{bpw:.1f} bpw skipped: every random control equals the measured plan")
+    return budgets, notes, no_choice
 
 
 def load_error(path: Path) -> str | None:
@@ -396,7 +425,8 @@ def main() -> int:
     src, work, hf, fp32, fp32_s, profile = _prepare(args)
     n_tok = args.tokens or 64
     built = builder_rows(hf, work, args.quick)
-    budgets, notes, all_fit = frontier_budgets(fp32, _size(built[MIXED][0]))
+    matters = choice_matters(fp32, profile, args.seeds)
+    budgets, notes, all_fit = frontier_budgets(fp32, _size(built[MIXED][0]), matters)
     ours = edgekit_rows(src, work, budgets, profile, args.seeds, all_fit)
     rows_paths = {name: p for name, (p, _) in {**built, **ours}.items()}
     convert_s = {name: s for name, (_, s) in {**built, **ours}.items()}
