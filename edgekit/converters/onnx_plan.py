@@ -9,6 +9,7 @@ so at one budget the two differ only in which nodes get 8 bits:
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -54,13 +55,21 @@ def measured_plan(
     options: dict[str, dict[GGMLQuantizationType, float]] = {
         n.name: {INT4: float(costs.get(n.name, 0.0)), INT8: 0.0} for n in nodes
     }
-    got = plan_mix(
-        nodes,
-        {n.name: INT4 for n in nodes},
-        options,
-        MixTarget("4-bit", budget, "measured"),
-        scores,
-    )
+    # plan_mix logs a line per tensor at INFO, and onnxruntime's quantizer (imported by then)
+    # has set the root logger to INFO: the decisions go to plan.json instead of the terminal.
+    mix_log = logging.getLogger("edgekit.mixplan")
+    level = mix_log.level
+    mix_log.setLevel(logging.WARNING)
+    try:
+        got = plan_mix(
+            nodes,
+            {n.name: INT4 for n in nodes},
+            options,
+            MixTarget("4-bit", budget, "measured"),
+            scores,
+        )
+    finally:
+        mix_log.setLevel(level)
     decisions = tuple(replace(d, rule=_RULES.get(d.rule, d.rule)) for d in got.decisions)
     return Plan(
         "measured", {**got.params, "bpw": round(8 * budget / n_params(nodes), 4)}, INT4, decisions
