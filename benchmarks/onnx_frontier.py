@@ -178,22 +178,9 @@ def frontier_budgets(
     return budgets, notes, no_choice
 
 
-def load_error(path: Path) -> str | None:
-    """Why onnxruntime refuses the folder, or None (the builder 0.13.2 writes some invalid graphs:
-    `k_quant` with shared embeddings on SmolLM2 names an initializer it never wrote)."""
-    from edgekit.backends.onnx.runtime import OnnxRuntime
-    from edgekit.devices import load_profile
-    from edgekit.errors import EdgekitError
-
-    try:
-        OnnxRuntime(path, load_profile("cpu"), 64).close()
-    except EdgekitError as e:
-        return e.message[:200]
-    return None
-
-
 def quality(fp32: Path, rows: dict[str, Path], windows: int) -> dict[str, Any]:
     from edgekit.backends.onnx.eval import evaluate_onnx
+    from edgekit.backends.onnx.runtime import load_error
 
     out: dict[str, Any] = {}
     names = [n for n in rows if n.startswith("edgekit") or n.startswith("random")]
@@ -270,27 +257,6 @@ def speeds(
             "median": statistics.median(per) if per else None,
         }
     return rows, ratios
-
-
-def genai_check(folder: Path, n: int) -> dict[str, Any]:
-    from edgekit.backends.base import SamplingParams
-    from edgekit.backends.onnx.genai import genai_greedy
-    from edgekit.backends.onnx.runtime import OnnxRuntime
-    from edgekit.devices import load_profile
-
-    rt = OnnxRuntime(folder, load_profile("cpu"), n_ctx=n + 64)
-    tokens = rt.prompt_tokens(COUNTING_PROMPT)
-    rt.generate(tokens, SamplingParams(max_tokens=n, temperature=0.0))
-    ours = rt.last_tokens
-    rt.close()
-    theirs = genai_greedy(folder, tokens, n)
-    theirs = [t for t in theirs if t not in rt.tokenizer.eos_ids]
-    same = 0
-    for a, b in zip(ours, theirs, strict=False):
-        if a != b:
-            break
-        same += 1
-    return {"folder": str(folder), "n": len(ours), "same_prefix": same, "identical": ours == theirs}
 
 
 def token_check(gguf: Path, hf: Path, folder: Path) -> dict[str, Any]:
@@ -444,7 +410,9 @@ def main() -> int:
     if not args.quick:
         speed_paths["builder default"] = rows_paths["builder default"]
     sp, ratios = speeds(speed_paths, n_tok, args.rounds, [(ours_mid, MIXED), (ours_mid, llama)])
-    genai = genai_check(rows_paths[ours_mid], n_tok)
+    from edgekit.backends.onnx.genai import greedy_agreement
+
+    genai = greedy_agreement(rows_paths[ours_mid], COUNTING_PROMPT, n_tok)
     tokens = token_check(src, hf, rows_paths[ours_mid])
     console.print(f"token ids vs llama.cpp: {tokens}")
     rows = [_row("fp32 (reference)", fp32, q.get("fp32 (reference)"), {}, fp32_s)]

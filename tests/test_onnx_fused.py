@@ -255,3 +255,21 @@ def test_assembled_graph_equals_onnxruntimes_own_mixed_quantization(
         for name in node.input[1:]:
             assert np.array_equal(mine[name], direct[name]), name
     assert (fused_cache_dir(src).parent / "k_quant-block32-4bit" / "model.onnx").is_file()
+
+
+def test_agreement_with_genai_and_load_errors(
+    converted: dict[str, tuple[Path, OnnxConvertResult]], tmp_path: Path
+) -> None:
+    import shutil
+
+    from edgekit.backends.onnx.genai import greedy_agreement
+    from edgekit.backends.onnx.runtime import load_error
+
+    folder = converted["qwen2"][1].output
+    got = greedy_agreement(folder, PROMPT, 12)
+    assert got["identical"] and got["same_prefix"] == got["n"] == 12
+    assert load_error(folder) is None
+    broken = tmp_path / "broken"
+    shutil.copytree(folder, broken)
+    (broken / "model.onnx.data").unlink()  # the weights the graph points at are gone
+    assert "cannot load" in (load_error(broken) or "")

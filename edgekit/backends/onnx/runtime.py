@@ -121,6 +121,20 @@ def _session(ort: Any, path: Path, profile: DeviceProfile, providers: list[str])
         ) from None
 
 
+def load_error(path: str | Path) -> str | None:
+    """Why onnxruntime refuses an ONNX folder, or None. (onnxruntime-genai 0.13.2's builder
+    writes some invalid graphs: `k_quant` with shared embeddings on SmolLM2 names an
+    initializer it never wrote.)"""
+    from edgekit.devices import load_profile
+    from edgekit.errors import EdgekitError
+
+    try:
+        OnnxRuntime(path, load_profile("cpu"), 64).close()
+    except EdgekitError as e:
+        return e.message
+    return None
+
+
 class OnnxRuntime:
     """Mirrors LlamaCppRuntime: prompt_tokens, format_chat, generate, close (+ logits for eval)."""
 
