@@ -150,7 +150,13 @@ def test_target_bpw_and_random_control_share_the_budget(
     ctrl = RandomLayers(seed=1, bpw=bpw)
     rand = convert_to_onnx(src, tmp_path / "rand", "int4", scores=profile, recipe=ctrl)
     assert ours.plan.bpw <= bpw and rand.plan.bpw <= bpw
-    assert SPIKE in {d.tensor for d in ours.plan.kept}  # the highest score is promoted first
+    assert (ours.plan.recipe, rand.plan.recipe) == ("measured", "random")
+    # The planted spike's damage at 4 bits is measured, not assumed from its score.
+    record = json.loads((ours.output / "plan.json").read_text())["sensitivity"]
+    labels = {p["label"] for p in record["probes"]}
+    assert {"kind:head", "kind:mlp/down_proj", "block:1", f"alone:{SPIKE}"} <= labels
+    assert max(record["costs"], key=record["costs"].get) == SPIKE
+    assert SPIKE in {d.tensor for d in ours.plan.kept}
     assert {d.type for d in ours.plan.kept} == {INT8}
     # Written bytes follow the plan (within the k_quant zero points the stand-in type omits).
     for r in (ours, rand):
@@ -249,3 +255,21 @@ def test_assembled_graph_equals_onnxruntimes_own_mixed_quantization(
         for name in node.input[1:]:
             assert np.array_equal(mine[name], direct[name]), name
     assert (fused_cache_dir(src).parent / "k_quant-block32-4bit" / "model.onnx").is_file()
+
+
+def test_agreement_with_genai_and_load_errors(
+    converted: dict[str, tuple[Path, OnnxConvertResult]], tmp_path: Path
+) -> None:
+    import shutil
+
+    from edgekit.backends.onnx.genai import greedy_agreement
+    from edgekit.backends.onnx.runtime import load_error
+
+    folder = converted["qwen2"][1].output
+    got = greedy_agreement(folder, PROMPT, 12)
+    assert got["identical"] and got["same_prefix"] == got["n"] == 12
+    assert load_error(folder) is None
+    broken = tmp_path / "broken"
+    shutil.copytree(folder, broken)
+    (broken / "model.onnx.data").unlink()  # the weights the graph points at are gone
+    assert "cannot load" in (load_error(broken) or "")

@@ -121,6 +121,9 @@ def hf_dir_from_gguf(gguf_path: Path, folder: Path) -> Path:
 
         # transformers' Unigram stand-in splits words unlike llama.cpp; see that module.
         spm_tokenizer(gguf_path).save(str(folder / TOKENIZER_FILE))
+    from edgekit.converters.onnx_gguf_tokenizer import match_gguf_specials
+
+    match_gguf_specials(folder, gguf_path)
     template = header.metadata.get(Keys.Tokenizer.CHAT_TEMPLATE)
     if isinstance(template, str) and not (folder / "chat_template.jinja").exists():
         (folder / "chat_template.jinja").write_text(template, encoding="utf-8")

@@ -131,6 +131,11 @@ def cached_fused_fp32(
     folder = fused_cache_dir(source)
     if (folder / ONNX_FILE).is_file() and (folder / GENAI_CONFIG).is_file():
         say(f"fp32 fused graph from the cache: {folder}")
+        if source.is_file():  # folders cached before the BOS/EOS fix are repaired in place
+            from edgekit.converters.onnx_gguf_tokenizer import match_gguf_specials
+
+            if match_gguf_specials(folder, source):
+                say("tokenizer's BOS/EOS set to the GGUF's")
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
     say(f"building the fp32 fused graph with onnxruntime-genai (cached in {folder})")

@@ -26,16 +26,19 @@ from edgekit.backends.onnx.nbits import (
     INT4,
     INT8,
     STANDS_FOR,
+    FusedNode,
+    NbitsParts,
     fused_nodes,
+    node_scores,
     plan_nbits,
-    quantize_nbits,
 )
 from edgekit.converters.onnx_fused import GENAI_CONFIG, cached_fused_fp32, fused_cache_dir
 from edgekit.errors import PlanError
-from edgekit.planner import Recipe, Spike
+from edgekit.planner import Plan, RandomLayers, Recipe, Spike, TargetBpw
 from edgekit.spikes import SpikeProfile, load_profile
 
 if TYPE_CHECKING:
+    from edgekit.backends.onnx.sensitivity import SensitivityResult
     from edgekit.converters.onnx_convert import OnnxConvertResult
 
 Log = Callable[[str], None]
@@ -58,6 +61,38 @@ def onnx_recipe(recipe: Recipe | None) -> Recipe:
             hint="Use Q8_0 (8-bit) or F32 (float) for ONNX.",
         )
     return dataclasses.replace(chosen, high_type=high)
+
+
+def choose_plan(
+    parts: NbitsParts,
+    nodes: list[FusedNode],
+    profile: SpikeProfile,
+    recipe: Recipe,
+    calib_texts: Sequence[str],
+    log: Log,
+) -> tuple[Plan, SensitivityResult | None]:
+    """--target-bpw: the measured plan at that budget, the head and embedding included; random
+    with a budget: its control at the same budget; otherwise the spike recipe's 4/8-bit plan."""
+    from edgekit.converters.onnx_plan import budget_for_bpw, measured_plan, random_plan
+
+    scores = node_scores(nodes, profile.scores("input"))
+    if isinstance(recipe, TargetBpw) and recipe.high_type == INT8:
+        from edgekit.backends.onnx.sensitivity import measure
+        from edgekit.calibration_text import CALIBRATION_TEXT
+
+        text = "\n\n".join(calib_texts) if calib_texts else CALIBRATION_TEXT
+        got = measure(parts, nodes, scores, text, log=log)
+        return measured_plan(nodes, got.costs, budget_for_bpw(nodes, recipe.bpw), scores), got
+    if isinstance(recipe, RandomLayers) and recipe.bpw is not None and recipe.high_type == INT8:
+        return random_plan(nodes, budget_for_bpw(nodes, recipe.bpw), recipe.seed, scores), None
+    try:
+        return plan_nbits(nodes, profile.scores("input"), recipe), None
+    except PlanError:
+        if not getattr(recipe, "bpw", None):
+            raise
+        # The budget is below "4-bit body + 8-bit head": the head drops to 4 bits too.
+        log("the budget leaves no room for an 8-bit head: planning it at 4 bits")
+        return plan_nbits(nodes, profile.scores("input"), recipe, head=INT4), None
 
 
 def convert_fused(
@@ -108,21 +143,15 @@ def convert_fused(
             if scores is not None
             else _spike_profile(hf_dir(), None, calib_texts, trust_remote_code)
         )
-        try:
-            the_plan = plan_nbits(nodes, profile.scores("input"), chosen)
-        except PlanError:
-            if not getattr(chosen, "bpw", None):
-                raise
-            # The budget is below "4-bit body + 8-bit head": the head drops to 4 bits too.
-            log("the budget leaves no room for an 8-bit head: planning it at 4 bits")
-            the_plan = plan_nbits(nodes, profile.scores("input"), chosen, head=INT4)
+        parts = NbitsParts(fp32 / ONNX_FILE, algorithm, cache=fp32.parent)
+        texts = list(calib_texts or [])
+        the_plan, measured = choose_plan(parts, nodes, profile, chosen, texts, log)
         final = work / "final"
         final.mkdir()
         n8 = sum(d.type == INT8 for d in the_plan.decisions)
         log(f"quantizing with {algorithm}: {len(nodes) - n8} nodes 4-bit or float, {n8} 8-bit")
-        lists = quantize_nbits(
-            fp32 / ONNX_FILE, final / ONNX_FILE, nodes, the_plan, algorithm, cache=fp32.parent
-        )
+        lists = parts.write(final / ONNX_FILE, nodes, the_plan.types)
+        del parts
         for f in fp32.iterdir():
             if f.is_file() and not f.name.startswith(ONNX_FILE):
                 shutil.copy2(f, final / f.name)  # genai_config.json, tokenizer, config
@@ -137,6 +166,8 @@ def convert_fused(
             "fp32_reference": str(fp32),
             "calibration_hash": profile.calibration_hash,
         }
+        if measured is not None:
+            extra["sensitivity"] = measured.record
         (final / PLAN_FILE).write_text(
             json.dumps(plan_record(the_plan, "int4", source, extra), indent=1) + "\n",
             encoding="utf-8",

@@ -18,6 +18,12 @@ import numpy as np
 from gguf import GGUFReader, TokenType
 
 _SPACE = "\u2581"  # SentencePiece's visible space
+# llama.cpp's "gpt2"-vocabulary pre-tokenizers that isolate every digit before the GPT-2 regex
+# (llama-vocab.cpp, LLAMA_VOCAB_PRE_TYPE_SMOLLM and its group); transformers' GGUF conversion
+# writes the GPT-2 regex alone, so "\n\n  0" split as 'ĊĊĠ','Ġ','0' instead of 'ĊĊĠĠ','0'.
+_DIGITS_FIRST = frozenset(
+    ("smollm", "starcoder", "refact", "command-r", "codeshell", "exaone", "minerva-7b", "mellum2")
+)
 
 
 def _field(reader: GGUFReader, key: str) -> Any:
@@ -90,3 +96,64 @@ def spm_tokenizer(gguf_path: Path) -> Any:
             single=f"{name} $A", pair=f"{name} $A $B", special_tokens=[(name, int(bos))]
         )
     return tok
+
+
+def match_gguf_specials(folder: Path, gguf_path: Path) -> bool:
+    """Make the saved tokenizer add BOS, split digits and name EOS as llama.cpp does with this
+    GGUF; True if it changed anything.
+
+    transformers' GGUF conversion of a "gpt2" vocabulary (SmolLM2) always writes a BOS template
+    and names the BOS token as EOS too, whatever the GGUF says: SmolLM2's GGUF has
+    add_bos_token=False, so every prompt gained an <|im_start|> llama.cpp never sees, and
+    <|im_start|> counted as end of text. Idempotent, so cached folders are repaired on reuse.
+    """
+    import json
+
+    from gguf import Keys
+
+    from edgekit.backends.onnx.model import TOKENIZER_FILE
+    from edgekit.gguf_file import read_header
+
+    meta = read_header(gguf_path).metadata
+    tok_file, cfg_file = folder / TOKENIZER_FILE, folder / "tokenizer_config.json"
+    if not tok_file.is_file():
+        return False
+    tok = json.loads(tok_file.read_text(encoding="utf-8"))
+    cfg = json.loads(cfg_file.read_text(encoding="utf-8")) if cfg_file.is_file() else {}
+    changed = False
+    post = tok.get("post_processor") or {}
+    if meta.get(Keys.Tokenizer.ADD_BOS) is False and post.get("special_tokens"):
+        # The same template without its special tokens (onnxruntime-genai's tokenizer cannot
+        # read a null post-processor: it returned -1 for every token).
+        tok["post_processor"] = {
+            "type": "TemplateProcessing",
+            "single": [{"Sequence": {"id": "A", "type_id": 0}}],
+            "pair": [
+                {"Sequence": {"id": "A", "type_id": 0}},
+                {"Sequence": {"id": "B", "type_id": 1}},
+            ],
+            "special_tokens": {},
+        }
+        cfg["add_bos_token"] = False
+        changed = True
+    pre = tok.get("pre_tokenizer") or {}
+    if meta.get(Keys.Tokenizer.PRE) in _DIGITS_FIRST and pre.get("type") == "ByteLevel":
+        digits = {"type": "Digits", "individual_digits": True}
+        tok["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [digits, pre]}
+        changed = True
+    eos = meta.get(Keys.Tokenizer.EOS_ID)
+    if isinstance(eos, int):
+        names = {t["id"]: t["content"] for t in tok.get("added_tokens", [])}
+        name = names.get(eos) or next(
+            (k for k, v in tok.get("model", {}).get("vocab", {}).items() if v == eos), None
+        )
+        if name is not None and cfg.get("eos_token") != name:
+            cfg["eos_token"] = name
+            cfg["eos_token_id"] = eos
+            changed = True
+    if changed:
+        for path, doc in ((tok_file, tok), (cfg_file, cfg)):
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(doc, ensure_ascii=False, indent=1), encoding="utf-8")
+            tmp.replace(path)
+    return changed

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from edgekit.errors import RuntimeBackendError
 
@@ -32,3 +33,26 @@ def genai_greedy(folder: Path, tokens: Sequence[int], n_tokens: int) -> list[int
         gen.generate_next_token()
         out.append(int(gen.get_next_tokens()[0]))
     return out
+
+
+def greedy_agreement(folder: Path, prompt: str, n_tokens: int) -> dict[str, Any]:
+    """`edgekit run`'s greedy tokens for `prompt` against onnxruntime_genai's from the same ids."""
+    from edgekit.backends.base import SamplingParams
+    from edgekit.backends.onnx.runtime import OnnxRuntime
+    from edgekit.devices import load_profile
+
+    rt = OnnxRuntime(folder, load_profile("cpu"), n_ctx=n_tokens + 64)
+    try:
+        tokens = rt.prompt_tokens(prompt)
+        rt.generate(tokens, SamplingParams(max_tokens=n_tokens, temperature=0.0))
+        ours, eos = rt.last_tokens, rt.tokenizer.eos_ids
+    finally:
+        rt.close()
+    theirs = [t for t in genai_greedy(folder, tokens, n_tokens) if t not in eos]
+    same = next((i for i, (a, b) in enumerate(zip(ours, theirs, strict=False)) if a != b), None)
+    return {
+        "folder": str(folder),
+        "n": len(ours),
+        "same_prefix": min(len(ours), len(theirs)) if same is None else same,
+        "identical": ours == theirs,
+    }

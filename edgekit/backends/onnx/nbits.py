@@ -254,6 +254,71 @@ def _assemble(model: Any, quantized: Mapping[int, Any], bits_of: Mapping[str, in
     _drop_unused(model)
 
 
+class NbitsParts:
+    """The fp32 graph and its whole-graph 4- and 8-bit twins, each loaded once: every plan (a
+    convert, or each probe of the sensitivity measurement) is assembled from them by copying nodes,
+    so N plans cost N copies, not N loads of ~3 graphs."""
+
+    def __init__(
+        self,
+        src: Path,
+        algorithm: str = "k_quant",
+        block_size: int = BLOCK_SIZE,
+        cache: Path | None = None,
+    ) -> None:
+        self.src, self.algorithm, self.block_size, self.cache = src, algorithm, block_size, cache
+        self._fp32: Any = None
+        self._quantized: dict[int, Any] = {}
+
+    def fp32(self) -> Any:
+        if self._fp32 is None:
+            import onnx
+
+            self._fp32 = onnx.load(str(self.src))
+        return self._fp32
+
+    def quantized(self, bits: int) -> Any:
+        if bits not in self._quantized:
+            self._quantized[bits] = quantize_all(
+                self.src, bits, self.algorithm, self.block_size, self.cache
+            )
+        return self._quantized[bits]
+
+    def assemble(self, nodes: list[FusedNode], types: Mapping[str, GGMLQuantizationType]) -> Any:
+        """The planned graph in memory (a copy; the parts stay untouched)."""
+        import onnx
+
+        bits_of = {
+            n.node: BITS[types[n.name]] for n in nodes if n.op == "MatMul" and types[n.name] in BITS
+        }
+        out = onnx.ModelProto()
+        out.CopyFrom(self.fp32())
+        _assemble(out, {b: self.quantized(b) for b in sorted(set(bits_of.values()))}, bits_of)
+        embed_nodes = [n for n in nodes if n.op == "Gather"]
+        if not embed_nodes:  # tied
+            _tie_embedding(out)
+        else:
+            _quantize_embedding(out, embed_nodes[0], types[embed_nodes[0].name], self.block_size)
+        return out
+
+    def write(
+        self, dst: Path, nodes: list[FusedNode], types: Mapping[str, GGMLQuantizationType]
+    ) -> dict[str, list[str]]:
+        """Write the planned graph to `dst` (model.onnx + model.onnx.data); returns node lists."""
+        import onnx
+
+        out = self.assemble(nodes, types)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        onnx.save_model(
+            out, str(dst), save_as_external_data=True, all_tensors_to_one_file=True,
+            location=ONNX_DATA, size_threshold=1024,
+        )  # fmt: skip
+        by_bits: dict[str, list[str]] = {"4": [], "8": [], "float": []}
+        for n in nodes:
+            by_bits[str(BITS.get(types[n.name], "float"))].append(n.node)
+        return by_bits
+
+
 def quantize_nbits(
     src: Path,
     dst: Path,
@@ -264,35 +329,7 @@ def quantize_nbits(
     cache: Path | None = None,
 ) -> dict[str, list[str]]:
     """Write the planned graph to `dst` (model.onnx + model.onnx.data); returns the node lists."""
-    import onnx
-
-    types = the_plan.types
-    by_bits: dict[str, list[str]] = {"4": [], "8": [], "float": []}
-    for n in nodes:
-        by_bits[str(BITS.get(types[n.name], "float"))].append(n.node)
-    bits_of = {
-        n.node: BITS[types[n.name]] for n in nodes if n.op == "MatMul" and types[n.name] in BITS
-    }
-    needed = sorted(set(bits_of.values()))
-    quantized = {b: quantize_all(src, b, algorithm, block_size, cache) for b in needed}
-    out = onnx.load(str(src))
-    _assemble(out, quantized, bits_of)
-    del quantized
-    embed_nodes = [n for n in nodes if n.op == "Gather"]
-    if not embed_nodes:  # tied
-        _tie_embedding(out)
-    else:
-        _quantize_embedding(out, embed_nodes[0], types[embed_nodes[0].name], block_size)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save_model(
-        out,
-        str(dst),
-        save_as_external_data=True,
-        all_tensors_to_one_file=True,
-        location=ONNX_DATA,
-        size_threshold=1024,
-    )
-    return by_bits
+    return NbitsParts(src, algorithm, block_size, cache).write(dst, nodes, the_plan.types)
 
 
 def _init(model: Any, name: str) -> Any:

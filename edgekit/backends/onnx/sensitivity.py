@@ -1,0 +1,217 @@
+"""Measured sensitivity of the fused graph: the KL divergence each weight node adds at 4 bits.
+
+The GGUF path measures it with llama.cpp (edgekit.sensitivity); this is the same method on the
+graph onnxruntime will run, written by the same writer as the final file (NbitsParts), so what is
+measured is what ships: MatMulNBits k_quant blocks, the tied embedding read through
+GatherBlockQuantized, accuracy_level 4 activations.
+
+  background: every weight node at 8 bits, the head and the embedding included (near-lossless);
+  probes, each scored by its KL divergence from the background on calibration text:
+    kind   - one kind of node across all blocks (all down_proj, all qkv_proj, the head) at 4 bits;
+    block  - every node of one block at 4 bits (how damage depends on depth);
+    alone  - the nodes with the highest spike scores (the prior), each alone at 4 bits.
+
+A node's cost at 4 bits is its own probe's KLD where it was probed alone; otherwise what its kind
+lost beyond the nodes probed alone, shared over the kind's blocks in proportion to the block probes.
+8 bits costs 0 (the background). mixplan.plan_mix then buys 8 bits where cost per byte is highest.
+A whole kind or block moves the KLD well above the noise of a short text; single nodes of a
+135M-parameter model often do not, which is why only the prior's top nodes are probed alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgekit.backends.onnx.model import ONNX_FILE
+from edgekit.backends.onnx.nbits import INT4, INT8, FusedNode, NbitsParts
+from edgekit.devices import DeviceProfile
+
+Log = Callable[[str], None]
+HEAD = "head"
+EMBEDDING = "embedding"
+# Probes evaluated side by side: each is a session of the graph's size, and the background runs
+# once per group, so a few at a time keeps memory bounded on a small machine.
+GROUP = 4
+_VERSION = "1"
+
+
+def kind(n: FusedNode) -> str:
+    """`mlp/down_proj` for a block's node; `head` for the head (with the embedding when tied)."""
+    parts = n.node.split("/")
+    if n.node.startswith("/model/layers."):
+        return "/".join(parts[3:-1])
+    return EMBEDDING if n.op == "Gather" else HEAD
+
+
+def block(n: FusedNode) -> int | None:
+    parts = n.node.split("/")
+    return int(parts[2].split(".")[1]) if n.node.startswith("/model/layers.") else None
+
+
+@dataclass
+class Probe:
+    label: str  # kind:mlp/down_proj, block:3, alone:blk.0.ffn_down.weight
+    members: frozenset[str]  # planned tensor names moved to 4 bits
+    kld: float = 0.0
+
+
+@dataclass
+class SensitivityResult:
+    costs: dict[str, float]  # planned tensor name -> KLD added at 4 bits
+    probes: list[Probe]
+    seconds: float
+    record: dict[str, Any] = field(default_factory=dict)
+
+
+def make_probes(nodes: Sequence[FusedNode], scores: Mapping[str, float], alone: int) -> list[Probe]:
+    kinds: dict[str, set[str]] = {}
+    blocks: dict[int, set[str]] = {}
+    for n in nodes:
+        kinds.setdefault(kind(n), set()).add(n.name)
+        b = block(n)
+        if b is not None:
+            blocks.setdefault(b, set()).add(n.name)
+    probes = [Probe(f"kind:{k}", frozenset(v)) for k, v in sorted(kinds.items())]
+    probes += [Probe(f"block:{b}", frozenset(v)) for b, v in sorted(blocks.items())]
+    # A kind with one member (the head) is already probed alone.
+    single = {next(iter(v)) for v in kinds.values() if len(v) == 1}
+    ranked = sorted(
+        (n for n in nodes if n.name in scores and n.name not in single),
+        key=lambda n: (-scores[n.name], n.name),
+    )
+    probes += [Probe(f"alone:{n.name}", frozenset({n.name})) for n in ranked[:alone]]
+    return probes
+
+
+def distribute(nodes: Sequence[FusedNode], probes: Sequence[Probe]) -> dict[str, float]:
+    """Per-node 4-bit cost from the probes' KLDs (see the module docstring)."""
+    effect = {p.label: max(p.kld, 0.0) for p in probes}
+    costs: dict[str, float] = {}
+    by_kind: dict[str, list[FusedNode]] = {}
+    for n in nodes:
+        by_kind.setdefault(kind(n), []).append(n)
+    for k, members in by_kind.items():
+        total = effect.get(f"kind:{k}", 0.0)
+        known = {n.name: effect[f"alone:{n.name}"] for n in members if f"alone:{n.name}" in effect}
+        left = max(total - sum(known.values()), 0.0)
+        rest = [n for n in members if n.name not in known]
+        # Depth weight: the block probe's damage, scaled by this node's share of the block's
+        # weights (a block probe moves every kind at once).
+        weight = {n.name: _depth(n, nodes, effect) for n in rest}
+        norm = sum(weight.values())
+        for n in rest:
+            share = weight[n.name] / norm if norm > 0 else 1 / len(rest)
+            costs[n.name] = left * share
+        costs.update(known)
+    return costs
+
+
+def _depth(n: FusedNode, nodes: Sequence[FusedNode], effect: Mapping[str, float]) -> float:
+    b = block(n)
+    if b is None:
+        return 1.0
+    size = n.shape[0] * n.shape[1]
+    block_size = sum(m.shape[0] * m.shape[1] for m in nodes if block(m) == b)
+    return effect.get(f"block:{b}", 0.0) * size / max(block_size, 1)
+
+
+@contextlib.contextmanager
+def _probe_dirs(root: Path) -> Iterator[Path]:
+    tmp = root / f".probes.{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _write(
+    parts: NbitsParts,
+    nodes: list[FusedNode],
+    low: frozenset[str],
+    folder: Path,
+    side: Path,
+) -> Path:
+    types = {n.name: (INT4 if n.name in low else INT8) for n in nodes}
+    parts.write(folder / ONNX_FILE, nodes, types)
+    for f in side.iterdir():  # tokenizer and config beside each probe (links: Gemma's is 33 MB)
+        if f.is_file() and not f.name.startswith(ONNX_FILE):
+            try:
+                os.link(f, folder / f.name)
+            except OSError:
+                shutil.copy2(f, folder / f.name)
+    return folder
+
+
+def cache_key(text: str, parts: NbitsParts, windows: int, alone: int) -> str:
+    h = hashlib.sha256(
+        f"{_VERSION}:{parts.algorithm}:{parts.block_size}:{windows}:{alone}:".encode()
+    )
+    h.update(text.encode())
+    return h.hexdigest()[:12]
+
+
+def measure(
+    parts: NbitsParts,
+    nodes: list[FusedNode],
+    scores: Mapping[str, float],
+    text: str,
+    *,
+    windows: int = 4,
+    alone: int = 4,
+    profile: DeviceProfile | None = None,
+    log: Log | None = None,
+) -> SensitivityResult:
+    """Probe the graph and return each node's 4-bit cost; cached beside the fp32 graph."""
+    from edgekit.backends.onnx.eval import evaluate_onnx
+
+    say = log or (lambda _: None)
+    side = parts.src.parent
+    cache_file = side.parent / f"sensitivity-{cache_key(text, parts, windows, alone)}.json"
+    probes = make_probes(nodes, scores, alone)
+    if cache_file.is_file():
+        doc = json.loads(cache_file.read_text(encoding="utf-8"))
+        got = {p["label"]: float(p["kld"]) for p in doc["probes"]}
+        if all(p.label in got for p in probes):
+            for p in probes:
+                p.kld = got[p.label]
+            say(f"measured sensitivity from the cache: {cache_file}")
+            return SensitivityResult(distribute(nodes, probes), probes, 0.0, doc)
+    start = time.perf_counter()
+    say(f"measuring sensitivity: {len(probes)} probes against an all-8-bit background")
+    with _probe_dirs(side.parent) as tmp:
+        background = _write(parts, nodes, frozenset(), tmp / "background", side)
+        for i in range(0, len(probes), GROUP):
+            group = probes[i : i + GROUP]
+            dirs = [
+                _write(parts, nodes, p.members, tmp / f"probe{i + j}", side)
+                for j, p in enumerate(group)
+            ]
+            _, rows = evaluate_onnx(background, dirs, text, max_windows=windows, profile=profile)
+            for p, row, d in zip(group, rows, dirs, strict=True):
+                p.kld = row.kld
+                shutil.rmtree(d, ignore_errors=True)
+            say(", ".join(f"{p.label} {p.kld:.4f}" for p in group))
+    seconds = time.perf_counter() - start
+    costs = distribute(nodes, probes)
+    record = {
+        "method": "4-bit probes in an 8-bit background, KLD on calibration text",
+        "windows": windows,
+        "seconds": round(seconds, 1),
+        "probes": [{"label": p.label, "kld": p.kld, "n": len(p.members)} for p in probes],
+        "costs": costs,
+    }
+    tmp_file = cache_file.with_suffix(f".{os.getpid()}.tmp")
+    tmp_file.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    tmp_file.replace(cache_file)
+    return SensitivityResult(costs, probes, seconds, record)
