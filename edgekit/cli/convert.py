@@ -88,10 +88,13 @@ def _calib_text(calib_file: Path | None) -> str:
         raise ConversionError(f"cannot read the calibration text {calib_file}: {e}") from None
 
 
-def _default_recipe(to: str, *spike_options: object) -> str:
-    """GGUF: the measured mix, unless an option of the spike recipe was given; ONNX: spike."""
-    if to == "onnx" or any(o is not None for o in spike_options):
+def _default_recipe(to: str, target_bpw: float | None, *spike_options: object) -> str:
+    """GGUF: the measured mix, unless an option of the spike recipe was given. ONNX: the measured
+    plan at --target-bpw when one is given (its probes take minutes), otherwise spike."""
+    if any(o is not None for o in spike_options):
         return "spike"
+    if to == "onnx":
+        return "target-bpw" if target_bpw is not None else "spike"
     return "measured"
 
 
@@ -164,7 +167,7 @@ def convert_command(
         raise ConversionError(f"unknown output format --to {to}", hint="Use gguf or onnx.")
     src = resolve_model(source)
     base_t, high = ggml_type(base_type), ggml_type(high_type)
-    recipe = recipe or _default_recipe(to, threshold, top_k, k)
+    recipe = recipe or _default_recipe(to, target_bpw, threshold, top_k, k)
     if recipe == "measured":
         if to != "gguf":
             raise PlanError("the measured recipe writes GGUF only", hint="Use --to gguf.")
