@@ -235,7 +235,8 @@ def kl_divergence(
     log = "\n".join(lines)
     found = [p.search(log) for p in (_KLD, _TOP, _PPL)]
     if found[0] is None:
-        raise EvalError("llama-perplexity printed no KL divergence", hint=log[-300:])
+        tail = " | ".join(s for s in lines[-8:] if s.strip())[-600:]
+        raise EvalError(f"llama-perplexity printed no KL divergence; it ended: {tail}")
     kld = float(found[0][1])
     top1 = float(found[1][1]) / 100 if found[1] else math.nan
     ppl = float(found[2][1]) if found[2] else math.nan
