@@ -160,10 +160,14 @@ class DashboardApp(App[None]):
 
     def refresh_metrics(self) -> None:
         snapshot = self.monitor.snapshot()
-        if (memory := self.main_panel(MemoryPanel)) is not None:
-            memory.show(snapshot)
-        if (speed := self.main_panel(SpeedPanel)) is not None:
-            speed.show(snapshot)
+        # The timer can fire while a panel is mounted but its children are not yet composed (a
+        # loaded machine) or already removed (teardown): that refresh is skipped, the next one
+        # comes a quarter second later.
+        with contextlib.suppress(NoMatches):
+            if (memory := self.main_panel(MemoryPanel)) is not None:
+                memory.show(snapshot)
+            if (speed := self.main_panel(SpeedPanel)) is not None:
+                speed.show(snapshot)
 
     def tick(self) -> None:
         self.flush_tokens()
