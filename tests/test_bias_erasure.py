@@ -150,3 +150,21 @@ def test_measure_applies_the_scale_it_reports() -> None:
     constraint = ErasureConstraint(rt, __import__("pathlib").Path("fake.gguf"))
     m = measure(scorer, constraint, 0.75, build_suite("calibration"), TEXT, 0)
     assert m.strength == 0.75 and rt.lora_calls[-1][1] == 0.75 and m.perplexity > 1
+
+
+def test_each_category_gets_its_share_of_the_rank() -> None:
+    rng = np.random.default_rng(6)
+    big = np.zeros((20, 8))
+    big[:, 0], big[:, 1] = 10 + rng.standard_normal(20), 5 + rng.standard_normal(20)
+    small = np.zeros((20, 8))
+    small[:, 5] = 0.5 + 0.1 * rng.standard_normal(20)
+    contrasts = np.concatenate([big, small])
+    mean, cov = np.full(8, 3.0), np.eye(8)
+    labels = ["age"] * 20 + ["religion"] * 20
+    overall = leace_eraser(contrasts, mean, cov, rank=2, shrink=0.0)
+    shared = leace_eraser(contrasts, mean, cov, rank=2, shrink=0.0, labels=labels)
+    d = small.mean(axis=0)
+    # The largest category takes both directions overall; with labels the small one keeps one.
+    assert np.linalg.norm(d - overall.delta @ (overall.readout @ d)) > 0.9 * np.linalg.norm(d)
+    assert np.linalg.norm(d - shared.delta @ (shared.readout @ d)) < 0.1 * np.linalg.norm(d)
+    assert shared.rank == 2

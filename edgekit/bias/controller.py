@@ -38,6 +38,7 @@ from edgekit.bias.erasure import (
     Directions,
     ModelWeights,
     build_adapter,
+    contrast_labels,
     derive_directions,
     group_contrasts,
     observe,
@@ -376,11 +377,12 @@ def covariance_windows(runtime: ScoringRuntime, n_ctx: int) -> list[list[int]]:
 def derive(runtime: ScoringRuntime, n_ctx: int = 256, rank: int = DEFAULT_RANK) -> Directions:
     """An eraser per reader input from the calibration split's pairs (held-out unseen) and
     ordinary text (the covariance LEACE whitens with)."""
-    pairs = group_contrasts(build_suite("calibration").pairs)
+    probes = build_suite("calibration").pairs
+    pairs, labels = group_contrasts(probes), contrast_labels(probes)
     states = runtime.hidden_states(n_ctx, POINTS)
     try:
         texts = covariance_windows(runtime, n_ctx)
-        obs = observe(states, runtime.tokenize, pairs, texts)
+        obs = observe(states, runtime.tokenize, pairs, texts, labels)
         n_layer = states.n_layer
     finally:
         states.close()

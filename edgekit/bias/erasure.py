@@ -109,6 +109,11 @@ def group_contrasts(probes: Iterable[PairProbe]) -> list[tuple[str, str]]:
     return [pair for p in probes for pair in ((p.stereo_a, p.anti_b), (p.anti_a, p.stereo_b))]
 
 
+def contrast_labels(probes: Iterable[PairProbe]) -> list[str]:
+    """The category of each pair group_contrasts returns, in the same order."""
+    return [p.category for p in probes for _ in range(2)]
+
+
 def _first_difference(a: Sequence[int], b: Sequence[int]) -> int:
     n = 0
     for x, y in zip(a, b, strict=False):
@@ -147,6 +152,7 @@ class Observations:
 
     contrasts: dict[Site, FloatArray]  # (n_pairs, n)
     statistics: dict[Site, Statistics]
+    labels: tuple[str, ...] = ()  # each contrast row's category, when known
 
 
 def observe(
@@ -154,6 +160,7 @@ def observe(
     tokenize: Any,
     pairs: Sequence[tuple[str, str]],
     texts: Sequence[Sequence[int]],
+    labels: Sequence[str] = (),
 ) -> Observations:
     """Contrasts of the pairs (mean state from the first differing token on, A minus B) and the
     statistics of every state seen, pairs and plain-text windows alike."""
@@ -178,13 +185,35 @@ def observe(
     for tokens in texts:
         record(states.read(tokens))
     contrasts = {site: np.stack(r).astype(np.float32) for site, r in rows.items()}
-    return Observations(contrasts, stats)
+    return Observations(contrasts, stats, tuple(labels))
+
+
+def _top_directions(white: Array, rank: int, labels: Sequence[str]) -> Array:
+    """Orthonormal rows spanning the whitened contrasts' top directions: the top `rank` of all
+    of them, or with labels an equal share of the rank for each category's own contrasts, so
+    that the categories whose contrasts are largest do not take every direction."""
+    if len(labels) != len(white):
+        _, _, vt = np.linalg.svd(white, full_matrices=False)
+        return vt[:rank]
+    groups = sorted(set(labels))
+    share = max(1, -(-rank // len(groups)))
+    rows = []
+    for g in groups:
+        _, _, vt = np.linalg.svd(white[[lab == g for lab in labels]], full_matrices=False)
+        rows.append(vt[:share])
+    q, _ = np.linalg.qr(np.concatenate(rows).T)
+    return q.T[: min(len(q.T), share * len(groups))]
 
 
 def leace_eraser(
-    contrasts: Array, mean: Array, cov: Array, rank: int, shrink: float = 0.05
+    contrasts: Array,
+    mean: Array,
+    cov: Array,
+    rank: int,
+    shrink: float = 0.05,
+    labels: Sequence[str] = (),
 ) -> Eraser:
-    """The least-change eraser of the contrasts' top-`rank` whitened directions (module doc).
+    """The least-change eraser of the contrasts' top whitened directions (module doc).
 
     `shrink` pulls S toward a multiple of the identity (a share of its mean variance): a few
     thousand states do not pin down every direction of a 640-wide covariance.
@@ -194,9 +223,9 @@ def leace_eraser(
     ev, q = np.linalg.eigh(s)
     ev = np.maximum(ev, ev.max() * 1e-9)
     half, inv_half, inv = (q * np.sqrt(ev)) @ q.T, (q / np.sqrt(ev)) @ q.T, (q / ev) @ q.T
-    _, _, vt = np.linalg.svd(contrasts.astype(np.float64) @ inv_half, full_matrices=False)
-    k = min(rank, vt.shape[0])
-    delta = half @ vt[:k].T
+    v = _top_directions(contrasts.astype(np.float64) @ inv_half, rank, labels)
+    k = v.shape[0]
+    delta = half @ v.T
     g = np.concatenate([delta, mean.astype(np.float64)[:, None]], axis=1)
     # Lagrange: A = C^T G^T S^-1 with (G^T S^-1 G) C = [I; 0]; the last column keeps the mean.
     target = np.zeros((k + 1, k))
@@ -210,7 +239,7 @@ def derive_directions(obs: Observations, rank: int = 16, shrink: float = 0.05) -
     erasers: dict[Site, Eraser] = {}
     for site, contrasts in sorted(obs.contrasts.items()):
         mean, cov = obs.statistics[site].moments()
-        erasers[site] = leace_eraser(contrasts, mean, cov, rank, shrink)
+        erasers[site] = leace_eraser(contrasts, mean, cov, rank, shrink, obs.labels)
     n = max((c.shape[0] for c in obs.contrasts.values()), default=0)
     return Directions(erasers, n)
 
