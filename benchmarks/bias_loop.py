@@ -37,10 +37,10 @@ from edgekit.bias.controller import (
     Measurement,
     MitigationConfig,
     calibrate_erasure,
-    control_vector,
     require_runtime,
     search_scale,
 )
+from edgekit.bias.derive import control_vector
 from edgekit.bias.guard import BiasGuard
 from edgekit.bias.outputs import ProbeScorer
 from edgekit.bias.probes import build_suite

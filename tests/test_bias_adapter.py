@@ -14,7 +14,8 @@ import pytest
 
 from edgekit.backends import Capability, backend_for
 from edgekit.backends.base import AdapterRuntime, SamplingParams, ScoringRuntime
-from edgekit.bias.controller import derive, write_erasure
+from edgekit.bias.controller import write_erasure
+from edgekit.bias.derive import derive
 from edgekit.bias.erasure import ModelWeights, build_adapter, check_adapter
 from edgekit.bias.scores import LogProbScorer
 from edgekit.errors import AdapterFileError

@@ -9,11 +9,11 @@ from edgekit.backends.base import AdapterRuntime, ScoringRuntime
 from edgekit.bias.controller import (
     ErasureConstraint,
     MitigationConfig,
-    derive,
     measure,
     require_runtime,
     search_scale,
 )
+from edgekit.bias.derive import derive
 from edgekit.bias.erasure import (
     POINTS,
     Eraser,

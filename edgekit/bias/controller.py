@@ -33,17 +33,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from edgekit.backends.base import AdapterRuntime, FloatArray, ScoringRuntime
-from edgekit.bias.erasure import (
-    POINTS,
-    Directions,
-    ModelWeights,
-    build_adapter,
-    contrast_labels,
-    derive_directions,
-    group_contrasts,
-    observe,
-    write_adapter,
-)
+from edgekit.bias.derive import derive
+from edgekit.bias.erasure import Directions, ModelWeights, build_adapter, write_adapter
 from edgekit.bias.probes import ProbeSuite, build_suite
 from edgekit.bias.scores import LogProbScorer, SuiteScores, perplexity, run_suite
 from edgekit.errors import BiasError
@@ -142,9 +133,6 @@ def step(
 
 def next_turn(state: LoopState) -> LoopState:
     return replace(state, turn=state.turn + 1)
-
-
-DEFAULT_RANK = 16
 
 
 @dataclass(frozen=True)
@@ -339,65 +327,6 @@ class ControlConstraint:
         self.runtime.set_control_vector(self.matrix * scale if scale else None)
 
 
-def text_windows(tokens: list[int], n_ctx: int) -> list[list[int]]:
-    """Plain-text windows of at most n_ctx tokens, each starting with the first (BOS) token."""
-    bos, body = tokens[:1], tokens[1:]
-    step = max(1, n_ctx - len(bos))
-    return [bos + body[i : i + step] for i in range(0, len(body), step)]
-
-
-# Ordinary prose for the covariance LEACE whitens with, beside the project's calibration text.
-# The covariance decides which directions count as "used by the model": estimated from the
-# calibration text alone (~900 tokens) plus the probe sentences, rank 16 at scale 1 cost +38%
-# perplexity on GPL-3 prose (Gemma 3 270M); with ~3,000 tokens of other license prose added,
-# +8%. Never the text perplexity is reported on.
-COVARIANCE_TEXTS = (
-    Path("/usr/share/common-licenses/Apache-2.0"),
-    Path("/usr/share/common-licenses/MPL-2.0"),
-)
-MAX_COVARIANCE_WINDOWS = 6  # per text: enough states for a 1-2k wide covariance, seconds on a Pi
-
-
-def covariance_windows(runtime: ScoringRuntime, n_ctx: int) -> list[list[int]]:
-    from edgekit.bias.scores import reference_text
-    from edgekit.calibration_text import CALIBRATION_TEXT
-
-    reported = reference_text()
-    texts = [CALIBRATION_TEXT] + [
-        p.read_text(encoding="utf-8", errors="replace")
-        for p in COVARIANCE_TEXTS
-        if p.is_file() and (reported is None or p != reported[0])
-    ]
-    windows = []
-    for text in texts:
-        windows += text_windows(runtime.tokenize(text), n_ctx)[:MAX_COVARIANCE_WINDOWS]
-    return windows
-
-
-def derive(runtime: ScoringRuntime, n_ctx: int = 256, rank: int = DEFAULT_RANK) -> Directions:
-    """An eraser per reader input from the calibration split's pairs (held-out unseen) and
-    ordinary text (the covariance LEACE whitens with)."""
-    probes = build_suite("calibration").pairs
-    pairs, labels = group_contrasts(probes), contrast_labels(probes)
-    states = runtime.hidden_states(n_ctx, POINTS)
-    try:
-        texts = covariance_windows(runtime, n_ctx)
-        obs = observe(states, runtime.tokenize, pairs, texts, labels)
-        n_layer = states.n_layer
-    finally:
-        states.close()
-    found = derive_directions(obs, rank)
-    # llama.cpp cuts the last block to the rows that produce logits before its feed-forward
-    # part, so that input is never read whole: it takes the nearest earlier block's eraser.
-    erasers = dict(found.erasers)
-    for point in POINTS:
-        for block in range(n_layer):
-            earlier = [b for p, b in found.erasers if p == point and b < block]
-            if (point, block) not in erasers and earlier:
-                erasers[(point, block)] = found.erasers[(point, max(earlier))]
-    return Directions(erasers, found.n_contrasts)
-
-
 def write_erasure(
     path: Path,
     weights: ModelWeights,
@@ -495,23 +424,3 @@ def load_or_derive(
     weights = ModelWeights(runtime.info.path)
     write_erasure(p, weights, directions, alphas, {"model_hash": model_hash, "scale": 0.0})
     return Erasure(p, 0.0, alphas)
-
-
-def control_vector(runtime: ScoringRuntime, n_ctx: int = 128) -> FloatArray:
-    """The negative control: the mean (anti - stereo) block output added at the middle blocks.
-
-    Contrastive activation addition as the old loop did it (blocks n/6 .. 2n/3, weight 1): a
-    constant offset, which cancels out of a paired score; the benchmark shows how little it does.
-    """
-    pairs = [(anti, stereo) for p in build_suite("calibration").pairs for stereo, anti in p.pairs()]
-    states = runtime.hidden_states(n_ctx)
-    try:
-        obs = observe(states, runtime.tokenize, pairs, [])
-        n_layer, n_embd = states.n_layer, states.n_embd
-    finally:
-        states.close()
-    matrix = np.zeros((n_layer, n_embd), dtype=np.float32)
-    for layer in range(max(1, n_layer // 6), max(1, 2 * n_layer // 3 - 1) + 1):
-        if ("l_out", layer) in obs.contrasts:
-            matrix[layer] = obs.contrasts[("l_out", layer)].mean(axis=0)
-    return matrix
