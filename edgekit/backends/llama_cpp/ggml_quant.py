@@ -12,7 +12,6 @@ import ctypes
 import functools
 import itertools
 import threading
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,14 +39,11 @@ class _Traits(ctypes.Structure):
 
 @functools.cache
 def _lib() -> Any:
+    from edgekit.backends.llama_cpp.hidden import ggml_base
     from edgekit.backends.llama_cpp.runtime import import_llama_cpp
 
-    lib = import_llama_cpp()
-    folder = Path(str(lib.__file__)).parent / "lib"
-    found = sorted(folder.glob("libggml-base.*")) or sorted(folder.glob("ggml-base.*"))
-    if not found:
-        raise ConversionError(f"llama.cpp's ggml library was not found in {folder}")
-    ggml = ctypes.CDLL(str(found[0]))
+    import_llama_cpp()  # a missing or broken build is reported as the runtime reports it
+    ggml = ggml_base()
     ggml.ggml_quantize_chunk.restype = ctypes.c_size_t
     ggml.ggml_quantize_chunk.argtypes = [
         ctypes.c_int,
