@@ -107,9 +107,6 @@ class FakeStates:
         self.model = model
         self.points = tuple(points)
 
-    def run(self, tokens: Sequence[int]) -> dict[int, FloatArray]:
-        return self.read(tokens)[self.points[0]]
-
     def read(self, tokens: Sequence[int]) -> dict[str, dict[int, FloatArray]]:
         """Every point sees the same state: the fake has no norms."""
         h = self.model.states(tokens)

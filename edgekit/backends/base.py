@@ -121,7 +121,8 @@ class LogitSource(Protocol):
 
 
 class HiddenStateSource(Protocol):
-    """Every block's output (the residual stream after block N) for a token sequence."""
+    """Per block, the states at named points of the graph (its output, the residual stream after
+    block N, by default; the normalized inputs its matrices read) for a token sequence."""
 
     @property
     def n_layer(self) -> int: ...
@@ -129,12 +130,9 @@ class HiddenStateSource(Protocol):
     @property
     def n_embd(self) -> int: ...
 
-    def run(self, tokens: Sequence[int]) -> dict[int, FloatArray]:
-        """{block: (n_tokens, n_embd)}, a fresh cache per call."""
-        ...
-
     def read(self, tokens: Sequence[int]) -> dict[str, dict[int, FloatArray]]:
-        """{point: {block: (n_tokens, n_embd)}} for the points the source was opened with."""
+        """{point: {block: (n_tokens, n_embd)}} for the points the source was opened with, a
+        fresh cache per call."""
         ...
 
     def close(self) -> None: ...

@@ -51,14 +51,12 @@ def ggml_base() -> ctypes.CDLL:
 
 
 class HiddenStateReader:
-    """Runs token sequences through the model and returns {layer: (n_tokens, n_embd)} arrays."""
+    """Runs token sequences through the model and returns {point: {layer: (n_tokens, n_embd)}}."""
 
     def __init__(self, llm: Any, n_ctx: int = 512, points: Sequence[str] = ("l_out",)) -> None:
         import llama_cpp
 
         self._prefixes = {POINTS[p]: p for p in points}
-        self._points = tuple(points)
-
         self.lib = llama_cpp
         self.ggml = ggml_base()
         self.n_layer = int(llama_cpp.llama_model_n_layer(llm.model))
@@ -105,10 +103,6 @@ class HiddenStateReader:
         self.ggml.ggml_backend_tensor_get(tensor, out.ctypes.data, 0, 4 * n)
         self._captured.setdefault(point, {})[int(layer)] = out
         return True
-
-    def run(self, tokens: Sequence[int]) -> dict[int, FloatArray]:
-        """The first point (block outputs by default) for every token of one sequence."""
-        return self.read(tokens).get(self._points[0], {})
 
     def read(self, tokens: Sequence[int]) -> dict[str, dict[int, FloatArray]]:
         """{point: {block: (n_tokens, n_embd)}} for one sequence (a fresh cache each time)."""
