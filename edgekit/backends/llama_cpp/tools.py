@@ -7,7 +7,6 @@ stock mixes, importance matrices, quantized files and reference KL divergences t
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import subprocess
@@ -197,9 +196,14 @@ class KldResult:
     n_chunks: int
 
 
-_KLD = re.compile(r"Mean\s+KLD:\s+(-?[\d.eE+-]+)")
-_TOP = re.compile(r"Same top p:\s+([\d.]+)")
-_PPL = re.compile(r"Mean\s+PPL\(Q\)\s*:\s+([\d.]+)")
+_NUM = r"(-?[\d.]+)\s*±\s*[\d.]+"
+_KLD_ATTEMPTS = 3
+
+
+def _chunk_row(n: int) -> re.Pattern[str]:
+    """llama-perplexity's running row after chunk n: PPL, ln(PPL(Q)/PPL(base)), KLD, dp RMS %,
+    same top p %, each with its uncertainty; matched whole (up to the last '%')."""
+    return re.compile(rf"^\s*{n}\s+{_NUM}\s+{_NUM}\s+{_NUM}\s+{_NUM}\s*%\s+{_NUM}\s*%", re.M)
 
 
 def kl_divergence(
@@ -214,33 +218,41 @@ def kl_divergence(
     """llama.cpp's own KLD: save the reference's logits, then score the candidate against them.
 
     llama-perplexity scores only the second half of each chunk of `n_ctx` tokens (the first
-    half is context), with BOS in the chunk's first position.
+    half is context), with BOS in the chunk's first position. Its logger writes from a worker
+    thread that the process does not wait for at exit, so the last lines it printed can be lost
+    (llama.cpp #22142, #25504; often, on a loaded machine), the final summary first. So one
+    chunk more is run than is read, and the result is the running row printed after chunk
+    `chunks`, while the extra chunk computes; where the text has no extra chunk and that row
+    was lost, the run is repeated.
     """
     logits = work / f".{reference.stem}.{os.getpid()}.kld-base"
-    common = ["-f", str(text_file), "-c", str(n_ctx), "--chunks", str(chunks), "-b", str(n_ctx)]
+    common = ["-f", str(text_file), "-c", str(n_ctx), "--chunks", str(chunks + 1), "-b", str(n_ctx)]
+    row = _chunk_row(chunks)
+    found = None
     try:
         run_tool(
             "llama-perplexity",
             ["-m", str(reference), *common, "--kl-divergence-base", str(logits)],
             threads=threads,
         )
-        lines = run_tool(
-            "llama-perplexity",
-            ["-m", str(candidate), *common, "--kl-divergence-base", str(logits), "--kl-divergence"],
-            threads=threads,
-            separate_streams=True,
-        )
+        args = ["-m", str(candidate), *common, "--kl-divergence-base", str(logits)]
+        for _ in range(_KLD_ATTEMPTS):
+            lines = run_tool(
+                "llama-perplexity",
+                [*args, "--kl-divergence"],
+                threads=threads,
+                separate_streams=True,
+            )
+            found = row.search("\n".join(lines))
+            if found is not None:
+                break
     finally:
         logits.unlink(missing_ok=True)
-    log = "\n".join(lines)
-    found = [p.search(log) for p in (_KLD, _TOP, _PPL)]
-    if found[0] is None:
+    if found is None:
         tail = " | ".join(s for s in lines[-8:] if s.strip())[-600:]
-        raise EvalError(f"llama-perplexity printed no KL divergence; it ended: {tail}")
-    kld = float(found[0][1])
-    top1 = float(found[1][1]) / 100 if found[1] else math.nan
-    ppl = float(found[2][1]) if found[2] else math.nan
-    return KldResult(kld, top1, ppl, chunks)
+        raise EvalError(f"llama-perplexity printed no KL divergence for {chunks} chunks: {tail}")
+    ppl, _, kld, _, top = (float(g) for g in found.groups())
+    return KldResult(kld, top / 100, ppl, chunks)
 
 
 def cli_smoke(model: Path, prompt: str = "hi", n_tokens: int = 4) -> str:
