@@ -44,8 +44,9 @@ class _Acc:
 
 
 def log_softmax(logits: F32) -> F32:
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    out: F32 = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    """A new float32 array (never a view of `logits`, which may be a reused buffer)."""
+    out: F32 = np.subtract(logits, logits.max(axis=-1, keepdims=True), dtype=np.float32)
+    out -= np.log(np.exp(out).sum(axis=-1, keepdims=True))
     return out
 
 

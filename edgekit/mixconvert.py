@@ -163,7 +163,7 @@ class Workspace:
         path = self.root / f"costs-{self.windows}x{self.n_ctx}-{tag}.json"
         if path.exists():
             return _load_costs(path)
-        from edgekit.backends.llama_cpp.eval import ProbeKld
+        from edgekit.backends.llama_cpp.probe_kld import ProbeKld
 
         scores = self.spike_prior() if scores is None else scores
         scorer = ProbeKld(self.text, self.n_ctx, self.windows, threads=self.threads)

@@ -6,12 +6,15 @@ Two measurements, one cheap and per tensor, one on the output and per kind of te
      with its imatrix slice), error summed over a sample of rows, each column weighted by its
      recorded activation energy (the imatrix), i.e. the squared error of t's output on the
      calibration activations. Milliseconds per (tensor, type), every type of the ladder.
-  2. the KL divergence on calibration text of a probe file: a near-lossless background (Q8_0)
-     with ONE kind of tensor (all ffn_down, all attn_v, the token embedding...) at one type,
-     scored in process against the background's logits, which are computed once.
+  2. the KL divergence on calibration text of a probe: the float base with ONE kind of tensor
+     (all ffn_down, all attn_v, the token embedding...) at one type, scored in process against
+     the base's own logits, which are computed once. The base stays loaded; each probe is
+     written over a copy of it in place and undone (`_Background`), so a probe costs its
+     quantization and one short forward pass, not a model file written and loaded.
 
 A kind's probe gives its exchange rate alpha = KLD / sum of its tensors' E at the probe type;
-the cost of tensor t at type q is then alpha_kind(t) x E_t(q) (first order: the output's KL
+the cost of tensor t at type q is then alpha_kind(t) x (E_t(q) - E_t(Q8_0)), Q8_0 being the
+most bits a tensor is given (first order: the output's KL
 divergence grows with the squared error injected, and independent errors add). Kinds are probed
 in the order of the spike prior, and probing stops once the plan cannot change: when the
 unprobed kinds priced at the lowest and at the highest rate measured so far give the same plan.
@@ -33,14 +36,14 @@ from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
 from edgekit.backends.llama_cpp import ggml_quant
 from edgekit.errors import PlanError
-from edgekit.gguf_compose import Data, Source, float_rows, write_gguf
+from edgekit.gguf_compose import Source, float_rows, write_gguf
 from edgekit.gguf_file import GGUFHeader, TensorInfo, read_header
 from edgekit.planner import compatible
 
 Q = GGMLQuantizationType
 # The ladder each tensor may climb (llama.cpp falls back for rows these do not divide).
 LADDER = (Q.Q2_K, Q.Q3_K, Q.IQ4_XS, Q.Q4_K, Q.Q5_K, Q.Q6_K, Q.Q8_0)
-BACKGROUND = Q.Q8_0
+CEILING = Q.Q8_0  # the most bits a tensor is given: the zero of the costs
 SAMPLE_VALUES = 1 << 15  # per tensor for the weighted error; the same rows for every type
 MIN_PROBES = 2
 _BLOCK = re.compile(r"^blk\.\d+\.")
@@ -50,8 +53,10 @@ Settled = Callable[[Costs, Costs], bool]
 
 
 class ProbeScorer(Protocol):
-    def set_reference(self, model: Path) -> None: ...
+    def set_reference(self, model: Path, scratch: Path | None = None) -> None: ...
     def kld(self, model: Path) -> float: ...
+    def kld_patched(self, patches: Sequence[tuple[int, npt.NDArray[np.uint8]]]) -> float: ...
+    def close(self) -> None: ...
 
 
 def bits(q: GGMLQuantizationType) -> float:
@@ -68,7 +73,7 @@ def candidates(t: TensorInfo) -> list[GGMLQuantizationType]:
     out = set()
     for q in LADDER:
         got, _ = compatible(q, t.shape[0])
-        if bits(got) <= bits(BACKGROUND):
+        if bits(got) <= bits(CEILING):
             out.add(got)
     return sorted(out, key=bits)
 
@@ -79,7 +84,7 @@ class Probe:
     kind: str
     type: GGMLQuantizationType
     kld: float = 0.0
-    error: float = 0.0  # sum of the kind's weighted errors at `type`, above the background's
+    error: float = 0.0  # sum of the kind's weighted errors at `type`
     seconds: float = 0.0
 
     @property
@@ -116,6 +121,7 @@ def weighted_errors(
     tensors: Sequence[TensorInfo],
     weights: Mapping[str, npt.NDArray[np.float32]],
     sample_values: int = SAMPLE_VALUES,
+    threads: int = 2,
 ) -> dict[str, dict[GGMLQuantizationType, float]]:
     """E_t(q) for every candidate type, from a fixed sample of rows scaled to the whole tensor
     (the same rows for every type, so the differences between types are exact for them)."""
@@ -128,7 +134,8 @@ def weighted_errors(
         col = np.ones(t.shape[0], np.float32) if w is None else w[: t.shape[0]]
         out[t.name] = {}
         for q in candidates(t):
-            back = ggml_quant.dequantize(ggml_quant.quantize(x, q, w), q, t.shape[0])
+            packed = ggml_quant.quantize(x, q, w, threads)
+            back = ggml_quant.dequantize(packed, q, t.shape[0], threads)
             err = float(np.einsum("ij,j->", (back - x) ** 2, col, dtype=np.float64))
             out[t.name][q] = err * n_rows / len(rows)
     return out
@@ -154,35 +161,74 @@ _QUANT_TIME = {Q.Q8_0: 0, Q.Q5_0: 1, Q.Q6_K: 1, Q.Q3_K: 1.2, Q.Q4_0: 3, Q.IQ4_XS
 
 def probe_type(error: Mapping[GGMLQuantizationType, float]) -> GGMLQuantizationType:
     """A type in the range where the budgets' decisions lie (3 to 6 bits) that injects a real
-    error (10x the background's: a type the weights already sit on exactly, as a dequantized
+    error (10x the ceiling's: a type the weights already sit on exactly, as a dequantized
     file's do, injects none), the quickest of those to quantize: a probe quantizes a whole kind.
     `error`: the kind's summed weighted error at each candidate type."""
-    floor = 10 * error.get(BACKGROUND, 0.0)
-    lossy = [q for q in error if q != BACKGROUND and error[q] > floor]
+    floor = 10 * error.get(CEILING, 0.0)
+    lossy = [q for q in error if q != CEILING and error[q] > floor]
     mid = [q for q in lossy if 3.0 <= bits(q) < 6.0] or lossy or list(error)
     return min(mid, key=lambda q: (_QUANT_TIME.get(q, 4), bits(q)))
 
 
-class _Files:
-    """The background's tensor data, and probe files composed from it."""
+class _Probes:
+    """Probes of the float base: written in place over the scorer's loaded copy of it (the
+    kind's tensors at the probe type's values, in the base's own float type: same slot, same
+    size) or, where the loaded model does not read the file's pages (a patch then scores
+    exactly 0), each probe as a file of its own."""
 
-    def __init__(self, h: GGUFHeader, names: Sequence[str], weights: Any, threads: int) -> None:
+    def __init__(self, h: GGUFHeader, weights: Any, threads: int) -> None:
         self.h, self.weights, self.threads = h, weights, threads
-        self.data: dict[str, tuple[GGMLQuantizationType, Data]] = {}
-        for t in h.tensors:
-            if t.name in names:
-                self.data[t.name] = (BACKGROUND, self.quantized(t, BACKGROUND))
-            else:
-                src = Source(h.path, h.data_offset + t.offset, t.n_bytes)
-                self.data[t.name] = (t.ggml_type, src)
+        self.in_place = True
 
     def quantized(self, t: TensorInfo, q: GGMLQuantizationType) -> npt.NDArray[np.uint8]:
         x = float_rows(self.h, t)
         return ggml_quant.quantize(x, q, self.weights.get(t.name), self.threads)
 
-    def write(self, out: Path, moved: Mapping[str, tuple[GGMLQuantizationType, Data]]) -> Path:
-        chosen = [(t, *(moved.get(t.name) or self.data[t.name])) for t in self.h.tensors]
+    def patch(self, t: TensorInfo, q: GGMLQuantizationType) -> tuple[int, npt.NDArray[np.uint8]]:
+        """Where t's data sits in the copy, and t at q's values in t's own float type."""
+        values = ggml_quant.dequantize(self.quantized(t, q), q, t.shape[0], self.threads)
+        return self.h.data_offset + t.offset, as_float(values, t.ggml_type)
+
+    def score(
+        self,
+        scorer: ProbeScorer,
+        tensors: Sequence[TensorInfo],
+        q: GGMLQuantizationType,
+        work: Path,
+    ) -> float:
+        if self.in_place:
+            kld = scorer.kld_patched([self.patch(t, q) for t in tensors])
+            if kld > 0.0:
+                return kld
+            self.in_place = False  # nothing moved at all: the model computes with a copy
+        path = self._probe_file(tensors, q, work / f"probe-{len(tensors)}.gguf")
+        try:
+            return max(scorer.kld(path), 0.0)
+        finally:
+            path.unlink(missing_ok=True)
+
+    def _probe_file(
+        self, tensors: Sequence[TensorInfo], q: GGMLQuantizationType, out: Path
+    ) -> Path:
+        moved = {t.name for t in tensors}
+        chosen = [
+            (t, q, self.quantized(t, q))
+            if t.name in moved
+            else (t, t.ggml_type, Source(self.h.path, self.h.data_offset + t.offset, t.n_bytes))
+            for t in self.h.tensors
+        ]
         return write_gguf(self.h, out, chosen)
+
+
+def as_float(x: npt.NDArray[np.float32], q: GGMLQuantizationType) -> npt.NDArray[np.uint8]:
+    """float32 values as the bytes of a float tensor of type q (F32, F16 or BF16)."""
+    if q == Q.F16:
+        return x.astype(np.float16).view(np.uint8).ravel()
+    if q == Q.BF16:  # round to nearest even, as gguf-py and ggml do
+        bits32 = x.astype(np.float32).view(np.uint32)
+        rounded = (bits32 + 0x7FFF + ((bits32 >> 16) & 1)) >> 16
+        return rounded.astype(np.uint16).view(np.uint8).ravel()
+    return np.ascontiguousarray(x, dtype=np.float32).view(np.uint8).ravel()
 
 
 def measure(
@@ -201,22 +247,21 @@ def measure(
     tensors = [t for t in h.tensors if t.name in set(names)]
     if not tensors:
         raise PlanError(f"{base.name} has no tensor that llama.cpp quantizes")
-    errors = weighted_errors(h, tensors, weights)
+    errors = weighted_errors(h, tensors, weights, threads=threads)
     t_errors = time.perf_counter() - start
     kinds: dict[str, list[TensorInfo]] = {}
     for t in tensors:
         kinds.setdefault(kind_of(t.name), []).append(t)
-    files = _Files(h, names, weights, threads)
-    background = files.write(work / "background.gguf", {})
+    files = _Probes(h, weights, threads)
     probes: list[Probe] = []
     try:
-        scorer.set_reference(background)
+        scorer.set_reference(base, scratch=work / "reference.gguf")
         for kind in _prior(kinds, scores or {}):
             probes.append(_probe(kind, kinds[kind], files, errors, scorer, work))
             if settled is not None and _settled(kinds, errors, probes, weights, settled):
                 break
     finally:
-        background.unlink(missing_ok=True)
+        scorer.close()
     costs = _costs(kinds, errors, probes, _geomean, weights)
     record = {
         "kinds": {k: len(v) for k, v in kinds.items()},
@@ -231,7 +276,7 @@ def measure(
 def _probe(
     kind: str,
     members: Sequence[TensorInfo],
-    files: _Files,
+    files: _Probes,
     errors: Mapping[str, Mapping[GGMLQuantizationType, float]],
     scorer: ProbeScorer,
     work: Path,
@@ -239,13 +284,9 @@ def _probe(
     t0 = time.perf_counter()
     common = set.intersection(*(set(errors[t.name]) for t in members))
     q = probe_type({q: sum(errors[t.name][q] for t in members) for q in common})
-    moved = {t.name: (q, files.quantized(t, q)) for t in members if q in candidates(t)}
-    err = sum(max(errors[n][q] - errors[n].get(BACKGROUND, 0.0), 0.0) for n in moved)
-    path = files.write(work / f"probe-{len(moved)}.gguf", moved)
-    try:
-        kld = max(scorer.kld(path), 0.0)
-    finally:
-        path.unlink(missing_ok=True)
+    moved = [t for t in members if q in candidates(t)]
+    err = sum(errors[t.name][q] for t in moved)  # injected into the float reference
+    kld = files.score(scorer, moved, q, work)
     return Probe(f"{kind}@{q.name}", kind, q, kld, err, time.perf_counter() - t0)
 
 
@@ -284,7 +325,7 @@ def _costs(
     unprobed: Callable[[Sequence[float]], float],
     weights: Mapping[str, Any],
 ) -> Costs:
-    """alpha_kind x (E_t(q) - E_t(background)); unprobed kinds at `unprobed` of the rates of
+    """alpha_kind x (E_t(q) - E_t(ceiling)); unprobed kinds at `unprobed` of the rates of
     the kinds whose errors are weighted alike (with an imatrix, or all without one)."""
     rates = {p.kind: p.rate for p in probes}
     alike = _alike(kinds, probes, weights)
@@ -294,9 +335,9 @@ def _costs(
         # A probe that moved nothing measurable (rate 0) says nothing: price it as unprobed.
         a = rates[kind] if rates.get(kind, 0.0) > 0 else fill
         for t in members:
-            e0 = errors[t.name].get(BACKGROUND, 0.0)
+            e0 = errors[t.name].get(CEILING, 0.0)
             out[t.name] = {
-                q: 0.0 if bits(q) >= bits(BACKGROUND) else a * max(e - e0, 0.0)
+                q: 0.0 if bits(q) >= bits(CEILING) else a * max(e - e0, 0.0)
                 for q, e in errors[t.name].items()
             }
     return out

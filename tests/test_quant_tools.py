@@ -116,7 +116,8 @@ def test_imatrix_weights_are_sums_over_counts(ws: Workspace) -> None:
 
 
 def test_probe_kld_is_evaluate_kld_on_the_same_positions(ws: Workspace) -> None:
-    from edgekit.backends.llama_cpp.eval import ProbeKld, evaluate
+    from edgekit.backends.llama_cpp.eval import evaluate
+    from edgekit.backends.llama_cpp.probe_kld import ProbeKld
 
     cand = ws.quantized("Q2_K", pure=True)
     scorer = ProbeKld(TEXT, n_ctx=64, windows=2, first=0)
@@ -125,6 +126,47 @@ def test_probe_kld_is_evaluate_kld_on_the_same_positions(ws: Workspace) -> None:
     _, (row,) = evaluate(ws.base, [cand], TEXT, n_ctx=64, max_windows=2)
     assert row.kld > 1e-3
     assert scorer.kld(cand) == pytest.approx(row.kld, rel=1e-3)
+
+
+def test_patched_probe_scores_what_the_same_probe_file_scores(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    """A probe written over the loaded reference's scratch copy scores what the same bytes in a
+    file of their own score; the copy is restored after each probe, the reference never
+    written, and the copy gone at close."""
+    import hashlib
+    import shutil
+
+    import numpy as np
+
+    from edgekit.backends.llama_cpp.probe_kld import ProbeKld
+    from edgekit.sensitivity import as_float
+
+    h = read_header(ws.base)
+    t = next(t for t in h.tensors if t.name == "blk.0.ffn_down.weight")
+    packed = ggml_quant.quantize(float_rows(h, t), Q.Q2_K)
+    data = as_float(ggml_quant.dequantize(packed, Q.Q2_K, t.shape[0]), t.ggml_type)
+    at = h.data_offset + t.offset
+    assert len(data) == t.n_bytes
+    probe_file = tmp_path / "probe.gguf"
+    shutil.copy(ws.base, probe_file)
+    with probe_file.open("r+b") as f:
+        f.seek(at)
+        f.write(data.tobytes())
+    before = hashlib.sha256(ws.base.read_bytes()).hexdigest()
+    scratch = tmp_path / "scratch.gguf"
+    scorer = ProbeKld(TEXT, n_ctx=64, windows=2, first=8)
+    scorer.set_reference(ws.base, scratch)
+    try:
+        patched = scorer.kld_patched([(at, data)])
+        assert patched > 1e-4
+        assert patched == pytest.approx(scorer.kld(probe_file), rel=1e-4)
+        assert np.array_equal(np.fromfile(scratch, np.uint8), np.fromfile(ws.base, np.uint8))
+        assert scorer.kld_patched([]) == 0.0
+    finally:
+        scorer.close()
+    assert not scratch.exists()
+    assert hashlib.sha256(ws.base.read_bytes()).hexdigest() == before
 
 
 def test_kld_matches_llama_perplexity(ws: Workspace, tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import ctypes
 import functools
 import itertools
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -83,37 +84,59 @@ def quantize(
     if w is None and ggml.ggml_quantize_requires_imatrix(int(q)):
         raise ConversionError(f"{q.name} needs an importance matrix")
     rb = row_bytes(q, n_per_row)
-    errors: list[BaseException] = []
     out = np.empty(n_rows * rb, dtype=np.uint8)
-    n_parts = max(1, min(threads, n_rows))
-    cuts = [n_rows * i // n_parts for i in range(n_parts + 1)]
 
     def part(a: int, b: int) -> None:
+        src, dst = _ptr(x[a:b]), int(out.ctypes.data) + a * rb
+        ggml.ggml_quantize_chunk(int(q), src, dst, 0, b - a, n_per_row, _ptr(w))
+
+    _in_parts(part, n_rows, threads)
+    return out
+
+
+def _in_parts(fn: Callable[[int, int], None], n_rows: int, threads: int) -> None:
+    """fn(a, b) over `threads` contiguous row ranges at once: ctypes drops the GIL during a
+    foreign call, so the parts run in parallel."""
+    n_parts = max(1, min(threads, n_rows))
+    cuts = [n_rows * i // n_parts for i in range(n_parts + 1)]
+    if n_parts == 1:
+        fn(0, n_rows)
+        return
+    errors: list[BaseException] = []
+
+    def run(a: int, b: int) -> None:
         try:
             if b > a:
-                src, dst = _ptr(x[a:b]), int(out.ctypes.data) + a * rb
-                ggml.ggml_quantize_chunk(int(q), src, dst, 0, b - a, n_per_row, _ptr(w))
+                fn(a, b)
         except BaseException as e:  # re-raised in the caller's thread
             errors.append(e)
 
-    # ctypes drops the GIL during the call, so the parts run in parallel.
-    workers = [threading.Thread(target=part, args=(a, b)) for a, b in itertools.pairwise(cuts)]
+    workers = [threading.Thread(target=run, args=(a, b)) for a, b in itertools.pairwise(cuts)]
     for t in workers:
         t.start()
     for t in workers:
         t.join()
     if errors:
         raise errors[0]
-    return out
 
 
-def dequantize(data: U8, q: GGMLQuantizationType, n_per_row: int) -> F32:
-    """Back to float32 rows through ggml's own to_float."""
-    n = len(data) // row_bytes(q, n_per_row) * n_per_row
-    out = np.empty(n, dtype=np.float32)
+def dequantize(data: U8, q: GGMLQuantizationType, n_per_row: int, threads: int = 2) -> F32:
+    """Back to float32 rows through ggml's own to_float (in `threads` parts of whole rows)."""
+    rb = row_bytes(q, n_per_row)
+    n_rows = len(data) // rb
+    out = np.empty(n_rows * n_per_row, dtype=np.float32)
     if q == GGMLQuantizationType.F32:
         out[:] = data.view(np.float32)
-    else:
-        fn = _TO_FLOAT(_lib().ggml_get_type_traits(int(q)).contents.to_float)
-        fn(int(np.ascontiguousarray(data).ctypes.data), int(out.ctypes.data), n)
+        return out.reshape(-1, n_per_row)
+    fn = _TO_FLOAT(_lib().ggml_get_type_traits(int(q)).contents.to_float)
+    src = np.ascontiguousarray(data)
+
+    def part(a: int, b: int) -> None:
+        fn(
+            int(src.ctypes.data) + a * rb,
+            int(out.ctypes.data) + a * n_per_row * 4,
+            (b - a) * n_per_row,
+        )
+
+    _in_parts(part, n_rows, threads)
     return out.reshape(-1, n_per_row)
