@@ -1,5 +1,11 @@
 """The default model on two `edgekit worker` processes, driven by `edgekit run --rpc`, as a user
-would: the greedy text must equal the local run's. Also: a worker stops cleanly on a signal."""
+would: the greedy text must be the local run's. Also: a worker stops cleanly on a signal.
+
+"The local run's" allows one thing: where the local CPU repacks the weights into its own layout
+(llama.cpp does on x86 with AVX2 and on ARM) and the workers keep the file's, the two compute
+with different kernels, and a greedy step whose top two tokens are nearly tied can go either
+way (measured here: 0.15 nats apart, after 15 equal tokens). The texts must then agree up to a
+token that the local model itself ranks second, within NEAR_TIE of its first."""
 
 from __future__ import annotations
 
@@ -19,7 +25,9 @@ from tests.rpc_fixtures import rpc_server_or_skip
 
 pytestmark = [pytest.mark.real_model, pytest.mark.timeout(1200)]
 ROOT = Path(__file__).resolve().parents[1]
-ARGS = ["-p", "The capital of France is", "-n", "24", "--temp", "0", "--json"]
+PROMPT = "The capital of France is"
+ARGS = ["-p", PROMPT, "-n", "24", "--temp", "0", "--json"]
+NEAR_TIE = 0.3  # nats between the local model's first and second choice
 
 
 def _env() -> dict[str, str]:
@@ -70,7 +78,29 @@ def test_two_workers_give_the_local_greedy_text() -> None:
     local = _run()
     with worker_process("--mem", "200") as (a, _), worker_process() as (b, _):
         pooled = _run("--rpc", f"{a},{b}")
-    assert pooled == local and len(pooled) > 20
+    assert len(pooled) > 20
+    if pooled != local:
+        _assert_near_tie(local, pooled)
+
+
+def _assert_near_tie(local: str, pooled: str) -> None:
+    """The first token where the texts part is the local model's runner-up, nearly tied."""
+    from edgekit.backends.llama_cpp.probe_kld import _Bare
+    from edgekit.backends.llama_cpp.runtime import import_llama_cpp
+    from edgekit.runner import resolve_model
+
+    m = _Bare(import_llama_cpp(), resolve_model(None), 256, 2)
+    try:
+        ours, theirs = (m.tokenize(PROMPT + text) for text in (local, pooled))
+        n = next(i for i, (a, b) in enumerate(zip(ours, theirs, strict=False)) if a != b)
+        assert n > len(m.tokenize(PROMPT)) + 4, "the texts part at once"
+        window = [m.bos, *ours[:n]]
+        logprobs = m.logprobs([*window, 0], len(window) - 1)[0]
+        first, second = logprobs.argsort()[::-1][:2]
+        assert {int(first), int(second)} == {ours[n], theirs[n]}
+        assert logprobs[first] - logprobs[second] < NEAR_TIE
+    finally:
+        m.close()
 
 
 def test_worker_stops_cleanly_on_sigint() -> None:
