@@ -188,7 +188,7 @@ def _load_costs(path: Path) -> Measured:
     doc = json.loads(path.read_text())
     costs = {n: {GGMLQuantizationType[k]: v for k, v in c.items()} for n, c in doc["costs"].items()}
     probes = [Probe(p["probe"], p["probe"].split("@")[0], Q.F32, p["kld"]) for p in doc["probes"]]
-    return Measured(costs, probes, doc["background_kld"], doc["seconds"], doc)
+    return Measured(costs, probes, doc["seconds"], doc)
 
 
 def _settled(

@@ -3,7 +3,7 @@
     plan_mix(tensors, stock types, options, costs, budget, scores) -> Plan
 
 `costs[t][type]` is the measured damage of tensor t at that type: the KL divergence it adds on
-calibration text when it alone is quantized to it (measured against a near-lossless background, see
+calibration text when it alone is quantized to it (measured against the float base, see
 edgekit/sensitivity.py). The file's total damage is modelled as the sum over tensors, and the
 planner picks one type per tensor to minimise it under the byte budget:
 

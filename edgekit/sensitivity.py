@@ -9,15 +9,15 @@ Two measurements, one cheap and per tensor, one on the output and per kind of te
   2. the KL divergence on calibration text of a probe: the float base with ONE kind of tensor
      (all ffn_down, all attn_v, the token embedding...) at one type, scored in process against
      the base's own logits, which are computed once. The base stays loaded; each probe is
-     written over a copy of it in place and undone (`_Background`), so a probe costs its
+     written over a copy of it in place and undone (`_Probes`), so a probe costs its
      quantization and one short forward pass, not a model file written and loaded.
 
 A kind's probe gives its exchange rate alpha = KLD / sum of its tensors' E at the probe type;
 the cost of tensor t at type q is then alpha_kind(t) x (E_t(q) - E_t(Q8_0)), Q8_0 being the
-most bits a tensor is given (first order: the output's KL
-divergence grows with the squared error injected, and independent errors add). Kinds are probed
-in the order of the spike prior, and probing stops once the plan cannot change: when the
-unprobed kinds priced at the lowest and at the highest rate measured so far give the same plan.
+most bits a tensor is given (first order: the output's KL divergence grows with the squared
+error injected, and independent errors add). Kinds are probed in the order of the spike prior,
+and probing stops once the plan cannot change: when the unprobed kinds priced at the lowest and
+at the highest rate measured so far give the same plan.
 """
 
 from __future__ import annotations
@@ -96,13 +96,11 @@ class Probe:
 class Measured:
     costs: Costs
     probes: list[Probe]
-    background_kld: float | None
     seconds: float
     record: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "background_kld": self.background_kld,
             "seconds": round(self.seconds, 2),
             "probes": [
                 {"probe": p.label, "kld": p.kld, "rate": p.rate, "seconds": round(p.seconds, 2)}
@@ -252,12 +250,12 @@ def measure(
     kinds: dict[str, list[TensorInfo]] = {}
     for t in tensors:
         kinds.setdefault(kind_of(t.name), []).append(t)
-    files = _Probes(h, weights, threads)
+    prober = _Probes(h, weights, threads)
     probes: list[Probe] = []
     try:
         scorer.set_reference(base, scratch=work / "reference.gguf")
         for kind in _prior(kinds, scores or {}):
-            probes.append(_probe(kind, kinds[kind], files, errors, scorer, work))
+            probes.append(_probe(kind, kinds[kind], prober, errors, scorer, work))
             if settled is not None and _settled(kinds, errors, probes, weights, settled):
                 break
     finally:
@@ -270,13 +268,13 @@ def measure(
         "errors_seconds": round(t_errors, 2),
         "weighted_errors": {n: {q.name: e for q, e in c.items()} for n, c in errors.items()},
     }
-    return Measured(costs, probes, None, time.perf_counter() - start, record)
+    return Measured(costs, probes, time.perf_counter() - start, record)
 
 
 def _probe(
     kind: str,
     members: Sequence[TensorInfo],
-    files: _Probes,
+    prober: _Probes,
     errors: Mapping[str, Mapping[GGMLQuantizationType, float]],
     scorer: ProbeScorer,
     work: Path,
@@ -286,7 +284,7 @@ def _probe(
     q = probe_type({q: sum(errors[t.name][q] for t in members) for q in common})
     moved = [t for t in members if q in candidates(t)]
     err = sum(errors[t.name][q] for t in moved)  # injected into the float reference
-    kld = files.score(scorer, moved, q, work)
+    kld = prober.score(scorer, moved, q, work)
     return Probe(f"{kind}@{q.name}", kind, q, kld, err, time.perf_counter() - t0)
 
 
