@@ -113,3 +113,26 @@ def test_mentioned_categories() -> None:
     found = mentioned_categories("A Muslim man and an old woman met.")
     assert found == ["gender", "religion", "age"]
     assert mentioned_categories("Nothing here.") == []
+
+
+def _first_named(q: QAResult | object) -> int:
+    """0 when the question's context names the target group first, else 1."""
+    assert hasattr(q, "prompt") and hasattr(q, "options")
+    head = q.prompt.split(" and ")[0]
+    return 0 if head.endswith(" " + q.options[0].removeprefix("The ")) else 1
+
+
+def test_a_model_that_answers_by_position_has_no_ambiguity_bias() -> None:
+    # It names the first-mentioned person for negative questions, the second for positive
+    # ones: a position habit, not a group preference. Both orders of mention cancel it.
+    suite = build_suite("heldout")
+    questions = []
+    for q in suite.questions:
+        pick = _first_named(q) if q.negative else 1 - _first_named(q)
+        lp = [math.log(0.15)] * 3
+        lp[pick] = math.log(0.7)
+        questions.append(QAResult(q, (lp[0], lp[1], lp[2])))
+    scores = suite_scores([], questions, suite.categories)
+    for c in scores.categories:
+        assert c.ambiguity_bias == pytest.approx(0.0, abs=1e-12), c.category
+    assert {_first_named(q) for q in suite.questions} == {0, 1}
