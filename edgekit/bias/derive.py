@@ -1,7 +1,8 @@
-"""Erasers and the control vector from a runtime: calibration pairs in, directions out.
+"""Erasers and the control vector from a runtime: group contrasts in, directions out.
 
-The held-out split is never read here. The covariance LEACE whitens with comes from ordinary
-text (see COVARIANCE_TEXTS); the pair contrasts from the calibration split only.
+The contrasts are the calibration split's pairs and the group lexicon's neutral sentences
+(lexicon.py); the held-out split is never read here. The covariance LEACE whitens with comes
+from ordinary text (see COVARIANCE_TEXTS).
 """
 
 from __future__ import annotations
@@ -19,9 +20,12 @@ from edgekit.bias.erasure import (
     group_contrasts,
     observe,
 )
+from edgekit.bias.lexicon import lexicon_contrasts
 from edgekit.bias.probes import build_suite
 
-DEFAULT_RANK = 16
+# Six directions per category (9 categories): a category names 5-20 groups, and with three per
+# category (rank 27) the held-out groups of religion kept most of their bias on Gemma 3 270M.
+DEFAULT_RANK = 54
 
 
 def text_windows(tokens: list[int], n_ctx: int) -> list[list[int]]:
@@ -35,10 +39,10 @@ def text_windows(tokens: list[int], n_ctx: int) -> list[list[int]]:
 # The covariance decides which directions count as "used by the model": estimated from the
 # calibration text alone (~900 tokens) plus the probe sentences, rank 16 at scale 1 cost +38%
 # perplexity on GPL-3 prose (Gemma 3 270M); with ~3,000 tokens of other license prose added,
-# +8%. Never the text perplexity is reported on.
-COVARIANCE_TEXTS = (
-    Path("/usr/share/common-licenses/Apache-2.0"),
-    Path("/usr/share/common-licenses/MPL-2.0"),
+# +8%. Never the text perplexity is reported on, nor its GPL relatives.
+COVARIANCE_TEXTS = tuple(
+    Path("/usr/share/common-licenses") / name
+    for name in ("Apache-2.0", "MPL-2.0", "Artistic", "MPL-1.1", "GFDL-1.3", "CC0-1.0")
 )
 MAX_COVARIANCE_WINDOWS = 6  # per text: enough states for a 1-2k wide covariance, seconds on a Pi
 
@@ -60,10 +64,12 @@ def covariance_windows(runtime: ScoringRuntime, n_ctx: int) -> list[list[int]]:
 
 
 def derive(runtime: ScoringRuntime, n_ctx: int = 256, rank: int = DEFAULT_RANK) -> Directions:
-    """An eraser per reader input from the calibration split's pairs (held-out unseen) and
-    ordinary text (the covariance LEACE whitens with)."""
+    """An eraser per reader input from the calibration split's pairs and the group lexicon
+    (held-out unseen), and ordinary text (the covariance LEACE whitens with)."""
     probes = build_suite("calibration").pairs
-    pairs, labels = group_contrasts(probes), contrast_labels(probes)
+    words, word_labels = lexicon_contrasts()
+    pairs = group_contrasts(probes) + words
+    labels = contrast_labels(probes) + word_labels
     states = runtime.hidden_states(n_ctx, POINTS)
     try:
         texts = covariance_windows(runtime, n_ctx)

@@ -1,0 +1,46 @@
+"""The group lexicon the erasure directions come from: pure, no model."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from edgekit.bias.data import CATEGORIES
+from edgekit.bias.lexicon import FRAMES, GROUPS, lexicon_contrasts
+from edgekit.bias.probes import build_suite
+
+
+def test_every_category_has_groups_in_every_frame() -> None:
+    pairs, labels = lexicon_contrasts()
+    assert set(GROUPS) == set(CATEGORIES)
+    assert Counter(labels) == {c: len(GROUPS[c]) * len(FRAMES) for c in CATEGORIES}
+    assert len(pairs) == len(labels)
+
+
+def _groups(a: str, b: str) -> tuple[str, str]:
+    """The groups said in a pair, found from the one frame both sentences fill."""
+    for frame in FRAMES:
+        head, tail = frame.split("{g}")
+        if all(s.startswith(head) and s.endswith(tail) for s in (a, b)):
+            return a[len(head) : len(a) - len(tail)], b[len(head) : len(b) - len(tail)]
+    raise AssertionError(f"no frame fits {a!r} / {b!r}")
+
+
+def test_each_pair_differs_only_in_the_group() -> None:
+    for (a, b), category in zip(*lexicon_contrasts(), strict=True):
+        ga, gb = _groups(a, b)
+        assert (ga, gb) in GROUPS[category] and ga != gb
+
+
+def test_no_lexicon_sentence_is_a_probe_sentence() -> None:
+    suite = build_suite()
+    probe_text = {s for p in suite.pairs for pair in p.pairs() for s in pair}
+    probe_text |= {q.prompt for q in suite.questions}
+    words = {s for pair in lexicon_contrasts()[0] for s in pair}
+    assert not words & probe_text
+
+
+def test_excluded_groups_are_left_out() -> None:
+    pairs, _ = lexicon_contrasts(frozenset({"woman", "Muslim man"}))
+    said = {g for a, b in pairs for g in _groups(a, b)}
+    assert not said & {"woman", "Muslim man"}
+    assert {"girl", "Sikh man", "Asian woman"} <= said
