@@ -64,8 +64,12 @@ def test_directions_from_calibration_erase_the_group_contrast() -> None:
     # The fake's group words share one planted direction but also differ at random: a higher
     # rank takes more of what separates them away.
     assert left[0] > left[1] > left[2] and left[2] < 0.4
-    # derive() is the same through the runtime, with the project's calibration text.
-    assert derive(rt, rank=2).blocks == [0, 1, 2]
+    # derive() is the same through the runtime, with the project's calibration text and the
+    # group lexicon, and says how far it is.
+    seen: list[tuple[int, int]] = []
+    assert derive(rt, rank=2, progress=lambda n, total: seen.append((n, total))).blocks == [0, 1, 2]
+    total = seen[-1][1]
+    assert total > len(pairs) and [n for n, _ in seen] == list(range(1, total + 1))
 
 
 def _concept_data(n: int = 4000, dim: int = 8) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

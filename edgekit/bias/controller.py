@@ -368,11 +368,13 @@ def calibrate_erasure(
     on_step: Callable[[Measurement, float], None] | None = None,
     path: Path | None = None,
     refine_bands: int = 3,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Erasure:
-    """`edgekit bias --mitigate`: directions, the scale search, then the per-block weights."""
+    """`edgekit bias --mitigate`: directions (`progress` reports their sentences), the scale
+    search, then the per-block weights."""
     cfg = config or MitigationConfig()
     target = path or adapter_path(model_hash)
-    directions = derive(runtime)
+    directions = derive(runtime, progress=progress)
     weights = ModelWeights(runtime.info.path)
     blocks = directions.blocks
     alphas = {b: 1.0 for b in blocks}

@@ -7,6 +7,7 @@ from ordinary text (see COVARIANCE_TEXTS).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -63,7 +64,12 @@ def covariance_windows(runtime: ScoringRuntime, n_ctx: int) -> list[list[int]]:
     return windows
 
 
-def derive(runtime: ScoringRuntime, n_ctx: int = 256, rank: int = DEFAULT_RANK) -> Directions:
+def derive(
+    runtime: ScoringRuntime,
+    n_ctx: int = 256,
+    rank: int = DEFAULT_RANK,
+    progress: Callable[[int, int], None] | None = None,
+) -> Directions:
     """An eraser per reader input from the calibration split's pairs and the group lexicon
     (held-out unseen), and ordinary text (the covariance LEACE whitens with)."""
     probes = build_suite("calibration").pairs
@@ -73,7 +79,7 @@ def derive(runtime: ScoringRuntime, n_ctx: int = 256, rank: int = DEFAULT_RANK) 
     states = runtime.hidden_states(n_ctx, POINTS)
     try:
         texts = covariance_windows(runtime, n_ctx)
-        obs = observe(states, runtime.tokenize, pairs, texts, labels)
+        obs = observe(states, runtime.tokenize, pairs, texts, labels, progress)
         n_layer = states.n_layer
     finally:
         states.close()

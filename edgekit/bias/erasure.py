@@ -42,7 +42,7 @@ erasure; alpha_l, the per-block constraint weight, is baked into B.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -167,9 +167,11 @@ def observe(
     pairs: Sequence[tuple[str, str]],
     texts: Sequence[Sequence[int]],
     labels: Sequence[str] = (),
+    progress: Callable[[int, int], None] | None = None,
 ) -> Observations:
     """Contrasts of the pairs (mean state from the first differing token on, A minus B) and the
-    statistics of every state seen, pairs and plain-text windows alike."""
+    statistics of every state seen, pairs and plain-text windows alike; `progress(done, total)`
+    after each pair and text (minutes on a Pi)."""
     rows: dict[Site, list[FloatArray]] = {}
     stats: dict[Site, Statistics] = {}
 
@@ -178,7 +180,8 @@ def observe(
             for block, x in blocks.items():
                 stats.setdefault((point, block), Statistics()).add(x[1:])
 
-    for a, b in pairs:
+    total = len(pairs) + len(texts)
+    for n, (a, b) in enumerate(pairs, start=1):
         ta, tb = tokenize(a), tokenize(b)
         start = _first_difference(ta, tb)
         ra, rb = states.read(ta), states.read(tb)
@@ -188,8 +191,12 @@ def observe(
             for block in ra[point].keys() & rb[point].keys():
                 d = ra[point][block][start:].mean(axis=0) - rb[point][block][start:].mean(axis=0)
                 rows.setdefault((point, block), []).append(d)
-    for tokens in texts:
+        if progress:
+            progress(n, total)
+    for n, tokens in enumerate(texts, start=len(pairs) + 1):
         record(states.read(tokens))
+        if progress:
+            progress(n, total)
     contrasts = {site: np.stack(r).astype(np.float32) for site, r in rows.items()}
     return Observations(contrasts, stats, tuple(labels))
 

@@ -386,7 +386,13 @@ def _mitigate(
     say("deriving group directions and the erasure adapter from the calibration split")
     config = MitigationConfig(iterations=iterations)
     erasure = calibrate_erasure(
-        runtime, fingerprint, ref[1], config, on_step=on_step, refine_bands=bands
+        runtime,
+        fingerprint,
+        ref[1],
+        config,
+        on_step=on_step,
+        refine_bands=bands,
+        progress=_progress(as_json, "group directions (sentences read)"),
     )
     heldout = build_suite("heldout")
     constraint = ErasureConstraint(runtime, erasure.adapter)
