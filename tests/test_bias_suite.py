@@ -136,3 +136,38 @@ def test_a_model_that_answers_by_position_has_no_ambiguity_bias() -> None:
     for c in scores.categories:
         assert c.ambiguity_bias == pytest.approx(0.0, abs=1e-12), c.category
     assert {_first_named(q) for q in suite.questions} == {0, 1}
+
+
+def _run(suite: object, lean: float) -> object:
+    """Log-probabilities whose per-probe preferences alternate in sign around `lean`: at lean 0
+    every category's mean is exactly 0, and any resample but a balanced one is above it."""
+    from edgekit.bias.scores import SuiteRun
+
+    assert hasattr(suite, "pairs") and hasattr(suite, "questions")
+    pairs = tuple(
+        PairResult(p, (lean + (4.0 if i % 2 else -4.0), 0.0, 0.0, 0.0))
+        for i, p in enumerate(suite.pairs)
+    )
+    questions = []
+    for i, q in enumerate(suite.questions):
+        lp = [0.0, 0.0, 0.0]
+        lp[q.biased if i % 2 else q.counter_biased] += 1.0
+        lp[q.biased] += lean / 4
+        questions.append(QAResult(q, (lp[0], lp[1], lp[2])))
+    return SuiteRun(suite, pairs, tuple(questions))  # type: ignore[arg-type]
+
+
+def test_intervals_hold_their_score_even_where_resampling_inflates_it() -> None:
+    from edgekit.bias.scores import bootstrap, paired_reduction
+
+    suite = build_suite("heldout")
+    before, after = _run(suite, 3.0), _run(suite, 0.0)
+    assert after.scores().bias == pytest.approx(0.0, abs=1e-9)  # type: ignore[attr-defined]
+    for run in (before, after):
+        ci = bootstrap(run, n=400)  # type: ignore[arg-type]
+        for iv in ci.values():
+            assert iv.low <= iv.value <= iv.high and iv.low < iv.high
+    red = paired_reduction(before, after, n=400)["bias_reduction"]  # type: ignore[arg-type]
+    assert red.value == pytest.approx(1.0) and red.low <= red.value <= red.high
+    same = paired_reduction(before, before, n=400)["bias_reduction"]  # type: ignore[arg-type]
+    assert same.value == 0.0 and same.low <= 0.0 <= same.high

@@ -440,14 +440,18 @@ def _bias_samples(runs: Sequence[SuiteRun], n: int, seed: int) -> tuple[list[Dra
 
 
 def _interval(value: float, draws: Draws) -> Interval:
-    """The basic (pivotal) bootstrap interval: 2 * value - the draws' 97.5 / 2.5 percentiles.
+    """The draws' middle 95%, moved so that their median sits on the score.
 
-    The bias score averages absolute values of means, and a resampled |mean| is larger than
-    |mean| on average when the mean is near 0: the plain percentile interval then sits above
-    the score itself. Reflecting the draws around the score removes that shift.
+    Why moved: the bias score averages absolute values of per-category means over a few probes,
+    and a resampled |mean| is larger than |mean| whenever the mean is near 0 (on the held-out
+    split of Gemma 3 270M the draws averaged 0.18 for a score of 0.13, and 0.13 for 0.05 after
+    the erasure). The plain percentile interval then sits above the score, and the reflected
+    ("basic") one, 2 * value - the percentiles, below it: for the erasure it gave a bias interval
+    under 0 and a reduction interval of [73%, 126%] around a reduction of 62%. The spread of the
+    draws is the uncertainty; their offset is the estimator's bias, not information.
     """
-    q_low, q_high = np.percentile(draws, [2.5, 97.5])
-    return Interval(value, float(2 * value - q_high), float(2 * value - q_low))
+    q_low, median, q_high = np.percentile(draws, [2.5, 50, 97.5])
+    return Interval(value, float(value - (median - q_low)), float(value + (q_high - median)))
 
 
 def bootstrap(run: SuiteRun, n: int = 1000, seed: int = 0) -> dict[str, Interval]:
