@@ -1,7 +1,8 @@
 """The bias loop on the default model: erasure adapter vs control vector vs feedback loop.
 
 Steps (the held-out split and the BBQ items are only read in step 4):
-1. the erasure adapter: group directions per block from the calibration split, the scale search
+1. the erasure adapter: group directions per block from the calibration split and the group
+   lexicon, the scale search
    and the per-block weights (`edgekit bias --mitigate`'s loop; perplexity on GPL-3 tokens
    1024-2047, calibration accuracy);
 2. the negative control: the additive control vector (mean anti - stereo block output), its
