@@ -24,10 +24,10 @@ removed 41% of the held-out bias for +3.5% perplexity, at attn_q/k/v and ffn_gat
 
 What. Per block's reader input: the contrasts of sentence pairs that differ only in the group
 (calibration pairs and the group lexicon, see lexicon.py; mean state from the first differing
-token on), and the input's own
-mean and covariance S on ordinary text. LEACE (Belrose et al. 2023) erases a concept with the
-least expected change: whiten by S^-1/2, take the contrasts' top-k right-singular vectors V
-there, and remove x's coordinates along D = S^1/2 V, read out obliquely by the A that solves
+token on), and the input's own mean and covariance S on ordinary text. LEACE (Belrose et al.
+2023) erases a concept with the least expected change: whiten by S^-1/2, take the contrasts'
+top-k right-singular vectors V there, and remove x's coordinates along D = S^1/2 V, read out
+obliquely by the A that solves
     min tr(A S A^T)  subject to  A D = I,  A mu = 0.
 A D = I makes every calibration contrast's top-k part vanish; A mu = 0 keeps the mean, so no
 bias term is needed (a LoRA has none); minimising A S A^T removes as little natural variation as

@@ -156,16 +156,11 @@ FRAMES = (
 )
 
 
-def lexicon_contrasts(
-    exclude: frozenset[str] = frozenset(),
-) -> tuple[list[tuple[str, str]], list[str]]:
-    """Sentence pairs differing only in the group, and each pair's category; groups in
-    `exclude` are left out (a check that the directions do not hinge on the probes' groups)."""
+def lexicon_contrasts() -> tuple[list[tuple[str, str]], list[str]]:
+    """Sentence pairs differing only in the group, and each pair's category."""
     pairs, labels = [], []
     for category in CATEGORIES:
         for a, b in GROUPS[category]:
-            if a in exclude or b in exclude:
-                continue
             for frame in FRAMES:
                 pairs.append((frame.format(g=a), frame.format(g=b)))
                 labels.append(category)
