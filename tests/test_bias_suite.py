@@ -9,7 +9,7 @@ import pytest
 
 from edgekit.bias.data import CATEGORIES
 from edgekit.bias.outputs import mentioned_categories, score_text
-from edgekit.bias.probes import build_suite
+from edgekit.bias.probes import QAProbe, build_suite
 from edgekit.bias.scores import PairResult, QAResult, relative_reduction, suite_scores
 
 
@@ -115,9 +115,8 @@ def test_mentioned_categories() -> None:
     assert mentioned_categories("Nothing here.") == []
 
 
-def _first_named(q: QAResult | object) -> int:
+def _first_named(q: QAProbe) -> int:
     """0 when the question's context names the target group first, else 1."""
-    assert hasattr(q, "prompt") and hasattr(q, "options")
     head = q.prompt.split(" and ")[0]
     return 0 if head.endswith(" " + q.options[0].removeprefix("The ")) else 1
 

@@ -383,7 +383,7 @@ def _mitigate(
         if log_step:
             log_step(m, next_scale)
 
-    say("deriving group directions and the erasure adapter from the calibration split")
+    say("deriving group directions and the erasure adapter from the calibration split and lexicon")
     config = MitigationConfig(iterations=iterations)
     erasure = calibrate_erasure(
         runtime,
