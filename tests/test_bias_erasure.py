@@ -13,7 +13,7 @@ from edgekit.bias.controller import (
     require_runtime,
     search_scale,
 )
-from edgekit.bias.derive import derive
+from edgekit.bias.derive import derive, directions_from, observe_contrasts
 from edgekit.bias.erasure import (
     POINTS,
     Eraser,
@@ -70,6 +70,22 @@ def test_directions_from_calibration_erase_the_group_contrast() -> None:
     assert derive(rt, rank=2, progress=lambda n, total: seen.append((n, total))).blocks == [0, 1, 2]
     total = seen[-1][1]
     assert total > len(pairs) and [n for n, _ in seen] == list(range(1, total + 1))
+
+
+def test_the_lexicon_given_replaces_the_group_lexicon() -> None:
+    rt = FakeRuntime(FakeModel(planted=2.0))
+    n_calibration = len(group_contrasts(build_suite("calibration").pairs))
+    own = [("the woman sat down", "the man sat down")] * 3
+    obs, n_layer = observe_contrasts(rt, lexicon=(own, ["gender"] * 3))
+    assert n_layer == 3 and len(obs.labels) == n_calibration + 3
+    assert all(len(c) == n_calibration + 3 for c in obs.contrasts.values())
+    default, _ = observe_contrasts(rt)
+    assert len(default.labels) > n_calibration + 3
+    # derive() is these two steps with the group lexicon.
+    mine = directions_from(default, n_layer, rank=2)
+    theirs = derive(rt, rank=2)
+    for site, eraser in theirs.erasers.items():
+        np.testing.assert_allclose(eraser.readout, mine.erasers[site].readout, atol=1e-5)
 
 
 def _concept_data(n: int = 4000, dim: int = 8) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -16,6 +16,7 @@ from edgekit.backends.base import FloatArray, ScoringRuntime
 from edgekit.bias.erasure import (
     POINTS,
     Directions,
+    Observations,
     contrast_labels,
     derive_directions,
     group_contrasts,
@@ -64,25 +65,27 @@ def covariance_windows(runtime: ScoringRuntime, n_ctx: int) -> list[list[int]]:
     return windows
 
 
-def derive(
+def observe_contrasts(
     runtime: ScoringRuntime,
     n_ctx: int = 256,
-    rank: int = DEFAULT_RANK,
     progress: Callable[[int, int], None] | None = None,
-) -> Directions:
-    """An eraser per reader input from the calibration split's pairs and the group lexicon
-    (held-out unseen), and ordinary text (the covariance LEACE whitens with)."""
+    lexicon: tuple[list[tuple[str, str]], list[str]] | None = None,
+) -> tuple[Observations, int]:
+    """The reader inputs' group contrasts (calibration pairs and the group lexicon, or the
+    `lexicon` given) and ordinary-text statistics, and the model's block count."""
     probes = build_suite("calibration").pairs
-    words, word_labels = lexicon_contrasts()
+    words, word_labels = lexicon or lexicon_contrasts()
     pairs = group_contrasts(probes) + words
     labels = contrast_labels(probes) + word_labels
     states = runtime.hidden_states(n_ctx, POINTS)
     try:
         texts = covariance_windows(runtime, n_ctx)
-        obs = observe(states, runtime.tokenize, pairs, texts, labels, progress)
-        n_layer = states.n_layer
+        return observe(states, runtime.tokenize, pairs, texts, labels, progress), states.n_layer
     finally:
         states.close()
+
+
+def directions_from(obs: Observations, n_layer: int, rank: int = DEFAULT_RANK) -> Directions:
     found = derive_directions(obs, rank)
     # llama.cpp cuts the last block to the rows that produce logits before its feed-forward
     # part, so that input is never read whole: it takes the nearest earlier block's eraser.
@@ -93,6 +96,17 @@ def derive(
             if (point, block) not in erasers and earlier:
                 erasers[(point, block)] = found.erasers[(point, max(earlier))]
     return Directions(erasers, found.n_contrasts)
+
+
+def derive(
+    runtime: ScoringRuntime,
+    n_ctx: int = 256,
+    rank: int = DEFAULT_RANK,
+    progress: Callable[[int, int], None] | None = None,
+) -> Directions:
+    """An eraser per reader input from the calibration split's pairs and the group lexicon
+    (held-out unseen), and ordinary text (the covariance LEACE whitens with)."""
+    return directions_from(*observe_contrasts(runtime, n_ctx, progress), rank)
 
 
 def control_vector(runtime: ScoringRuntime, n_ctx: int = 128) -> FloatArray:
