@@ -147,6 +147,20 @@ def test_partial_alphas_only_touch_their_blocks(runtime: Any, tiny: Path) -> Non
     assert all(np.isfinite(t.a).all() and np.isfinite(t.b).all() for t in tensors)
 
 
+def test_readers_name_the_matrices_an_eraser_rewrites(runtime: Any, tiny: Path) -> None:
+    directions = derive(runtime, rank=2)
+    weights = ModelWeights(tiny)
+    with_keys = {"attn_norm": (gguf.MODEL_TENSOR.ATTN_V, gguf.MODEL_TENSOR.ATTN_K)}
+    tensors = {t.base: t for t in build_adapter(weights, directions, {1: 1.0}, with_keys)}
+    assert set(tensors) == {"blk.1.attn_v.weight", "blk.1.attn_k.weight"}
+    # Both read the same erased input: the same A, each B from its own weight.
+    k, v = tensors["blk.1.attn_k.weight"], tensors["blk.1.attn_v.weight"]
+    np.testing.assert_array_equal(k.a, v.a)
+    eraser = directions.erasers[("attn_norm", 1)]
+    expected = -weights.get("blk.1.attn_k.weight").astype(np.float64) @ eraser.delta
+    np.testing.assert_allclose(k.b, expected, rtol=1e-5, atol=1e-6)
+
+
 def _llama_cli(model: Path, adapter: Path, scale: float, prompt: str) -> str:
     """llama-cli's reply (one turn, greedy, 8 tokens) with the adapter at `scale`."""
     from edgekit.backends.llama_cpp.build import tool_path

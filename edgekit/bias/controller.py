@@ -24,21 +24,24 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from statistics import fmean
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from edgekit.backends.base import AdapterRuntime, FloatArray, ScoringRuntime
 from edgekit.bias.derive import derive
-from edgekit.bias.erasure import Directions, ModelWeights, build_adapter, write_adapter
+from edgekit.bias.erasure import READERS, Directions, ModelWeights, build_adapter, write_adapter
 from edgekit.bias.probes import ProbeSuite, build_suite
 from edgekit.bias.scores import LogProbScorer, SuiteScores, perplexity, run_suite
 from edgekit.errors import BiasError
 from edgekit.paths import data_dir
+
+if TYPE_CHECKING:
+    import gguf
 
 
 @dataclass(frozen=True)
@@ -333,8 +336,9 @@ def write_erasure(
     directions: Directions,
     alphas: dict[int, float],
     meta: dict[str, Any],
+    readers: Mapping[str, tuple[gguf.MODEL_TENSOR, ...]] = READERS,
 ) -> Path:
-    tensors = build_adapter(weights, directions, alphas)
+    tensors = build_adapter(weights, directions, alphas, readers)
     full = {
         **meta,
         **directions.to_meta(),
