@@ -37,3 +37,25 @@ def test_no_lexicon_sentence_is_a_probe_sentence() -> None:
     probe_text |= {q.prompt for q in suite.questions}
     words = {s for pair in lexicon_contrasts()[0] for s in pair}
     assert not words & probe_text
+
+
+def test_the_benchmarks_unseen_lexicon_never_names_a_word_of_the_held_out_split() -> None:
+    from benchmarks.erasure_sites import lexicon_without
+
+    heldout = build_suite("heldout")
+    pairs, labels = lexicon_without(heldout)
+    words = set(
+        " ".join(
+            [s for p in heldout.pairs for pair in p.pairs() for s in pair]
+            + [f"{q.prompt} {' '.join(q.options)}" for q in heldout.questions]
+        )
+        .lower()
+        .replace(".", " ")
+        .replace("?", " ")
+        .replace(",", " ")
+        .split()
+    )
+    assert 0 < len(pairs) < len(lexicon_contrasts()[0]) and len(pairs) == len(labels)
+    for a, b in pairs:
+        for group in _groups(a, b):
+            assert not set(group.lower().split()) & words, group
