@@ -32,7 +32,7 @@ from benchmarks._common import console, print_table, write_json
 from edgekit.bias.controller import ErasureConstraint, require_runtime, write_erasure
 from edgekit.bias.derive import DEFAULT_RANK, directions_from, observe_contrasts
 from edgekit.bias.erasure import READERS, Directions, ModelWeights
-from edgekit.bias.lexicon import FRAMES, GROUPS
+from edgekit.bias.lexicon import lexicon_contrasts
 from edgekit.bias.probes import ProbeSuite, build_suite
 from edgekit.bias.scores import (
     LogProbScorer,
@@ -64,13 +64,7 @@ def lexicon_without(suite: ProbeSuite) -> tuple[list[tuple[str, str]], list[str]
     def named(group: str) -> bool:
         return any(w in seen for w in re.findall(r"[\w'-]+", group.lower()))
 
-    pairs, labels = [], []
-    for category, groups in GROUPS.items():
-        for a, b in groups:
-            if not (named(a) or named(b)):
-                pairs += [(f.format(g=a), f.format(g=b)) for f in FRAMES]
-                labels += [category] * len(FRAMES)
-    return pairs, labels
+    return lexicon_contrasts(leave_out=named)
 
 
 def measure(scorer: LogProbScorer, text: str) -> dict[str, Any]:
@@ -130,7 +124,6 @@ def main() -> int:
         name = f"V, lexicon without held-out groups ({len(lexicon[0])} sentence pairs)"
         variants.append((name, unseen, everywhere, READERS))
     scorer = LogProbScorer(runtime.logits())
-    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         base = measure(scorer, text)
         results = [summary("base model", base, base)]
@@ -145,6 +138,7 @@ def main() -> int:
             finally:
                 constraint.apply(0.0)
     scorer.close()
+    rows = []
     for r in results:
         red = r["bias_reduction"]
         rows.append(

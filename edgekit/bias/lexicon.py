@@ -14,6 +14,8 @@ written here and holds no probe sentence, so the held-out split stays unseen.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from edgekit.bias.data import CATEGORIES
 
 GROUPS: dict[str, tuple[tuple[str, str], ...]] = {
@@ -156,11 +158,16 @@ FRAMES = (
 )
 
 
-def lexicon_contrasts() -> tuple[list[tuple[str, str]], list[str]]:
-    """Sentence pairs differing only in the group, and each pair's category."""
+def lexicon_contrasts(
+    leave_out: Callable[[str], bool] | None = None,
+) -> tuple[list[tuple[str, str]], list[str]]:
+    """Sentence pairs differing only in the group, and each pair's category; a group pair is
+    left out where `leave_out` holds for either of its groups."""
     pairs, labels = [], []
     for category in CATEGORIES:
         for a, b in GROUPS[category]:
+            if leave_out and (leave_out(a) or leave_out(b)):
+                continue
             for frame in FRAMES:
                 pairs.append((frame.format(g=a), frame.format(g=b)))
                 labels.append(category)
