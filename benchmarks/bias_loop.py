@@ -11,7 +11,8 @@ Steps (the held-out split and the BBQ items are only read in step 4):
    scale 0, moving the adapter scale from the bias it measures on its outputs; its final scale;
 4. per method: held-out suite (bias with a paired bootstrap interval of the reduction,
    disambiguated accuracy), BBQ categories in ../shared/bias-data (seeded subsample; s_DIS,
-   s_AMB, accuracy, intervals), perplexity on GPL-3 tokens 0-1023;
+   s_AMB, accuracy, intervals), perplexity on every GPL-3 token outside the search's
+   1024-2047, with a paired bootstrap interval over its windows;
 5. decode tok/s: base vs adapter loaded vs control vector, interleaved, greedy, 64 tokens.
 
 Targets: held-out bias down >= 80% (interval excluding 0), no BBQ score worse beyond its
@@ -48,10 +49,12 @@ from edgekit.bias.probes import build_suite
 from edgekit.bias.scores import (
     LogProbScorer,
     SuiteRun,
+    TextLoss,
     bootstrap,
     paired_reduction,
-    perplexity,
+    perplexity_change,
     reference_text,
+    reported_loss,
     run_suite,
 )
 from edgekit.runner import open_runtime, plan_run
@@ -104,14 +107,14 @@ def evaluate(
     try:
         constraint.apply(scale)
         run = run_suite(scorer, build_suite("heldout"))
-        ppl = perplexity(scorer, text, offset=0)
+        loss = reported_loss(scorer, text)
         answers = standard.answer_bbq(scorer, bbq) if bbq else []
     finally:
         constraint.apply(0.0)
         scorer.close()
     return {
         "run": run,
-        "perplexity": ppl,
+        "loss": loss,
         "bbq": standard.bbq_scores(bbq, answers, seed=seed) if bbq else {},
     }
 
@@ -236,7 +239,7 @@ def main() -> int:
     seconds["total"] = time.perf_counter() - t_start
 
     base_run: SuiteRun = results["base model"]["run"]
-    base_ppl = results["base model"]["perplexity"]
+    base_loss: TextLoss = results["base model"]["loss"]
     rows, records = [], {}
     for name, (_, scale) in methods.items():
         r = results[name]
@@ -244,14 +247,16 @@ def main() -> int:
         s = run.scores()
         ci = bootstrap(run, seed=args.seed)
         change = paired_reduction(base_run, run, seed=args.seed)
+        ppl = perplexity_change(base_loss, r["loss"], seed=args.seed)
         records[name] = {
             "scale": scale,
             "heldout": s.to_dict(),
             "heldout_bias": ci["bias"].to_dict(),
             "bias_reduction": change["bias_reduction"].to_dict(),
             "accuracy_change": change["accuracy_change"].to_dict(),
-            "perplexity": r["perplexity"],
-            "perplexity_change": r["perplexity"] / base_ppl - 1,
+            "perplexity": r["loss"].perplexity,
+            "perplexity_change": ppl.to_dict(),
+            "perplexity_tokens": sum(r["loss"].tokens),
             "bbq": r["bbq"],
             "decode_tok_s": speeds.get(name),
         }
@@ -266,7 +271,8 @@ def main() -> int:
                 f"{_bbq_mean(r['bbq'], 's_dis'):.3f}" if bbq else "-",
                 f"{_bbq_mean(r['bbq'], 's_amb'):.3f}" if bbq else "-",
                 f"{_bbq_mean(r['bbq'], 'disambiguated_accuracy', False):.1%}" if bbq else "-",
-                f"{r['perplexity']:.2f} ({r['perplexity'] / base_ppl - 1:+.1%})",
+                f"{r['loss'].perplexity:.2f}"
+                + ("" if name == "base model" else f" ({_ci(ppl.to_dict(), '{:+.1%}')})"),
                 f"{speeds[name]:.1f}" if name in speeds else "(= erasure)",
             ]
         )
@@ -282,7 +288,7 @@ def main() -> int:
             "BBQ |s_DIS|",
             "BBQ |s_AMB|",
             "BBQ acc",
-            f"PPL ({ref_path.name})",
+            f"PPL ({ref_path.name}, {sum(base_loss.tokens)} tokens)",
             "decode tok/s",
         ],
         rows,
@@ -321,7 +327,7 @@ def main() -> int:
         and er["bias_reduction"]["low"] > 0,
         "bbq_not_worse": not worse,
         "accuracy": -er["accuracy_change"]["value"] <= TARGETS["accuracy_drop"],
-        "perplexity": er["perplexity_change"] <= TARGETS["perplexity_increase"],
+        "perplexity": er["perplexity_change"]["value"] <= TARGETS["perplexity_increase"],
         "decode_cost": decode_cost <= DECODE_COST,
     }
     print_table(
@@ -339,7 +345,7 @@ def main() -> int:
                 f"{er['accuracy_change']['value'] * 100:+.1f} pt",
                 ">= -5 pt",
             ],
-            ["perplexity change", f"{er['perplexity_change']:+.1%}", "<= +5%"],
+            ["perplexity change", _ci(er["perplexity_change"], "{:+.1%}"), "<= +5%"],
             ["decode cost with adapter", f"{decode_cost:+.1%}", "<= 10%"],
             ["feedback loop final scale", f"{loop['final_scale']:.3f}", ""],
         ],
@@ -355,7 +361,7 @@ def main() -> int:
             "control_search": control_search.to_dict(),
             "feedback_loop": loop,
             "methods": records,
-            "perplexity_text": f"{ref_path} tokens 0-1023",
+            "perplexity_text": f"{ref_path} tokens outside 1024-2047",
             "decode_cost": decode_cost,
             "seconds": seconds,
             "passed": passed,

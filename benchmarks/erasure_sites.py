@@ -12,8 +12,9 @@ does), then each variant writes its adapter and is measured at scale 1:
 
 Columns: held-out bias (with the paired bootstrap interval of its reduction), the mean |P|
 (sentence pairs) and |A| (ambiguous questions) over categories, disambiguated accuracy, and
-perplexity on GPL-3 tokens 0-1023 (the reported slice) and 1024-2047 (the slice the scale search
-reads). Nothing here is a target; bias_loop.py checks those.
+perplexity on every GPL-3 token outside 1024-2047 (what bias_loop reports, with a paired window
+bootstrap interval) and on 1024-2047 alone (the slice the scale search reads). Nothing here is a
+target; bias_loop.py checks those.
 """
 
 from __future__ import annotations
@@ -35,11 +36,14 @@ from edgekit.bias.erasure import READERS, Directions, ModelWeights
 from edgekit.bias.lexicon import lexicon_contrasts
 from edgekit.bias.probes import ProbeSuite, build_suite
 from edgekit.bias.scores import (
+    SEARCH_TOKENS,
     LogProbScorer,
     SuiteRun,
     paired_reduction,
     perplexity,
+    perplexity_change,
     reference_text,
+    reported_loss,
     run_suite,
 )
 from edgekit.runner import open_runtime, plan_run
@@ -70,8 +74,8 @@ def lexicon_without(suite: ProbeSuite) -> tuple[list[tuple[str, str]], list[str]
 def measure(scorer: LogProbScorer, text: str) -> dict[str, Any]:
     return {
         "run": run_suite(scorer, build_suite("heldout")),
-        "ppl_reported": perplexity(scorer, text, offset=0),
-        "ppl_search": perplexity(scorer, text, offset=1024),
+        "reported": reported_loss(scorer, text),
+        "ppl_search": perplexity(scorer, text, offset=SEARCH_TOKENS[0]),
     }
 
 
@@ -86,11 +90,15 @@ def summary(name: str, m: dict[str, Any], base: dict[str, Any]) -> dict[str, Any
         "mean_abs_pair_bias": fmean(abs(c.pair_bias) for c in cats),
         "mean_abs_ambiguity_bias": fmean(abs(c.ambiguity_bias) for c in cats),
         "disambiguated_accuracy": scores.disambiguated_accuracy,
-        "perplexity_reported": m["ppl_reported"],
+        "perplexity_reported": m["reported"].perplexity,
         "perplexity_search": m["ppl_search"],
-        "perplexity_reported_change": m["ppl_reported"] / base["ppl_reported"] - 1,
+        "perplexity_reported_change": perplexity_change(base["reported"], m["reported"]).to_dict(),
         "perplexity_search_change": m["ppl_search"] / base["ppl_search"] - 1,
     }
+
+
+def _pct(d: dict[str, float]) -> str:
+    return f"{d['value']:+.1%} [{d['low']:+.1%}, {d['high']:+.1%}]"
 
 
 def main() -> int:
@@ -149,12 +157,12 @@ def main() -> int:
                 f"{r['mean_abs_pair_bias']:.3f}",
                 f"{r['mean_abs_ambiguity_bias']:.3f}",
                 f"{r['disambiguated_accuracy']:.1%}",
-                f"{r['perplexity_reported']:.2f} ({r['perplexity_reported_change']:+.1%})",
+                f"{r['perplexity_reported']:.2f} ({_pct(r['perplexity_reported_change'])})",
                 f"{r['perplexity_search']:.2f} ({r['perplexity_search_change']:+.1%})",
             )
         )
     columns = ["variant", "held-out bias", "reduction [95%]", "|P|", "|A|", "disamb. acc"]
-    columns += ["ppl 0-1023", "ppl 1024-2047"]
+    columns += ["ppl, all but 1024-2047 [95%]", "ppl 1024-2047"]
     print_table("Erasure sites at scale 1 (held-out split)", columns, rows)
     model = str(runtime.info.path)
     payload = {"model": model, "quick": args.quick, "rank": DEFAULT_RANK, "results": results}

@@ -151,7 +151,7 @@ def test_scale_search_erases_the_planted_bias_on_the_fake() -> None:
         TEXT,
         MitigationConfig(max_perplexity_increase=10.0, max_accuracy_drop=1.0),
         on_step=lambda m, nxt: steps.append((m.strength, nxt)),
-        ppl_offset=0,
+        ppl_tokens=(0, 1024),
     )
     assert result.baseline.strength == 0.0 and result.baseline.lean > 0.05
     assert result.strength > 0.5 and result.chosen.scores.bias < 0.5 * result.baseline.scores.bias
@@ -169,7 +169,7 @@ def test_measure_applies_the_scale_it_reports() -> None:
     rt = FakeRuntime()
     scorer = LogProbScorer(rt.logits())
     constraint = ErasureConstraint(rt, __import__("pathlib").Path("fake.gguf"))
-    m = measure(scorer, constraint, 0.75, build_suite("calibration"), TEXT, 0)
+    m = measure(scorer, constraint, 0.75, build_suite("calibration"), TEXT, (0, 1024))
     assert m.strength == 0.75 and rt.lora_calls[-1][1] == 0.75 and m.perplexity > 1
 
 

@@ -36,7 +36,7 @@ from edgekit.backends.base import AdapterRuntime, FloatArray, ScoringRuntime
 from edgekit.bias.derive import derive
 from edgekit.bias.erasure import READERS, Directions, ModelWeights, build_adapter, write_adapter
 from edgekit.bias.probes import ProbeSuite, build_suite
-from edgekit.bias.scores import LogProbScorer, SuiteScores, perplexity, run_suite
+from edgekit.bias.scores import SEARCH_TOKENS, LogProbScorer, SuiteScores, perplexity, run_suite
 from edgekit.errors import BiasError
 from edgekit.paths import data_dir
 
@@ -202,12 +202,13 @@ def measure(
     strength: float,
     suite: ProbeSuite,
     text: str,
-    ppl_offset: int,
+    ppl_tokens: tuple[int, int] = SEARCH_TOKENS,
 ) -> Measurement:
     t0 = time.perf_counter()
     constraint.apply(strength)
     scores = run_suite(scorer, suite).scores()
-    ppl = perplexity(scorer, text, offset=ppl_offset)
+    low, high = ppl_tokens
+    ppl = perplexity(scorer, text, max_tokens=high - low, offset=low)
     return Measurement(strength, scores, ppl, time.perf_counter() - t0)
 
 
@@ -225,21 +226,21 @@ def search_scale(
     text: str,
     config: MitigationConfig | None = None,
     on_step: Callable[[Measurement, float], None] | None = None,
-    ppl_offset: int = 1024,
     base: Measurement | None = None,
+    ppl_tokens: tuple[int, int] = SEARCH_TOKENS,
 ) -> MitigationResult:
     """Search the scale on the calibration split; `on_step(measurement, next_scale)`."""
     cfg = config or MitigationConfig()
     suite = build_suite("calibration")
     if base is None:
-        base = measure(scorer, constraint, 0.0, suite, text, ppl_offset)
+        base = measure(scorer, constraint, 0.0, suite, text, ppl_tokens)
         if on_step:
             on_step(base, cfg.start)
     lo, hi, s = 0.0, None, cfg.start
     steps: list[Measurement] = []
     try:
         for _ in range(cfg.iterations):
-            m = measure(scorer, constraint, s, suite, text, ppl_offset)
+            m = measure(scorer, constraint, s, suite, text, ppl_tokens)
             steps.append(m)
             if not within_limits(m, base, cfg) or m.lean < -cfg.tolerance:
                 hi = s
@@ -398,7 +399,7 @@ def calibrate_erasure(
                     continue
                 constraint.path = Path(tmp) / f"trial-{n}.gguf"
                 write_erasure(constraint.path, weights, directions, candidate, {})
-                m = measure(scorer, constraint, result.strength, suite, text, 1024)
+                m = measure(scorer, constraint, result.strength, suite, text)
                 keep = within_limits(m, result.baseline, cfg) and m.scores.bias <= best.scores.bias
                 if on_step:
                     on_step(m, result.strength)
