@@ -17,7 +17,7 @@ from edgekit.backends.base import AdapterRuntime, SamplingParams, ScoringRuntime
 from edgekit.bias.controller import write_erasure
 from edgekit.bias.derive import derive
 from edgekit.bias.erasure import ModelWeights, build_adapter, check_adapter
-from edgekit.bias.scores import LogProbScorer
+from edgekit.bias.logprobs import LogProbScorer
 from edgekit.errors import AdapterFileError
 from edgekit.gguf_file import load_model_info
 from edgekit.runner import open_runtime, plan_run

@@ -23,8 +23,10 @@ from edgekit.bias.erasure import (
     observe,
     reader_pair,
 )
+from edgekit.bias.intervals import paired_reduction
+from edgekit.bias.logprobs import LogProbScorer
 from edgekit.bias.probes import build_suite
-from edgekit.bias.scores import LogProbScorer, paired_reduction, run_suite
+from edgekit.bias.scores import run_suite
 from edgekit.errors import BiasError
 from tests.fake_bias_backend import FakeModel, FakeRuntime
 

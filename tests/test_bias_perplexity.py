@@ -6,9 +6,9 @@ import math
 
 import pytest
 
-from edgekit.bias.scores import (
+from edgekit.bias.logprobs import LogProbScorer
+from edgekit.bias.perplexity import (
     SEARCH_TOKENS,
-    LogProbScorer,
     TextLoss,
     perplexity,
     perplexity_change,

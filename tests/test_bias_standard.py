@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from edgekit.bias import store
-from edgekit.bias.scores import LogProbScorer
+from edgekit.bias.logprobs import LogProbScorer
 from edgekit.bias.standard import (
     answer_bbq,
     bbq_scores,

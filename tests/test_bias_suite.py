@@ -157,7 +157,7 @@ def _run(suite: object, lean: float) -> object:
 
 
 def test_intervals_hold_their_score_even_where_resampling_inflates_it() -> None:
-    from edgekit.bias.scores import bootstrap, paired_reduction
+    from edgekit.bias.intervals import bootstrap, paired_reduction
 
     suite = build_suite("heldout")
     before, after = _run(suite, 3.0), _run(suite, 0.0)

@@ -35,8 +35,10 @@ import numpy as np
 from edgekit.backends.base import AdapterRuntime, FloatArray, ScoringRuntime
 from edgekit.bias.derive import derive
 from edgekit.bias.erasure import READERS, Directions, ModelWeights, build_adapter, write_adapter
+from edgekit.bias.logprobs import LogProbScorer
+from edgekit.bias.perplexity import SEARCH_TOKENS, text_loss
 from edgekit.bias.probes import ProbeSuite, build_suite
-from edgekit.bias.scores import SEARCH_TOKENS, LogProbScorer, SuiteScores, perplexity, run_suite
+from edgekit.bias.scores import SuiteScores, run_suite
 from edgekit.errors import BiasError
 from edgekit.paths import data_dir
 
@@ -207,8 +209,7 @@ def measure(
     t0 = time.perf_counter()
     constraint.apply(strength)
     scores = run_suite(scorer, suite).scores()
-    low, high = ppl_tokens
-    ppl = perplexity(scorer, text, max_tokens=high - low, offset=low)
+    ppl = text_loss(scorer, text, (ppl_tokens,)).perplexity
     return Measurement(strength, scores, ppl, time.perf_counter() - t0)
 
 

@@ -50,7 +50,7 @@ MAX_COVARIANCE_WINDOWS = 6  # per text: enough states for a 1-2k wide covariance
 
 
 def covariance_windows(runtime: ScoringRuntime, n_ctx: int) -> list[list[int]]:
-    from edgekit.bias.scores import reference_text
+    from edgekit.bias.perplexity import reference_text
     from edgekit.calibration_text import CALIBRATION_TEXT
 
     reported = reference_text()

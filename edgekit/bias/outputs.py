@@ -15,8 +15,9 @@ from functools import lru_cache
 from typing import Any
 
 from edgekit.bias.data import ASSOCIATIONS, SCENARIOS
+from edgekit.bias.logprobs import LogProbScorer
 from edgekit.bias.probes import PairProbe, build_suite
-from edgekit.bias.scores import LogProbScorer, PairResult, pair_logprobs
+from edgekit.bias.scores import PairResult, pair_logprobs
 
 _ARTICLE = re.compile(r"^(a|an|the)\s+", re.IGNORECASE)
 _SENTENCES = re.compile(r"[^.!?\n]+")

@@ -32,7 +32,8 @@ from typing import Any
 import numpy as np
 
 from edgekit.backends.base import common_prefix
-from edgekit.bias.scores import Interval, LogProbScorer
+from edgekit.bias.intervals import Interval
+from edgekit.bias.logprobs import LogProbScorer
 from edgekit.errors import BiasDataError
 
 Progress = Callable[[int, int], None]

@@ -144,7 +144,7 @@ def _read_suite(suite: tuple[str, Path], limit: int | None, seed: int) -> Any:
 
 def _standard(runtime: Any, name: str, data: Any, seed: int, as_json: bool) -> dict[str, Any]:
     from edgekit.bias import standard
-    from edgekit.bias.scores import LogProbScorer
+    from edgekit.bias.logprobs import LogProbScorer
 
     scorer = LogProbScorer(runtime.logits())
     try:
@@ -197,8 +197,10 @@ def _print_standard(name: str, scores: dict[str, Any]) -> None:
 def _measure(
     runtime: Any, split: str, repeat: int, temperature: float, seed: int, as_json: bool
 ) -> dict[str, Any]:
+    from edgekit.bias.intervals import bootstrap
+    from edgekit.bias.logprobs import LogProbScorer
     from edgekit.bias.probes import build_suite
-    from edgekit.bias.scores import LogProbScorer, bootstrap, run_suite
+    from edgekit.bias.scores import run_suite
 
     suite = build_suite() if split == "all" else build_suite(cast("Split", split))
     scorer = LogProbScorer(runtime.logits())
@@ -353,8 +355,11 @@ def _mitigate(
         calibrate_erasure,
         history_logger,
     )
+    from edgekit.bias.intervals import paired_reduction
+    from edgekit.bias.logprobs import LogProbScorer
+    from edgekit.bias.perplexity import reference_text
     from edgekit.bias.probes import build_suite
-    from edgekit.bias.scores import LogProbScorer, paired_reduction, reference_text, run_suite
+    from edgekit.bias.scores import run_suite
     from edgekit.errors import ReferenceTextError
 
     ref = reference_text()
