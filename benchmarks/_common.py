@@ -65,6 +65,11 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else 0.0
 
 
+def with_interval(d: dict[str, float], fmt: str = "{:.3f}") -> str:
+    """A score dict {value, low, high} as 'value [low, high]'."""
+    return f"{fmt.format(d['value'])} [{fmt.format(d['low'])}, {fmt.format(d['high'])}]"
+
+
 def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
     table = Table(title=title)
     for i, col in enumerate(columns):

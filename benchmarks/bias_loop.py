@@ -28,7 +28,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks._common import RESULTS_DIR, console, median, print_table, verdict, write_json
+from benchmarks._common import (
+    RESULTS_DIR,
+    console,
+    median,
+    print_table,
+    verdict,
+    with_interval,
+    write_json,
+)
 from edgekit.backends.base import SamplingParams
 from edgekit.bias import standard, store
 from edgekit.bias.controller import (
@@ -44,19 +52,12 @@ from edgekit.bias.controller import (
 )
 from edgekit.bias.derive import control_vector
 from edgekit.bias.guard import BiasGuard
+from edgekit.bias.intervals import bootstrap, paired_reduction
+from edgekit.bias.logprobs import LogProbScorer
 from edgekit.bias.outputs import ProbeScorer
+from edgekit.bias.perplexity import TextLoss, perplexity_change, reference_text, reported_loss
 from edgekit.bias.probes import build_suite
-from edgekit.bias.scores import (
-    LogProbScorer,
-    SuiteRun,
-    TextLoss,
-    bootstrap,
-    paired_reduction,
-    perplexity_change,
-    reference_text,
-    reported_loss,
-    run_suite,
-)
+from edgekit.bias.scores import SuiteRun, run_suite
 from edgekit.runner import open_runtime, plan_run
 
 # ../shared/bias-data next to the checkout (or next to a folder of worktrees).
@@ -162,10 +163,6 @@ def decode_speeds(
     return {name: median(v) for name, v in speeds.items()}
 
 
-def _ci(d: dict[str, float], fmt: str = "{:.3f}") -> str:
-    return f"{fmt.format(d['value'])} [{fmt.format(d['low'])}, {fmt.format(d['high'])}]"
-
-
 def _bbq_mean(scores: dict[str, Any], key: str, absolute: bool = True) -> float:
     values = [abs(s[key]["value"]) if absolute else s[key]["value"] for s in scores.values()]
     return sum(values) / len(values) if values else float("nan")
@@ -265,14 +262,14 @@ def main() -> int:
             [
                 name,
                 f"{scale:.3f}",
-                _ci(ci["bias"].to_dict()),
-                "-" if name == "base model" else _ci(red.to_dict(), "{:.0%}"),
+                with_interval(ci["bias"].to_dict()),
+                "-" if name == "base model" else with_interval(red.to_dict(), "{:.0%}"),
                 f"{s.disambiguated_accuracy:.1%}",
                 f"{_bbq_mean(r['bbq'], 's_dis'):.3f}" if bbq else "-",
                 f"{_bbq_mean(r['bbq'], 's_amb'):.3f}" if bbq else "-",
                 f"{_bbq_mean(r['bbq'], 'disambiguated_accuracy', False):.1%}" if bbq else "-",
                 f"{r['loss'].perplexity:.2f}"
-                + ("" if name == "base model" else f" ({_ci(ppl.to_dict(), '{:+.1%}')})"),
+                + ("" if name == "base model" else f" ({with_interval(ppl.to_dict(), '{:+.1%}')})"),
                 f"{speeds[name]:.1f}" if name in speeds else "(= erasure)",
             ]
         )
@@ -301,9 +298,9 @@ def main() -> int:
                     [
                         name,
                         cat,
-                        _ci(s["s_dis"], "{:+.3f}"),
-                        _ci(s["s_amb"], "{:+.3f}"),
-                        _ci(s["disambiguated_accuracy"], "{:.1%}"),
+                        with_interval(s["s_dis"], "{:+.3f}"),
+                        with_interval(s["s_amb"], "{:+.3f}"),
+                        with_interval(s["disambiguated_accuracy"], "{:.1%}"),
                         s["unmatched"],
                     ]
                 )
@@ -336,7 +333,7 @@ def main() -> int:
         [
             [
                 "held-out bias reduction",
-                _ci(er["bias_reduction"], "{:.1%}"),
+                with_interval(er["bias_reduction"], "{:.1%}"),
                 ">= 80%, interval > 0",
             ],
             ["BBQ scores worse than base interval", ", ".join(worse) or "none", "none"],
@@ -345,7 +342,7 @@ def main() -> int:
                 f"{er['accuracy_change']['value'] * 100:+.1f} pt",
                 ">= -5 pt",
             ],
-            ["perplexity change", _ci(er["perplexity_change"], "{:+.1%}"), "<= +5%"],
+            ["perplexity change", with_interval(er["perplexity_change"], "{:+.1%}"), "<= +5%"],
             ["decode cost with adapter", f"{decode_cost:+.1%}", "<= 10%"],
             ["feedback loop final scale", f"{loop['final_scale']:.3f}", ""],
         ],

@@ -29,23 +29,22 @@ from typing import Any
 import gguf
 import numpy as np
 
-from benchmarks._common import console, print_table, write_json
+from benchmarks._common import console, print_table, with_interval, write_json
 from edgekit.bias.controller import ErasureConstraint, require_runtime, write_erasure
 from edgekit.bias.derive import DEFAULT_RANK, directions_from, observe_contrasts
 from edgekit.bias.erasure import READERS, Directions, ModelWeights
+from edgekit.bias.intervals import paired_reduction
 from edgekit.bias.lexicon import lexicon_contrasts
-from edgekit.bias.probes import ProbeSuite, build_suite
-from edgekit.bias.scores import (
+from edgekit.bias.logprobs import LogProbScorer
+from edgekit.bias.perplexity import (
     SEARCH_TOKENS,
-    LogProbScorer,
-    SuiteRun,
-    paired_reduction,
-    perplexity,
     perplexity_change,
     reference_text,
     reported_loss,
-    run_suite,
+    text_loss,
 )
+from edgekit.bias.probes import ProbeSuite, build_suite
+from edgekit.bias.scores import SuiteRun, run_suite
 from edgekit.runner import open_runtime, plan_run
 
 _T = gguf.MODEL_TENSOR
@@ -75,7 +74,7 @@ def measure(scorer: LogProbScorer, text: str) -> dict[str, Any]:
     return {
         "run": run_suite(scorer, build_suite("heldout")),
         "reported": reported_loss(scorer, text),
-        "ppl_search": perplexity(scorer, text, offset=SEARCH_TOKENS[0]),
+        "ppl_search": text_loss(scorer, text, (SEARCH_TOKENS,)).perplexity,
     }
 
 
@@ -95,10 +94,6 @@ def summary(name: str, m: dict[str, Any], base: dict[str, Any]) -> dict[str, Any
         "perplexity_reported_change": perplexity_change(base["reported"], m["reported"]).to_dict(),
         "perplexity_search_change": m["ppl_search"] / base["ppl_search"] - 1,
     }
-
-
-def _pct(d: dict[str, float]) -> str:
-    return f"{d['value']:+.1%} [{d['low']:+.1%}, {d['high']:+.1%}]"
 
 
 def main() -> int:
@@ -153,11 +148,12 @@ def main() -> int:
             (
                 r["variant"],
                 f"{r['bias']:.3f}",
-                f"{red['value']:.0%} [{red['low']:.0%}, {red['high']:.0%}]",
+                with_interval(red, "{:.0%}"),
                 f"{r['mean_abs_pair_bias']:.3f}",
                 f"{r['mean_abs_ambiguity_bias']:.3f}",
                 f"{r['disambiguated_accuracy']:.1%}",
-                f"{r['perplexity_reported']:.2f} ({_pct(r['perplexity_reported_change'])})",
+                f"{r['perplexity_reported']:.2f} "
+                f"({with_interval(r['perplexity_reported_change'], '{:+.1%}')})",
                 f"{r['perplexity_search']:.2f} ({r['perplexity_search_change']:+.1%})",
             )
         )
