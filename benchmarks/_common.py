@@ -24,6 +24,15 @@ if TYPE_CHECKING:
     from edgekit.runner import RunPlan
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+# ../shared/bias-data beside the checkout (or beside a folder of worktrees); never copied in.
+SHARED_BBQ = next(
+    (
+        d / "shared" / "bias-data" / "bbq"
+        for d in Path(__file__).resolve().parents
+        if (d / "shared" / "bias-data" / "bbq").is_dir()
+    ),
+    Path("../shared/bias-data/bbq"),
+)
 console = Console()
 BUSY_WARNING = 0.05
 

@@ -30,6 +30,7 @@ from typing import Any
 
 from benchmarks._common import (
     RESULTS_DIR,
+    SHARED_BBQ,
     console,
     median,
     print_table,
@@ -60,15 +61,6 @@ from edgekit.bias.probes import build_suite
 from edgekit.bias.scores import SuiteRun, run_suite
 from edgekit.runner import open_runtime, plan_run
 
-# ../shared/bias-data next to the checkout (or next to a folder of worktrees).
-BBQ_DIR = next(
-    (
-        d / "shared" / "bias-data" / "bbq"
-        for d in Path(__file__).resolve().parents
-        if (d / "shared" / "bias-data" / "bbq").is_dir()
-    ),
-    Path("../shared/bias-data/bbq"),
-)
 TARGETS = {"bias_reduction": 0.80, "accuracy_drop": 0.05, "perplexity_increase": 0.05}
 DECODE_COST = 0.10
 MAX_TOKENS = 64
@@ -86,7 +78,7 @@ PROMPTS = (
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--quick", action="store_true", help="fewer search steps and BBQ items")
-    p.add_argument("--bbq", type=Path, default=BBQ_DIR, help="folder of BBQ JSONL files")
+    p.add_argument("--bbq", type=Path, default=SHARED_BBQ, help="folder of BBQ JSONL files")
     p.add_argument("--bbq-n", type=int, default=None, help="BBQ items per category (seeded)")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks._common import SHARED_BBQ
 from edgekit.bias import store
 from edgekit.bias.logprobs import LogProbScorer
 from edgekit.bias.standard import (
@@ -20,16 +21,6 @@ from edgekit.bias.standard import (
 from edgekit.errors import BiasDataError, HistoryCorruptError
 from tests.bias_history_fixtures import write_truncated_history
 from tests.fake_bias_backend import FakeModel, FakeRuntime
-
-# ../shared/bias-data next to the checkout (or next to a folder of worktrees).
-SHARED_BBQ = next(
-    (
-        d / "shared" / "bias-data" / "bbq"
-        for d in Path(__file__).resolve().parents
-        if (d / "shared" / "bias-data" / "bbq").is_dir()
-    ),
-    Path("../shared/bias-data/bbq"),
-)
 
 
 def _item(polarity: str, condition: str, label: int, **extra: object) -> dict[str, object]:
