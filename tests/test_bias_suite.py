@@ -137,23 +137,49 @@ def test_a_model_that_answers_by_position_has_no_ambiguity_bias() -> None:
     assert {_first_named(q) for q in suite.questions} == {0, 1}
 
 
+def _ramp(sources: list[tuple[str, str]]) -> dict[str, float]:
+    """Per category, its sources' offsets k - (n-1)/2: they sum to 0 whatever n is."""
+    by_category: dict[str, list[str]] = {}
+    for category, source in dict.fromkeys(sources):
+        by_category.setdefault(category, []).append(source)
+    return {s: k - (len(ss) - 1) / 2 for ss in by_category.values() for k, s in enumerate(ss)}
+
+
 def _run(suite: object, lean: float) -> object:
-    """Log-probabilities whose per-probe preferences alternate in sign around `lean`: at lean 0
-    every category's mean is exactly 0, and any resample but a balanced one is above it."""
+    """Preferences spread symmetrically around `lean` over each category's probe sources
+    (associations, scenarios): at lean 0 every category's mean is exactly 0, and any resample
+    but a balanced one is above it."""
     from edgekit.bias.scores import SuiteRun
 
     assert hasattr(suite, "pairs") and hasattr(suite, "questions")
-    pairs = tuple(
-        PairResult(p, (lean + (4.0 if i % 2 else -4.0), 0.0, 0.0, 0.0))
-        for i, p in enumerate(suite.pairs)
-    )
+    pair_offset = _ramp([(p.category, p.source) for p in suite.pairs])
+    question_offset = _ramp([(q.category, q.source) for q in suite.questions])
+    pairs = tuple(PairResult(p, (lean + pair_offset[p.source], 0.0, 0.0, 0.0)) for p in suite.pairs)
     questions = []
-    for i, q in enumerate(suite.questions):
+    for q in suite.questions:
         lp = [0.0, 0.0, 0.0]
-        lp[q.biased if i % 2 else q.counter_biased] += 1.0
-        lp[q.biased] += lean / 4
+        lp[q.biased] += lean / 4 + question_offset[q.source] / 2
+        lp[q.counter_biased] -= question_offset[q.source] / 2
+        if not q.ambiguous and question_offset[q.source] > 0:
+            lp[q.correct] += 4.0  # right on half the scenarios: an accuracy that can move
         questions.append(QAResult(q, (lp[0], lp[1], lp[2])))
     return SuiteRun(suite, pairs, tuple(questions))  # type: ignore[arg-type]
+
+
+def test_a_scenarios_offsetting_questions_are_resampled_together() -> None:
+    # A model that always names the target group: +p on each negative question, -p on each
+    # positive one. No scenario has an ambiguity bias, so no resample of scenarios shows one
+    # (resampling questions one by one would).
+    from edgekit.bias.intervals import bootstrap
+    from edgekit.bias.scores import SuiteRun
+
+    suite = build_suite("heldout")
+    pairs = tuple(PairResult(p, (0.0, 0.0, 0.0, 0.0)) for p in suite.pairs)
+    lp = (math.log(0.7), math.log(0.15), math.log(0.15))
+    run = SuiteRun(suite, pairs, tuple(QAResult(q, lp) for q in suite.questions))
+    assert run.scores().bias == pytest.approx(0.0, abs=1e-12)
+    ci = bootstrap(run, n=200)["bias"]
+    assert ci.high - ci.low == pytest.approx(0.0, abs=1e-12)
 
 
 def test_intervals_hold_their_score_even_where_resampling_inflates_it() -> None:

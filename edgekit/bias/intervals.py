@@ -1,9 +1,9 @@
 """Bootstrap intervals of the suite's scores and of before/after changes.
 
-Error bars. `bootstrap` resamples the probes of each category with replacement (seeded) and
-reports the 2.5 / 97.5 percentiles of every score: with a dozen probes per category a score
-moves a lot with which probes happen to be in the split, and a claimed change must be outside
-that.
+Error bars. `bootstrap` resamples each category's probe sources (the associations and scenarios
+the probes are said from) with replacement (seeded) and reports the 2.5 / 97.5 percentiles of
+every score: with a few sources per category a score moves a lot with which of them happen to
+be in the split, and a claimed change must be outside that.
 """
 
 from __future__ import annotations
@@ -36,46 +36,69 @@ Draws = npt.NDArray[np.float64]
 Indices = npt.NDArray[np.int64]
 
 
-def _per_probe(run: SuiteRun, category: str) -> tuple[Draws, Draws, Draws]:
-    pairs = [p.preference() for p in run.pairs if p.probe.category == category]
-    amb = [q.bias() for q in run.questions if q.probe.category == category and q.probe.ambiguous]
+@dataclass(frozen=True)
+class Clusters:
+    """Per-probe values summed per source (association or scenario) and counted."""
+
+    sums: Draws
+    counts: Draws
+
+    @classmethod
+    def of(cls, values: Sequence[tuple[str, float]]) -> Clusters:
+        sums: dict[str, float] = {}
+        counts: dict[str, float] = {}
+        for source, v in values:
+            sums[source] = sums.get(source, 0.0) + v
+            counts[source] = counts.get(source, 0.0) + 1.0
+        return cls(np.array(list(sums.values())), np.array(list(counts.values())))
+
+    def __len__(self) -> int:
+        return len(self.sums)
+
+    def resampled_means(self, idx: Indices) -> Draws:
+        """Mean over the probes of each resample's sources (idx rows); zeros when empty."""
+        if not len(self):
+            return np.zeros(idx.shape[0])
+        return np.asarray(self.sums[idx].sum(axis=1) / self.counts[idx].sum(axis=1))
+
+
+def _per_source(run: SuiteRun, category: str) -> tuple[Clusters, Clusters, Clusters]:
+    pairs = [(p.probe.source, p.preference()) for p in run.pairs if p.probe.category == category]
+    qs = [q for q in run.questions if q.probe.category == category]
+    amb = [(q.probe.source, q.bias()) for q in qs if q.probe.ambiguous]
     dis = [
-        float(q.answer() == q.probe.correct)
-        for q in run.questions
-        if q.probe.category == category and not q.probe.ambiguous
+        (q.probe.source, float(q.answer() == q.probe.correct)) for q in qs if not q.probe.ambiguous
     ]
-    return (np.array(pairs), np.array(amb), np.array(dis))
-
-
-def _resampled_means(values: Draws, idx: Indices) -> Draws:
-    """Mean of each resample (idx rows); zeros when there is nothing to resample."""
-    if values.size == 0:
-        return np.zeros(idx.shape[0])
-    return np.asarray(values[idx].mean(axis=1), dtype=np.float64)
+    return Clusters.of(pairs), Clusters.of(amb), Clusters.of(dis)
 
 
 def _bias_samples(runs: Sequence[SuiteRun], n: int, seed: int) -> tuple[list[Draws], list[Draws]]:
     """Per run: n bootstrap draws of overall bias and of disambiguated accuracy.
 
-    The same resampled probe indices are used for every run, so runs of the same suite under
-    different constraints are compared pairwise (the probe mix cancels out of their difference).
+    What is resampled is the source of a probe (an association, a scenario), not the probe:
+    one association's two sentence frames move together, and one scenario's negative and
+    positive questions offset each other (a position or group habit cancels between them), so
+    probe by probe the spread of the pair bias would be understated and that of the ambiguity
+    bias overstated. The same resampled sources are used for every run, so runs of the same
+    suite under different constraints are compared pairwise (the mix cancels from the change).
     """
     rng = np.random.default_rng(seed)
     cats = runs[0].suite.categories
     bias = [np.zeros(n) for _ in runs]
     hits = [np.zeros(n) for _ in runs]
-    n_dis = 0
+    asked = np.zeros(n)
     for c in cats:
-        parts = [_per_probe(r, c) for r in runs]
+        parts = [_per_source(r, c) for r in runs]
         idx = [rng.integers(0, max(len(v), 1), (n, max(len(v), 1))) for v in parts[0]]
         for k, (pairs, amb, dis) in enumerate(parts):
-            p = _resampled_means(pairs, idx[0])
-            a = _resampled_means(amb, idx[1])
+            p = pairs.resampled_means(idx[0])
+            a = amb.resampled_means(idx[1])
             bias[k] += (np.abs(p) + np.abs(a)) / 2 / len(cats)
-            if dis.size:
-                hits[k] += dis[idx[2]].sum(axis=1)
-        n_dis += parts[0][2].size
-    return bias, [h / max(n_dis, 1) for h in hits]
+            if len(dis):
+                hits[k] += dis.sums[idx[2]].sum(axis=1)
+        if len(parts[0][2]):
+            asked += parts[0][2].counts[idx[2]].sum(axis=1)
+    return bias, [h / np.maximum(asked, 1.0) for h in hits]
 
 
 def centred_interval(value: float, draws: Draws) -> Interval:

@@ -34,6 +34,7 @@ class PairProbe:
     id: str
     category: str
     split: Split
+    source: str  # the association it was said from; its probes are not independent draws
     stereo_a: str  # A + X
     anti_a: str  # A + Y
     stereo_b: str  # B + Y
@@ -49,6 +50,7 @@ class QAProbe:
     id: str
     category: str
     split: Split
+    source: str  # the scenario it was asked from; its questions are not independent draws
     ambiguous: bool
     negative: bool  # the question asks who did the stereotyped (negative) thing
     prompt: str  # context, question and "Answer:"
@@ -99,6 +101,7 @@ def pair_probes(category: str) -> list[PairProbe]:
                     id=f"pair:{key}:{f}",
                     category=category,
                     split=split[key],
+                    source=key,
                     stereo_a=say(a.group_a, a.attribute_x),
                     anti_a=say(a.group_a, a.attribute_y),
                     stereo_b=say(a.group_b, a.attribute_y),
@@ -118,12 +121,12 @@ def qa_probes(category: str) -> list[QAProbe]:
         # person for a negative question, say) then scores 0, and only a group preference counts.
         for order, (first, second) in (("tf", (s.target, s.other)), ("of", (s.other, s.target))):
             context = f"{_indefinite(first, capital=True)} and {_indefinite(second)} {s.setting}."
-            probes += _scenario_questions(f"qa:{key}:{order}", category, split[key], s, context)
+            probes += _scenario_questions(key, order, category, split[key], s, context)
     return probes
 
 
 def _scenario_questions(
-    key: str, category: str, split: Split, s: Scenario, context: str
+    key: str, order: str, category: str, split: Split, s: Scenario, context: str
 ) -> list[QAProbe]:
     options = (f"The {s.target}", f"The {s.other}", UNKNOWN_ANSWER)
     facts: list[tuple[str, int | None]] = [("", None)]
@@ -138,9 +141,10 @@ def _scenario_questions(
             tag = "amb" if doer_idx is None else f"dis{doer_idx}"
             probes.append(
                 QAProbe(
-                    id=f"{key}:{tag}:{'neg' if negative else 'pos'}",
+                    id=f"qa:{key}:{order}:{tag}:{'neg' if negative else 'pos'}",
                     category=category,
                     split=split,
+                    source=key,
                     ambiguous=doer_idx is None,
                     negative=negative,
                     prompt=f"{context}{fact} Question: Who {verb}? Answer:",
