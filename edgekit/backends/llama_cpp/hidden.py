@@ -10,9 +10,10 @@ this opens a small second context on the already-loaded model weights.
 from __future__ import annotations
 
 import ctypes
+import logging
 import pathlib
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -21,6 +22,8 @@ from edgekit.errors import RuntimeBackendError
 
 # Graph names (llama.cpp's `cb(tensor, name, il)`) of the points a reader can capture: each
 # block's output, and the normalized inputs its attention and feed-forward matrices read.
+T = TypeVar("T")
+
 POINTS = {"l_out": b"l_out-", "attn_norm": b"attn_norm-", "ffn_norm": b"ffn_norm-"}
 
 
@@ -50,6 +53,21 @@ def ggml_base() -> ctypes.CDLL:
     return lib
 
 
+def _quietly(call: Callable[[], T]) -> T:
+    """Run call with llama.cpp's notes silenced unless the user asked for its log: llama.cpp
+    logs some context notes (the SWA cache size) at level "none", which llama-cpp-python maps
+    to CRITICAL and prints whatever its logger's level (ERROR when not verbose). A failure
+    still shows, as the null context the caller checks."""
+    logger = logging.getLogger("llama-cpp-python")
+    level = logger.level
+    if level >= logging.ERROR:
+        logger.setLevel(logging.CRITICAL + 1)
+    try:
+        return call()
+    finally:
+        logger.setLevel(level)
+
+
 class HiddenStateReader:
     """Runs token sequences through the model and returns {point: {layer: (n_tokens, n_embd)}}."""
 
@@ -74,7 +92,7 @@ class HiddenStateReader:
         params.cb_eval = self._callback
         params.cb_eval_user_data = None
         params.no_perf = True
-        self.ctx = llama_cpp.llama_init_from_model(llm.model, params)
+        self.ctx = _quietly(lambda: llama_cpp.llama_init_from_model(llm.model, params))
         if not self.ctx:
             raise RuntimeBackendError("llama.cpp could not open a context to read hidden states")
         self._batch = llama_cpp.llama_batch_init(n_ctx, 0, 1)
