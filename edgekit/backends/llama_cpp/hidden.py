@@ -20,10 +20,10 @@ import numpy as np
 from edgekit.backends.base import FloatArray
 from edgekit.errors import RuntimeBackendError
 
-# Graph names (llama.cpp's `cb(tensor, name, il)`) of the points a reader can capture: each
-# block's output, and the normalized inputs its attention and feed-forward matrices read.
 T = TypeVar("T")
 
+# Graph names (llama.cpp's `cb(tensor, name, il)`) of the points a reader can capture: each
+# block's output, and the normalized inputs its attention and feed-forward matrices read.
 POINTS = {"l_out": b"l_out-", "attn_norm": b"attn_norm-", "ffn_norm": b"ffn_norm-"}
 
 
