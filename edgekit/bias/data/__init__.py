@@ -1,7 +1,7 @@
 """The suite's material, written for edgekit (no benchmark sentences are copied).
 
 schema.py: the categories, the item types and the pair frames; associations.py: the pair
-material; scenarios.py: the question material.
+material; scenarios/: the question material, one module per category.
 
 Likelihood pairs: each association names two groups and two attributes, stereotype first: the
 probes test whether the model links group A with attribute X and group B with attribute Y more
