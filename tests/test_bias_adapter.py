@@ -89,6 +89,23 @@ def test_scale_zero_is_the_base_model_and_one_changes_it(runtime: Any, adapter: 
     np.testing.assert_allclose(_logits(runtime, PROMPT), base, atol=1e-5)
 
 
+def test_an_adapter_rewritten_in_place_is_loaded_again(
+    runtime: Any, tiny: Path, tmp_path: Path
+) -> None:
+    # --mitigate rewrites the model's adapter at the same path: the new tensors must apply.
+    directions = derive(runtime, rank=2)
+    weights = ModelWeights(tiny)
+    path = tmp_path / "same.gguf"
+    outputs = []
+    for blocks in ((0,), (3,), (0,)):
+        write_erasure(path, weights, directions, dict.fromkeys(blocks, 1.0), {})
+        runtime.set_lora(path, 1.0)
+        outputs.append(_logits(runtime, PROMPT))
+    runtime.set_lora(None)
+    assert np.abs(outputs[0] - outputs[1]).max() > 1e-4
+    np.testing.assert_allclose(outputs[2], outputs[0], atol=1e-5)
+
+
 def _baked_copy(model: Path, adapter: Path, out: Path) -> Path:
     """The model with W + B A written into its tensors: what scale 1 must equal."""
     src, lora = gguf.GGUFReader(str(model)), gguf.GGUFReader(str(adapter))

@@ -58,13 +58,23 @@ class LoraSlots:
 
         self.lib = llama_cpp
         self.llm = llm
-        self._loaded: dict[Path, Any] = {}
-        self.active: tuple[Path, float] | None = None
+        self._loaded: dict[tuple[Path, int, int], Any] = {}
+        self.active: tuple[tuple[Path, int, int], float] | None = None
+
+    @staticmethod
+    def _key(path: Path) -> tuple[Path, int, int]:
+        # A file rewritten in place (a new --mitigate, a calibration trial) is a new adapter:
+        # keyed by path alone, the old tensors would stay applied.
+        try:
+            st = path.stat()
+        except OSError as e:
+            raise AdapterFileError(f"cannot read the LoRA adapter {path}: {e.strerror}") from e
+        return path.resolve(), st.st_mtime_ns, st.st_size
 
     def load(self, path: Path) -> Any:
-        key = path.resolve()
+        key = self._key(path)
         if key not in self._loaded:
-            adapter = self.lib.llama_adapter_lora_init(self.llm.model, str(key).encode())
+            adapter = self.lib.llama_adapter_lora_init(self.llm.model, str(key[0]).encode())
             if not adapter:
                 raise AdapterFileError(
                     f"llama.cpp could not load the LoRA adapter {path}",
@@ -75,13 +85,13 @@ class LoraSlots:
 
     def set(self, path: Path | None, scale: float) -> None:
         """Apply one adapter at `scale` (replacing any other); None or scale 0 clears."""
-        want = None if path is None or scale == 0 else (path.resolve(), float(scale))
+        want = None if path is None or scale == 0 else (self._key(path), float(scale))
         if want == self.active:
             return
-        if want is None:
+        if want is None or path is None:
             rc = self.lib.llama_set_adapters_lora(self.llm.ctx, None, 0, None)
         else:
-            handles = (self.lib.llama_adapter_lora_p_ctypes * 1)(self.load(want[0]))
+            handles = (self.lib.llama_adapter_lora_p_ctypes * 1)(self.load(path))
             scales = (ctypes.c_float * 1)(want[1])
             rc = self.lib.llama_set_adapters_lora(self.llm.ctx, handles, 1, scales)
         if rc != 0:
