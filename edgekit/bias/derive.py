@@ -18,6 +18,7 @@ from edgekit.bias.erasure import (
     Directions,
     Observations,
     contrast_labels,
+    contrast_sources,
     derive_directions,
     group_contrasts,
     observe,
@@ -77,10 +78,12 @@ def observe_contrasts(
     words, word_labels = lexicon or lexicon_contrasts()
     pairs = group_contrasts(probes) + words
     labels = contrast_labels(probes) + word_labels
+    sources = contrast_sources(probes) + [""] * len(words)
     states = runtime.hidden_states(n_ctx, POINTS)
     try:
         texts = covariance_windows(runtime, n_ctx)
-        return observe(states, runtime.tokenize, pairs, texts, labels, progress), states.n_layer
+        obs = observe(states, runtime.tokenize, pairs, texts, labels, progress, sources)
+        return obs, states.n_layer
     finally:
         states.close()
 

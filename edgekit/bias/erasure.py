@@ -120,6 +120,11 @@ def contrast_labels(probes: Iterable[PairProbe]) -> list[str]:
     return [p.category for p in probes for _ in range(2)]
 
 
+def contrast_sources(probes: Iterable[PairProbe]) -> list[str]:
+    """The probe source of each pair group_contrasts returns, in the same order."""
+    return [p.source for p in probes for _ in range(2)]
+
+
 def _first_difference(a: Sequence[int], b: Sequence[int]) -> int:
     n = 0
     for x, y in zip(a, b, strict=False):
@@ -159,6 +164,17 @@ class Observations:
     contrasts: dict[Site, FloatArray]  # (n_pairs, n)
     statistics: dict[Site, Statistics]
     labels: tuple[str, ...] = ()  # each contrast row's category, when known
+    sources: tuple[str, ...] = ()  # each row's probe source ("" for the lexicon), when known
+
+    def without(self, sources: set[str]) -> Observations:
+        """The same observations less the contrast rows of `sources` (the statistics stay)."""
+        keep = [i for i, s in enumerate(self.sources) if s not in sources]
+        return Observations(
+            {site: rows[keep] for site, rows in self.contrasts.items()},
+            self.statistics,
+            tuple(self.labels[i] for i in keep) if self.labels else (),
+            tuple(self.sources[i] for i in keep),
+        )
 
 
 def observe(
@@ -168,6 +184,7 @@ def observe(
     texts: Sequence[Sequence[int]],
     labels: Sequence[str] = (),
     progress: Callable[[int, int], None] | None = None,
+    sources: Sequence[str] = (),
 ) -> Observations:
     """Contrasts of the pairs (mean state from the first differing token on, A minus B) and the
     statistics of every state seen, pairs and plain-text windows alike; `progress(done, total)`
@@ -198,7 +215,7 @@ def observe(
         if progress:
             progress(n, total)
     contrasts = {site: np.stack(r).astype(np.float32) for site, r in rows.items()}
-    return Observations(contrasts, stats, tuple(labels))
+    return Observations(contrasts, stats, tuple(labels), tuple(sources))
 
 
 def _top_directions(white: Array, rank: int, labels: Sequence[str]) -> Array:
