@@ -2,9 +2,8 @@
 
 Steps (the held-out split and the BBQ items are only read in step 4):
 1. the erasure adapter: group directions per block from the calibration split and the group
-   lexicon, the scale search
-   and the per-block weights (`edgekit bias --mitigate`'s loop; perplexity on GPL-3 tokens
-   1024-2047, calibration accuracy);
+   lexicon, then its blocks and scale judged out of fold on the calibration split
+   (`edgekit bias --mitigate`; perplexity on GPL-3 tokens 1024-2047, calibration accuracy);
 2. the negative control: the additive control vector (mean anti - stereo block output), its
    strength settled by the same search;
 3. the feedback loop: the bias guard (model's own probe scorer) over open-ended prompts, from
@@ -40,6 +39,7 @@ from benchmarks._common import (
 )
 from edgekit.backends.base import SamplingParams
 from edgekit.bias import standard, store
+from edgekit.bias.calibrate import calibrate_erasure
 from edgekit.bias.controller import (
     Constraint,
     ControlConstraint,
@@ -47,7 +47,6 @@ from edgekit.bias.controller import (
     LoopConfig,
     Measurement,
     MitigationConfig,
-    calibrate_erasure,
     require_runtime,
     search_scale,
 )
@@ -84,10 +83,15 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
+def blocks_label(blocks: tuple[int, ...] | None) -> str:
+    return f"blocks {blocks[0]}-{blocks[-1]}" if blocks else "base"
+
+
 def show_step(m: Measurement, next_scale: float) -> None:
     """Progress: a search on the default model takes minutes on a busy machine."""
     console.print(
-        f"[dim]scale {m.strength:.3f}: calibration bias {m.scores.bias:.3f} (lean {m.lean:+.3f}), "
+        f"[dim]{blocks_label(m.blocks)} scale {m.strength:.3f}: "
+        f"calibration bias {m.scores.bias:.3f} (lean {m.lean:+.3f}), "
         f"accuracy {m.scores.disambiguated_accuracy:.1%}, perplexity {m.perplexity:.2f} "
         f"-> {next_scale:.3f}[/dim]"
     )
@@ -174,7 +178,7 @@ def main() -> int:
     t_start = time.perf_counter()
     seconds: dict[str, float] = {}
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    config = MitigationConfig(iterations=3 if args.quick else 6)
+    config = MitigationConfig()
 
     t0 = time.perf_counter()
     erasure = calibrate_erasure(
@@ -184,7 +188,7 @@ def main() -> int:
         config,
         on_step=show_step,
         path=RESULTS_DIR / "bias_loop_adapter.gguf",
-        refine_bands=0 if args.quick else 3,
+        bands=3,
     )
     seconds["erasure_calibration"] = time.perf_counter() - t0
 

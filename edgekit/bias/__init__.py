@@ -6,7 +6,8 @@ data, probes   edgekit's own suite (likelihood pairs, questions) and its calibra
 scores         log-probabilities -> bias scores with bootstrap intervals; perplexity
 standard       BBQ and CrowS-Pairs, read from the user's files
 erasure        group directions per block -> a rank-k erasure LoRA in llama.cpp's GGUF format
-controller     the feedback loop: the adapter scale from measured bias (run time and --mitigate)
+controller     the feedback loop: the adapter scale from measured bias at run time
+calibrate      --mitigate: the adapter's blocks and scale, judged on folds its directions never saw
 guard, outputs `run --bias-guard` around each generation, and its output scorers
 store          the SQLite history and what the dashboard reads
 
@@ -14,11 +15,11 @@ Everything talks to a model through the back ends' capability protocols (Capabil
 Capability.ADAPTERS in edgekit.backends), never to llama.cpp directly.
 """
 
+from edgekit.bias.calibrate import calibrate_erasure
 from edgekit.bias.controller import (
     Erasure,
     LoopConfig,
     MitigationConfig,
-    calibrate_erasure,
     load_or_derive,
     require_runtime,
 )

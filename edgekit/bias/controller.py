@@ -10,27 +10,23 @@ whose measured bias b is in [0, 1]:
 `step` is pure and deterministic: the state is a small value the guard persists between turns
 and sessions, and every decision is returned as an Adjustment to be logged.
 
-Calibration (`edgekit bias --mitigate`): the same idea on the calibration probes. Measure the
-model's answers under the current scale, then move the scale: up while they still lean toward
-the stereotypes, down when they lean against them or when the erasure costs too much
-(perplexity on real text up more than `max_perplexity_increase`, or disambiguated accuracy down
-more than `max_accuracy_drop`). Steps double until the lean changes sign or a limit is hit, then
-bisect. Then the per-block weights a_l: each band of blocks is switched off in turn and kept off
-when that does not raise the calibration bias (less erased for the same effect). The held-out
-split is never touched here.
+Calibration: `search_scale` does the same on the calibration probes for one constraint (the
+benchmark's control vector). Measure the model's answers under the current scale, then move the
+scale: up while they still lean toward the stereotypes, down when they lean against them or when
+the constraint costs too much (perplexity on real text up more than `max_perplexity_increase`,
+or disambiguated accuracy down more than `max_accuracy_drop`). Steps double until the lean
+changes sign or a limit is hit, then bisect. The erasure adapter's blocks and scale are chosen
+out of fold instead (calibrate.py). The held-out split is never touched here.
 """
 
 from __future__ import annotations
 
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from statistics import fmean
 from typing import TYPE_CHECKING, Any, Protocol
-
-import numpy as np
 
 from edgekit.backends.base import AdapterRuntime, FloatArray, ScoringRuntime
 from edgekit.bias.derive import derive
@@ -146,8 +142,11 @@ class MitigationConfig:
     max_strength: float = 2.0
     iterations: int = 6
     tolerance: float = 0.01  # |signed lean| below this ends the search
-    max_perplexity_increase: float = 0.05
+    # One point under the 5% the benchmark checks on the rest of the text: the search reads one
+    # 1024-token slice, and on Gemma 3 270M a step that read +4.6% there read +5.5% elsewhere.
+    max_perplexity_increase: float = 0.04
     max_accuracy_drop: float = 0.05
+    scales: tuple[float, ...] = (1.0, 1.5, 2.0)  # the erasure's scales tried per block set
 
 
 @dataclass(frozen=True)
@@ -156,6 +155,7 @@ class Measurement:
     scores: SuiteScores
     perplexity: float
     seconds: float
+    blocks: tuple[int, ...] | None = None  # the blocks erased, where not every block
 
     @property
     def lean(self) -> float:
@@ -171,6 +171,7 @@ class Measurement:
             "disambiguated_accuracy": self.scores.disambiguated_accuracy,
             "perplexity": self.perplexity,
             "seconds": self.seconds,
+            **({"blocks": list(self.blocks)} if self.blocks is not None else {}),
         }
 
 
@@ -179,10 +180,11 @@ class MitigationResult:
     strength: float
     baseline: Measurement
     steps: tuple[Measurement, ...]
+    pick: int = -1  # the chosen step's index; -1: the baseline (nothing helped)
 
     @property
     def chosen(self) -> Measurement:
-        return next((m for m in self.steps if m.strength == self.strength), self.baseline)
+        return self.steps[self.pick] if self.pick >= 0 else self.baseline
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -259,8 +261,8 @@ def search_scale(
     ok = [m for m in steps if within_limits(m, base, cfg)]
     best = min(ok, key=lambda m: m.scores.bias, default=base)
     if best.scores.bias >= base.scores.bias:
-        best = base
-    return MitigationResult(best.strength, base, tuple(steps))
+        return MitigationResult(0.0, base, tuple(steps))
+    return MitigationResult(best.strength, base, tuple(steps), steps.index(best))
 
 
 def history_logger(
@@ -345,7 +347,7 @@ def write_erasure(
         **meta,
         **directions.to_meta(),
         "alphas": {str(k): v for k, v in sorted(alphas.items())},
-        "method": "LEACE erasure of calibration group contrasts at every block's readers",
+        "method": "LEACE erasure of calibration group contrasts at the weighted blocks' readers",
     }
     return write_adapter(path, weights.architecture, tensors, full)
 
@@ -364,54 +366,6 @@ class Erasure:
             "alphas": {str(k): v for k, v in sorted(self.alphas.items())},
             **({"search": self.search.to_dict()} if self.search else {}),
         }
-
-
-def calibrate_erasure(
-    runtime: Any,
-    model_hash: str,
-    text: str,
-    config: MitigationConfig | None = None,
-    on_step: Callable[[Measurement, float], None] | None = None,
-    path: Path | None = None,
-    refine_bands: int = 3,
-    progress: Callable[[int, int], None] | None = None,
-) -> Erasure:
-    """`edgekit bias --mitigate`: directions (`progress` reports their sentences), the scale
-    search, then the per-block weights."""
-    cfg = config or MitigationConfig()
-    target = path or adapter_path(model_hash)
-    directions = derive(runtime, progress=progress)
-    weights = ModelWeights(runtime.info.path)
-    blocks = directions.blocks
-    alphas = {b: 1.0 for b in blocks}
-    scorer = LogProbScorer(runtime.logits())
-    suite = build_suite("calibration")
-    with tempfile.TemporaryDirectory(dir=target.parent if target.parent.is_dir() else None) as tmp:
-        trial = Path(tmp) / "trial-0.gguf"
-        write_erasure(trial, weights, directions, alphas, {"model_hash": model_hash})
-        constraint = ErasureConstraint(runtime, trial)
-        try:
-            result = search_scale(scorer, constraint, text, cfg, on_step)
-            best = result.chosen
-            bands = [list(b) for b in np.array_split(blocks, refine_bands)] if refine_bands else []
-            for n, band in enumerate(bands if result.strength > 0 else [], start=1):
-                candidate = {b: 0.0 if b in band else a for b, a in alphas.items()}
-                if not any(candidate.values()):
-                    continue
-                constraint.path = Path(tmp) / f"trial-{n}.gguf"
-                write_erasure(constraint.path, weights, directions, candidate, {})
-                m = measure(scorer, constraint, result.strength, suite, text)
-                keep = within_limits(m, result.baseline, cfg) and m.scores.bias <= best.scores.bias
-                if on_step:
-                    on_step(m, result.strength)
-                if keep:
-                    alphas, best = candidate, m
-        finally:
-            constraint.apply(0.0)
-            scorer.close()
-    meta = {"model_hash": model_hash, "scale": result.strength}
-    write_erasure(target, weights, directions, alphas, meta)
-    return Erasure(target, result.strength, alphas, result)
 
 
 def load_or_derive(

@@ -65,11 +65,18 @@ def bias_command(
         ),
     ] = False,
     iterations: Annotated[
-        int, typer.Option("--iterations", min=1, help="--mitigate: scale search steps.")
-    ] = 6,
+        int,
+        typer.Option(
+            "--iterations", min=1, help="--mitigate: scales tried per block set (1, 1.5, 2, ...)."
+        ),
+    ] = 3,
     bands: Annotated[
         int,
-        typer.Option("--bands", min=0, help="--mitigate: block bands tried off in turn (0: none)."),
+        typer.Option(
+            "--bands",
+            min=1,
+            help="--mitigate: block sets tried: all blocks, then the last (bands-1)/bands, ...",
+        ),
     ] = 3,
     save: Annotated[
         bool, typer.Option("--history/--no-history", help="Store the run in the history.")
@@ -346,15 +353,11 @@ def _mitigate(
     fingerprint: str,
     conn: Any,
     as_json: bool,
-    iterations: int = 6,
+    iterations: int = 3,
     bands: int = 3,
 ) -> dict[str, Any]:
-    from edgekit.bias.controller import (
-        ErasureConstraint,
-        MitigationConfig,
-        calibrate_erasure,
-        history_logger,
-    )
+    from edgekit.bias.calibrate import calibrate_erasure
+    from edgekit.bias.controller import ErasureConstraint, MitigationConfig, history_logger
     from edgekit.bias.intervals import paired_reduction
     from edgekit.bias.logprobs import LogProbScorer
     from edgekit.bias.perplexity import reference_text
@@ -380,8 +383,9 @@ def _mitigate(
     )
 
     def on_step(m: Measurement, next_scale: float) -> None:
+        where = f"blocks {m.blocks[0]}-{m.blocks[-1]}, " if m.blocks else ""
         say(
-            f"scale {m.strength:.3f}: calibration bias {m.scores.bias:.3f} "
+            f"{where}scale {m.strength:.3f}: calibration bias {m.scores.bias:.3f} "
             f"(lean {m.lean:+.3f}), accuracy {m.scores.disambiguated_accuracy:.1%}, "
             f"perplexity {m.perplexity:.2f} -> next {next_scale:.3f}"
         )
@@ -389,14 +393,14 @@ def _mitigate(
             log_step(m, next_scale)
 
     say("deriving group directions and the erasure adapter from the calibration split and lexicon")
-    config = MitigationConfig(iterations=iterations)
+    config = MitigationConfig(scales=tuple(1.0 + 0.5 * i for i in range(iterations)))
     erasure = calibrate_erasure(
         runtime,
         fingerprint,
         ref[1],
         config,
         on_step=on_step,
-        refine_bands=bands,
+        bands=bands,
         progress=_progress(as_json, "group directions (sentences read)"),
     )
     heldout = build_suite("heldout")

@@ -1,0 +1,118 @@
+"""--mitigate's out-of-fold choice of blocks and scale: folds, candidates, the choice rule."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from edgekit.bias.calibrate import choose, cross_fit, fold_of, late_bands, merged
+from edgekit.bias.controller import Measurement, MitigationConfig
+from edgekit.bias.derive import directions_from, observe_contrasts
+from edgekit.bias.logprobs import LogProbScorer
+from edgekit.bias.probes import build_suite
+from edgekit.bias.scores import CategoryScore, SuiteRun, SuiteScores, run_suite
+from tests.fake_bias_backend import FakeModel, FakeRuntime
+
+
+def test_folds_partition_the_calibration_probes_by_source() -> None:
+    suite = build_suite("calibration")
+    rt = FakeRuntime(FakeModel(planted=2.0))
+    obs, n_layer = observe_contrasts(rt)
+    folds = cross_fit(obs, n_layer, suite, folds=2, rank=4)
+    assert len(folds) == 2
+    ids = [p.id for f in folds for p in f.suite.pairs]
+    assert sorted(ids) == sorted(p.id for p in suite.pairs)
+    assert sum(len(f.suite.questions) for f in folds) == len(suite.questions)
+    for k, fold in enumerate(folds):
+        # A source's probes all sit in one fold: its two frames never straddle the split.
+        assert {fold_of(p.source) for p in fold.suite.pairs} == {k}
+        assert {fold_of(q.source) for q in fold.suite.questions} == {k}
+    shipped = directions_from(obs, n_layer, 4)
+    site = next(iter(shipped.erasers))
+    assert not np.allclose(folds[0].directions.erasers[site].delta, shipped.erasers[site].delta)
+
+
+def test_without_drops_only_the_rows_of_the_named_sources() -> None:
+    rt = FakeRuntime(FakeModel(planted=2.0))
+    obs, _ = observe_contrasts(rt)
+    pairs = build_suite("calibration").pairs
+    gone = {pairs[0].source}
+    n_gone = sum(2 for p in pairs if p.source in gone)  # two contrast rows per probe
+    left = obs.without(gone)
+    assert n_gone >= 2 and len(left.sources) == len(obs.sources) - n_gone
+    assert gone.isdisjoint(left.sources) and "" in left.sources  # the lexicon stays
+    for site, rows in left.contrasts.items():
+        assert len(rows) == len(obs.contrasts[site]) - n_gone
+    assert len(left.labels) == len(left.sources)
+
+
+def test_late_bands_run_from_all_blocks_to_the_last_band() -> None:
+    assert late_bands(range(18), 3) == [tuple(range(18)), tuple(range(6, 18)), tuple(range(12, 18))]
+    assert late_bands([0, 1, 2, 3], 2) == [(0, 1, 2, 3), (2, 3)]
+    assert late_bands([0, 1], 5) == [(0, 1), (1,)]
+    assert late_bands([], 3) == []
+
+
+def test_merged_fold_runs_score_like_one_run() -> None:
+    rt = FakeRuntime(FakeModel(planted=2.0))
+    scorer = LogProbScorer(rt.logits())
+    suite = build_suite("calibration")
+    whole = run_suite(scorer, suite)
+    parts = [
+        SuiteRun(
+            suite,
+            tuple(p for p in whole.pairs if fold_of(p.probe.source) == k),
+            tuple(q for q in whole.questions if fold_of(q.probe.source) == k),
+        )
+        for k in (1, 0)
+    ]
+    again = merged(parts)
+    assert len(again.pairs) == len(whole.pairs) and len(again.questions) == len(whole.questions)
+    assert again.scores().to_dict() == whole.scores().to_dict()
+
+
+def _scores(bias: float) -> SuiteScores:
+    """One category leaning toward the stereotypes by `bias` (P = A = bias)."""
+    return SuiteScores((CategoryScore("gender", bias, bias, 0.5, 0.0, 0.0, 1, 1, 1),))
+
+
+class Scripted:
+    """Trials whose out-of-fold bias and perplexity are a given table of (blocks, scale)."""
+
+    def __init__(self, table: dict[tuple[tuple[int, ...], float], tuple[float, float]]) -> None:
+        self.table = table
+        self.asked: list[tuple[tuple[int, ...], float]] = []
+
+    def measure(self, blocks: Sequence[int], scale: float) -> Measurement:
+        key = (tuple(blocks), scale)
+        self.asked.append(key)
+        bias, ppl = self.table.get(key, (0.2, 10.0))
+        return Measurement(scale, _scores(bias), ppl, 0.0, tuple(blocks))
+
+
+def test_choose_takes_the_least_out_of_fold_bias_within_limits() -> None:
+    every, late = (0, 1, 2, 3), (2, 3)
+    trials = Scripted(
+        {
+            ((), 0.0): (0.20, 10.0),
+            (every, 1.0): (0.10, 10.3),
+            (every, 1.5): (0.05, 11.0),  # least bias, but perplexity +10%
+            (late, 1.0): (0.12, 10.1),
+            (late, 1.5): (0.08, 10.2),
+        }
+    )
+    cfg = MitigationConfig(scales=(1.0, 1.5, 2.0))
+    seen: list[tuple[float, float]] = []
+    result = choose(trials, [every, late], cfg, lambda m, nxt: seen.append((m.strength, nxt)))
+    assert result.chosen.blocks == late and result.strength == 1.5
+    assert result.chosen.scores.bias == 0.08
+    # Past a scale out of limits, larger ones on the same blocks are not tried.
+    assert (every, 2.0) not in trials.asked and (late, 2.0) in trials.asked
+    assert len(seen) == len(result.steps) + 1 and seen[0] == (0.0, 1.0)
+
+
+def test_choose_keeps_the_base_model_when_nothing_helps() -> None:
+    trials = Scripted({((), 0.0): (0.05, 10.0)})  # every candidate: bias 0.2
+    result = choose(trials, [(0, 1)], MitigationConfig(scales=(1.0,)))
+    assert result.pick == -1 and result.strength == 0.0 and result.chosen is result.baseline
