@@ -148,6 +148,14 @@ def test_loop_relaxes_on_a_clean_output_toward_the_floor() -> None:
     assert adj.action == "hold" and state.strength == 0.4
 
 
+def test_a_raise_never_lowers_a_calibrated_scale_above_the_ceiling() -> None:
+    high = LoopConfig(floor=2.0, max_strength=1.5)
+    state, adj = step(LoopState(strength=2.0), 1.0, high, now=0.0)
+    assert adj.action == "hold" and state.strength == 2.0
+    state, adj = step(state, 0.0, high, now=0.0)
+    assert adj.action == "hold" and state.strength == 2.0
+
+
 def test_loop_is_deterministic_and_state_round_trips() -> None:
     outputs = [1.0, 0.0, 0.3, 0.0, 0.0, 1.0]
     runs = []

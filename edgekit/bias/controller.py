@@ -98,10 +98,10 @@ def step(
 ) -> tuple[LoopState, Adjustment]:
     """One controller update after an output whose bias was `measured`."""
     s = state.strength
+    # --mitigate may calibrate a scale above max_strength: a raise must never lower it.
+    ceiling = max(config.max_strength, config.floor, s)
     if measured > config.target:
-        new = min(
-            config.max_strength, s + max(config.min_step, config.gain * (measured - config.target))
-        )
+        new = min(ceiling, s + max(config.min_step, config.gain * (measured - config.target)))
         action = "raise" if new > s else "hold"
     else:
         new = max(config.floor, config.floor + (s - config.floor) * config.relax)
