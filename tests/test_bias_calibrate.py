@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import pytest
 
 from edgekit.bias.calibrate import choose, cross_fit, fold_of, late_bands, merged
 from edgekit.bias.controller import Measurement, MitigationConfig
 from edgekit.bias.derive import directions_from, observe_contrasts
+from edgekit.bias.erasure import Observations
 from edgekit.bias.logprobs import LogProbScorer
 from edgekit.bias.probes import build_suite
 from edgekit.bias.scores import CategoryScore, SuiteRun, SuiteScores, run_suite
@@ -45,6 +47,8 @@ def test_without_drops_only_the_rows_of_the_named_sources() -> None:
     for site, rows in left.contrasts.items():
         assert len(rows) == len(obs.contrasts[site]) - n_gone
     assert len(left.labels) == len(left.sources)
+    with pytest.raises(ValueError, match="sources"):
+        Observations(obs.contrasts, obs.statistics).without(gone)
 
 
 def test_late_bands_run_from_all_blocks_to_the_last_band() -> None:

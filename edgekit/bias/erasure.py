@@ -168,6 +168,8 @@ class Observations:
 
     def without(self, sources: set[str]) -> Observations:
         """The same observations less the contrast rows of `sources` (the statistics stay)."""
+        if not self.sources:
+            raise ValueError("these observations were made without their rows' sources")
         keep = [i for i, s in enumerate(self.sources) if s not in sources]
         return Observations(
             {site: rows[keep] for site, rows in self.contrasts.items()},
