@@ -148,22 +148,21 @@ def choose(
     if on_step:
         on_step(base, plan[0][1] if plan else 0.0)
     steps: list[Measurement] = []
-    pick, i = -1, 0
+    best, pick, i = base, -1, 0
     while i < len(plan):
         blocks, scale = plan[i]
         m = trials.measure(blocks, scale)
         steps.append(m)
         ok = within_limits(m, base, cfg)
-        best = steps[pick].scores.bias if pick >= 0 else base.scores.bias
-        if ok and m.scores.bias < best:
-            pick = len(steps) - 1
+        if ok and m.scores.bias < best.scores.bias:
+            best, pick = m, len(steps) - 1
         i += 1
         if not ok or m.lean < -cfg.tolerance:  # a larger scale on these blocks only erases more
             while i < len(plan) and plan[i][0] == blocks:
                 i += 1
         if on_step:
-            on_step(m, plan[i][1] if i < len(plan) else (steps[pick].strength if pick >= 0 else 0))
-    return MitigationResult(steps[pick].strength if pick >= 0 else 0.0, base, tuple(steps), pick)
+            on_step(m, plan[i][1] if i < len(plan) else best.strength)
+    return MitigationResult(best.strength, base, tuple(steps), pick)
 
 
 def calibrate_erasure(
@@ -190,8 +189,8 @@ def calibrate_erasure(
             result = choose(trials, late_bands(shipped.blocks, bands), cfg, on_step)
         finally:
             trials.close()
-    chosen = result.chosen.blocks if result.pick >= 0 else None
-    alphas = dict.fromkeys(chosen or shipped.blocks, 1.0)
+    # The baseline erased no block: its file still carries every block, for the guard to scale.
+    alphas = dict.fromkeys(result.chosen.blocks or shipped.blocks, 1.0)
     meta = {"model_hash": model_hash, "scale": result.strength}
     write_erasure(target, weights, shipped, alphas, meta)
     return Erasure(target, result.strength, alphas, result)
