@@ -3,11 +3,13 @@
 The directions are derived once (calibration pairs and the group lexicon, as `bias --mitigate`
 does), then each variant writes its adapter and is measured at scale 1:
 
-- V, all blocks: the shipped adapter (rank DEFAULT_RANK at every block's attention values);
-- V, one third of the blocks at a time: which blocks buy the reduction, which cost perplexity;
-- V + K, all blocks: the keys too, which cuts group-keyed attention;
-- V, all blocks, rank x5/3: more directions per category;
-- V, lexicon without held-out groups: every lexicon pair naming a group that any held-out
+- O, all blocks: the shipped adapter (rank DEFAULT_RANK at every block's attention output
+  matrix, erasing what attention moved);
+- V, all blocks: the earlier site, the input of the value matrix (the normalized stream);
+- V + K, all blocks: the keys too, which cuts group-keyed attention at the earlier site;
+- O, one third of the blocks at a time: which blocks buy the reduction, which cost perplexity;
+- O, all blocks, half the rank: fewer directions per category;
+- O, lexicon without held-out groups: every lexicon pair naming a group that any held-out
   sentence names is left out, so the directions never saw a held-out group's word.
 
 Columns: held-out bias (with the paired bootstrap interval of its reduction), the mean |P|
@@ -48,12 +50,13 @@ from edgekit.bias.scores import SuiteRun, run_suite
 from edgekit.runner import open_runtime, plan_run
 
 _T = gguf.MODEL_TENSOR
-WITH_KEYS = {point: (*kinds, _T.ATTN_K) for point, kinds in READERS.items()}
+VALUES = {"attn_norm": (_T.ATTN_V,)}
+WITH_KEYS = {"attn_norm": (_T.ATTN_V, _T.ATTN_K)}
 
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--quick", action="store_true", help="only the shipped adapter and V + K")
+    p.add_argument("--quick", action="store_true", help="only the shipped site and the earlier one")
     return p.parse_args()
 
 
@@ -106,25 +109,26 @@ def main() -> int:
     text = found[1]
     weights = ModelWeights(runtime.info.path)
     console.print("observing the calibration pairs and the group lexicon ...")
-    obs, n_layer = observe_contrasts(runtime)
+    obs, n_layer = observe_contrasts(runtime, points=(*READERS, *VALUES))
     thirds = [[int(b) for b in t] for t in np.array_split(np.arange(n_layer), 3)]
     everywhere = dict.fromkeys(range(n_layer), 1.0)
     shipped = directions_from(obs, n_layer)
     variants: list[tuple[str, Directions, dict[int, float], Any]] = [
-        ("V, all blocks (shipped)", shipped, everywhere, READERS),
-        ("V + K, all blocks", shipped, everywhere, WITH_KEYS),
+        ("O, all blocks (shipped)", shipped, everywhere, READERS),
+        ("V, all blocks (the earlier site)", shipped, everywhere, VALUES),
     ]
     if not args.quick:
+        variants.append(("V + K, all blocks", shipped, everywhere, WITH_KEYS))
         for t in thirds:
-            name = f"V, blocks {t[0]}-{t[-1]}"
+            name = f"O, blocks {t[0]}-{t[-1]}"
             variants.append((name, shipped, dict.fromkeys(t, 1.0), READERS))
-        wide = DEFAULT_RANK * 5 // 3
-        more = directions_from(obs, n_layer, wide)
-        variants.append((f"V, rank {wide}", more, everywhere, READERS))
+        half = DEFAULT_RANK // 2
+        fewer = directions_from(obs, n_layer, half)
+        variants.append((f"O, rank {half}", fewer, everywhere, READERS))
         console.print("observing again without the held-out groups' lexicon pairs ...")
         lexicon = lexicon_without(build_suite("heldout"))
         unseen = directions_from(*observe_contrasts(runtime, lexicon=lexicon))
-        name = f"V, lexicon without held-out groups ({len(lexicon[0])} sentence pairs)"
+        name = f"O, lexicon without held-out groups ({len(lexicon[0])} sentence pairs)"
         variants.append((name, unseen, everywhere, READERS))
     scorer = LogProbScorer(runtime.logits())
     with tempfile.TemporaryDirectory() as tmp:

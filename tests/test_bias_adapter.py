@@ -71,9 +71,9 @@ def test_adapter_is_in_llama_cpp_lora_format(adapter: Path, tiny: Path) -> None:
     assert fields[gguf.Keys.Adapter.TYPE] == "lora"
     assert fields[gguf.Keys.General.ARCHITECTURE] == "llama"
     names = {t.name for t in reader.tensors}
-    # Every block's attention values, and only them: queries, keys, the feed-forward part, the
-    # writers and the embedding keep their weights.
-    assert names == {f"blk.{b}.attn_v.weight.lora_{ab}" for b in range(4) for ab in "ab"}
+    # Every block's attention output matrix, and only it: queries, keys, values, the
+    # feed-forward part and the embedding keep their weights.
+    assert names == {f"blk.{b}.attn_output.weight.lora_{ab}" for b in range(4) for ab in "ab"}
     meta = check_adapter(adapter, load_model_info(tiny))
     assert meta["scale"] == 1.0 and meta["alphas"]["0"] == 1.0
 
@@ -160,22 +160,21 @@ def test_an_adapter_for_another_model_is_refused_before_loading(
 def test_partial_alphas_only_touch_their_blocks(runtime: Any, tiny: Path) -> None:
     directions = derive(runtime, rank=2)
     tensors = build_adapter(ModelWeights(tiny), directions, {2: 0.5, 3: 0.0})
-    assert {t.base for t in tensors} == {"blk.2.attn_v.weight"}
+    assert {t.base for t in tensors} == {"blk.2.attn_output.weight"}
     assert all(np.isfinite(t.a).all() and np.isfinite(t.b).all() for t in tensors)
 
 
 def test_readers_name_the_matrices_an_eraser_rewrites(runtime: Any, tiny: Path) -> None:
     directions = derive(runtime, rank=2)
     weights = ModelWeights(tiny)
-    with_keys = {"attn_norm": (gguf.MODEL_TENSOR.ATTN_V, gguf.MODEL_TENSOR.ATTN_K)}
-    tensors = {t.base: t for t in build_adapter(weights, directions, {1: 1.0}, with_keys)}
-    assert set(tensors) == {"blk.1.attn_v.weight", "blk.1.attn_k.weight"}
-    # Both read the same erased input: the same A, each B from its own weight.
-    k, v = tensors["blk.1.attn_k.weight"], tensors["blk.1.attn_v.weight"]
-    np.testing.assert_array_equal(k.a, v.a)
-    eraser = directions.erasers[("attn_norm", 1)]
-    expected = -weights.get("blk.1.attn_k.weight").astype(np.float64) @ eraser.delta
-    np.testing.assert_allclose(k.b, expected, rtol=1e-5, atol=1e-6)
+    tensors = {t.base: t for t in build_adapter(weights, directions, {1: 1.0})}
+    assert set(tensors) == {"blk.1.attn_output.weight"}
+    # R' = R (I - D A): A is the eraser's readout, B = -R D from the model's own weight.
+    pair = tensors["blk.1.attn_output.weight"]
+    eraser = directions.erasers[("kqv_out", 1)]
+    np.testing.assert_array_equal(pair.a, eraser.readout)
+    expected = -weights.get("blk.1.attn_output.weight").astype(np.float64) @ eraser.delta
+    np.testing.assert_allclose(pair.b, expected, rtol=1e-5, atol=1e-6)
 
 
 def _llama_cli(model: Path, adapter: Path, scale: float, prompt: str) -> str:

@@ -125,6 +125,17 @@ def test_leace_eraser_removes_the_concept_keeps_the_mean_and_changes_least() -> 
     assert leace_change < 0.5 * orthogonal_change
 
 
+def test_a_rank_as_wide_as_the_input_keeps_a_dimension_for_the_mean() -> None:
+    x, _, _ = _concept_data()
+    n = x.shape[1]
+    contrasts = np.random.default_rng(6).standard_normal((3 * n, n))
+    mean, cov = x.mean(axis=0), np.cov(x, rowvar=False)
+    eraser = leace_eraser(contrasts, mean, cov, rank=2 * n)
+    assert eraser.rank == n - 1
+    np.testing.assert_allclose(eraser.readout @ eraser.delta, np.eye(n - 1), atol=1e-4)
+    assert np.abs(eraser.readout @ mean).max() < 1e-3 * np.linalg.norm(mean)
+
+
 def test_reader_pair_is_the_partial_erasure_of_the_input() -> None:
     rng = np.random.default_rng(2)
     w = rng.standard_normal((20, 12)).astype(np.float32)  # (n_out, n_in = n_embd)

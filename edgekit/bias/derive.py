@@ -7,7 +7,7 @@ from ordinary text (see COVARIANCE_TEXTS).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -26,9 +26,11 @@ from edgekit.bias.erasure import (
 from edgekit.bias.lexicon import lexicon_contrasts
 from edgekit.bias.probes import build_suite
 
-# Six directions per category (9 categories): a category names 5-20 groups, and with three per
-# category (rank 27) the held-out groups of religion kept most of their bias on Gemma 3 270M.
-DEFAULT_RANK = 54
+# Twelve directions per category (9 categories): a category names 5-20 groups. At the attention
+# output of every block of Gemma 3 270M, 6 per category removed 52% of the held-out bias at +1.4%
+# perplexity, 9 70% at +3.3%, 12 79% at +4.9%, 24 81% at +13.5%. `--mitigate` chooses the rank
+# (calibrate.py); this is what the guard derives without it.
+DEFAULT_RANK = 108
 
 
 def text_windows(tokens: list[int], n_ctx: int) -> list[list[int]]:
@@ -47,7 +49,11 @@ COVARIANCE_TEXTS = tuple(
     Path("/usr/share/common-licenses") / name
     for name in ("Apache-2.0", "MPL-2.0", "Artistic", "MPL-1.1", "GFDL-1.3", "CC0-1.0")
 )
-MAX_COVARIANCE_WINDOWS = 6  # per text: enough states for a 1-2k wide covariance, seconds on a Pi
+# Windows read per text (256 tokens each): 24 takes all of these texts, ~21k tokens. The
+# attention output is n_head x head_dim wide (1,024 on Gemma 3 270M), and with 6 per text (~10k
+# tokens) its covariance was noisy enough to cost: rank 108 on every block removed 79% of the
+# held-out bias at +4.9% perplexity, with 24 85% at +4.2%. About 90 s more on 2 cores.
+MAX_COVARIANCE_WINDOWS = 24
 
 
 def covariance_windows(runtime: ScoringRuntime, n_ctx: int) -> list[list[int]]:
@@ -71,15 +77,16 @@ def observe_contrasts(
     n_ctx: int = 256,
     progress: Callable[[int, int], None] | None = None,
     lexicon: tuple[list[tuple[str, str]], list[str]] | None = None,
+    points: Sequence[str] = POINTS,
 ) -> tuple[Observations, int]:
     """The reader inputs' group contrasts (calibration pairs and the group lexicon, or the
-    `lexicon` given) and ordinary-text statistics, and the model's block count."""
+    `lexicon` given) and ordinary-text statistics at `points`, and the model's block count."""
     probes = build_suite("calibration").pairs
     words, word_labels = lexicon or lexicon_contrasts()
     pairs = group_contrasts(probes) + words
     labels = contrast_labels(probes) + word_labels
     sources = contrast_sources(probes) + [""] * len(words)
-    states = runtime.hidden_states(n_ctx, POINTS)
+    states = runtime.hidden_states(n_ctx, points)
     try:
         texts = covariance_windows(runtime, n_ctx)
         obs = observe(states, runtime.tokenize, pairs, texts, labels, progress, sources)
@@ -90,10 +97,11 @@ def observe_contrasts(
 
 def directions_from(obs: Observations, n_layer: int, rank: int = DEFAULT_RANK) -> Directions:
     found = derive_directions(obs, rank)
-    # llama.cpp cuts the last block to the rows that produce logits before its feed-forward
-    # part, so that input is never read whole: it takes the nearest earlier block's eraser.
+    # llama.cpp may cut the last block to the rows that produce logits before a reader's input
+    # (the feed-forward part's), so that input is never read whole: it takes the nearest
+    # earlier block's eraser.
     erasers = dict(found.erasers)
-    for point in POINTS:
+    for point in {p for p, _ in found.erasers}:
         for block in range(n_layer):
             earlier = [b for p, b in found.erasers if p == point and b < block]
             if (point, block) not in erasers and earlier:

@@ -23,8 +23,14 @@ from edgekit.errors import RuntimeBackendError
 T = TypeVar("T")
 
 # Graph names (llama.cpp's `cb(tensor, name, il)`) of the points a reader can capture: each
-# block's output, and the normalized inputs its attention and feed-forward matrices read.
-POINTS = {"l_out": b"l_out-", "attn_norm": b"attn_norm-", "ffn_norm": b"ffn_norm-"}
+# block's output, the normalized inputs its attention and feed-forward matrices read, and what
+# attention moved (the heads' weighted values, which attn_output reads).
+POINTS = {
+    "l_out": b"l_out-",
+    "attn_norm": b"attn_norm-",
+    "ffn_norm": b"ffn_norm-",
+    "kqv_out": b"kqv_out-",
+}
 
 
 def ggml_base() -> ctypes.CDLL:
