@@ -2,7 +2,7 @@
 
 Steps (the held-out split and the BBQ items are only read in step 4):
 1. the erasure adapter: group directions per block from the calibration split and the group
-   lexicon, then its blocks and scale judged out of fold on the calibration split
+   lexicon, then its blocks and rank judged out of fold on the calibration split
    (`edgekit bias --mitigate`; perplexity on GPL-3 tokens 1024-2047, calibration accuracy);
 2. the negative control: the additive control vector (mean anti - stereo block output), its
    strength settled by the same search;
@@ -93,7 +93,8 @@ def blocks_label(blocks: tuple[int, ...] | None) -> str:
 def show_step(m: Measurement, next_scale: float) -> None:
     """Progress: a search on the default model takes minutes on a busy machine."""
     console.print(
-        f"[dim]{blocks_label(m.blocks)}scale {m.strength:.3f}: "
+        f"[dim]{blocks_label(m.blocks)}{f'rank {m.rank} ' if m.rank else ''}"
+        f"scale {m.strength:.3f}: "
         f"calibration bias {m.scores.bias:.3f} (lean {m.lean:+.3f}), "
         f"accuracy {m.scores.disambiguated_accuracy:.1%}, perplexity {m.perplexity:.2f} "
         f"-> {next_scale:.3f}[/dim]"

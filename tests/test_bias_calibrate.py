@@ -1,4 +1,4 @@
-"""--mitigate's out-of-fold choice of blocks and scale: folds, candidates, the choice rule."""
+"""--mitigate's out-of-fold choice of blocks and rank: folds, candidates, the choice rule."""
 
 from __future__ import annotations
 
@@ -82,41 +82,41 @@ def _scores(bias: float) -> SuiteScores:
 
 
 class Scripted:
-    """Trials whose out-of-fold bias and perplexity are a given table of (blocks, scale)."""
+    """Trials whose out-of-fold bias and perplexity are a given table of (blocks, rank)."""
 
-    def __init__(self, table: dict[tuple[tuple[int, ...], float], tuple[float, float]]) -> None:
+    def __init__(self, table: dict[tuple[tuple[int, ...], int], tuple[float, float]]) -> None:
         self.table = table
-        self.asked: list[tuple[tuple[int, ...], float]] = []
+        self.asked: list[tuple[tuple[int, ...], int]] = []
 
-    def measure(self, blocks: Sequence[int], scale: float) -> Measurement:
-        key = (tuple(blocks), scale)
+    def measure(self, blocks: Sequence[int], rank: int) -> Measurement:
+        key = (tuple(blocks), rank)
         self.asked.append(key)
         bias, ppl = self.table.get(key, (0.2, 10.0))
-        return Measurement(scale, _scores(bias), ppl, 0.0, tuple(blocks))
+        return Measurement(1.0 if rank else 0.0, _scores(bias), ppl, 0.0, tuple(blocks), rank)
 
 
 def test_choose_takes_the_least_out_of_fold_bias_within_limits() -> None:
     every, late = (0, 1, 2, 3), (2, 3)
     trials = Scripted(
         {
-            ((), 0.0): (0.20, 10.0),
-            (every, 1.0): (0.10, 10.3),
-            (every, 1.5): (0.05, 11.0),  # least bias, but perplexity +10%
-            (late, 1.0): (0.12, 10.1),
-            (late, 1.5): (0.08, 10.2),
+            ((), 0): (0.20, 10.0),
+            (every, 8): (0.10, 10.3),
+            (every, 16): (0.05, 11.0),  # least bias, but perplexity +10%
+            (late, 8): (0.12, 10.1),
+            (late, 16): (0.08, 10.2),
         }
     )
-    cfg = MitigationConfig(scales=(1.0, 1.5, 2.0))
+    cfg = MitigationConfig(ranks=(8, 16, 24))
     seen: list[tuple[float, float]] = []
     result = choose(trials, [every, late], cfg, lambda m, nxt: seen.append((m.strength, nxt)))
-    assert result.chosen.blocks == late and result.strength == 1.5
+    assert result.chosen.blocks == late and result.chosen.rank == 16 and result.strength == 1.0
     assert result.chosen.scores.bias == 0.08
-    # Past a scale out of limits, larger ones on the same blocks are not tried.
-    assert (every, 2.0) not in trials.asked and (late, 2.0) in trials.asked
+    # Past a rank out of limits, larger ones on the same blocks are not tried.
+    assert (every, 24) not in trials.asked and (late, 24) in trials.asked
     assert len(seen) == len(result.steps) + 1 and seen[0] == (0.0, 1.0)
 
 
 def test_choose_keeps_the_base_model_when_nothing_helps() -> None:
-    trials = Scripted({((), 0.0): (0.05, 10.0)})  # every candidate: bias 0.2
-    result = choose(trials, [(0, 1)], MitigationConfig(scales=(1.0,)))
+    trials = Scripted({((), 0): (0.05, 10.0)})  # every candidate: bias 0.2
+    result = choose(trials, [(0, 1)], MitigationConfig(ranks=(8,)))
     assert result.pick == -1 and result.strength == 0.0 and result.chosen is result.baseline

@@ -146,7 +146,10 @@ class MitigationConfig:
     # 1024-token slice, and on Gemma 3 270M a step that read +4.6% there read +5.5% elsewhere.
     max_perplexity_increase: float = 0.04
     max_accuracy_drop: float = 0.05
-    scales: tuple[float, ...] = (1.0, 1.5, 2.0)  # the erasure's scales tried per block set
+    # The erasure's ranks tried per block set, at scale 1 (6, 9, 12 directions per category).
+    # Rank, not scale, is the dial: on Gemma 3 270M rank 108 at scale 1 removed 79% of the
+    # held-out bias at +4.9% perplexity, rank 54 at scale 1.5 58% at +8.4%.
+    ranks: tuple[int, ...] = (54, 81, 108)
 
 
 @dataclass(frozen=True)
@@ -156,6 +159,7 @@ class Measurement:
     perplexity: float
     seconds: float
     blocks: tuple[int, ...] | None = None  # the blocks erased, where not every block
+    rank: int | None = None  # the erasure's directions per block, where chosen
 
     @property
     def lean(self) -> float:
@@ -172,6 +176,7 @@ class Measurement:
             "perplexity": self.perplexity,
             "seconds": self.seconds,
             **({"blocks": list(self.blocks)} if self.blocks is not None else {}),
+            **({"rank": self.rank} if self.rank is not None else {}),
         }
 
 

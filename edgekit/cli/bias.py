@@ -60,14 +60,16 @@ def bias_command(
         bool,
         typer.Option(
             "--mitigate",
-            help="Derive the erasure adapter, calibrate its scale by feedback on the calibration "
-            "split, then report held-out scores before and after.",
+            help="Derive the erasure adapter, choose its blocks and rank on the calibration split "
+            "(out of fold), then report held-out scores before and after.",
         ),
     ] = False,
     iterations: Annotated[
         int,
         typer.Option(
-            "--iterations", min=1, help="--mitigate: scales tried per block set (1, 1.5, 2, ...)."
+            "--iterations",
+            min=1,
+            help="--mitigate: ranks tried per block set (6, 9, 12, ... directions per category).",
         ),
     ] = 3,
     bands: Annotated[
@@ -356,7 +358,7 @@ def _mitigate(
     iterations: int = 3,
     bands: int = 3,
 ) -> dict[str, Any]:
-    from edgekit.bias.calibrate import calibrate_erasure
+    from edgekit.bias.calibrate import calibrate_erasure, rank_steps
     from edgekit.bias.controller import ErasureConstraint, MitigationConfig, history_logger
     from edgekit.bias.intervals import paired_reduction
     from edgekit.bias.logprobs import LogProbScorer
@@ -384,6 +386,7 @@ def _mitigate(
 
     def on_step(m: Measurement, next_scale: float) -> None:
         where = f"blocks {m.blocks[0]}-{m.blocks[-1]}, " if m.blocks else ""
+        where += f"rank {m.rank}, " if m.rank else ""
         say(
             f"{where}scale {m.strength:.3f}: calibration bias {m.scores.bias:.3f} "
             f"(lean {m.lean:+.3f}), accuracy {m.scores.disambiguated_accuracy:.1%}, "
@@ -393,7 +396,7 @@ def _mitigate(
             log_step(m, next_scale)
 
     say("deriving group directions and the erasure adapter from the calibration split and lexicon")
-    config = MitigationConfig(scales=tuple(1.0 + 0.5 * i for i in range(iterations)))
+    config = MitigationConfig(ranks=rank_steps(iterations))
     erasure = calibrate_erasure(
         runtime,
         fingerprint,
