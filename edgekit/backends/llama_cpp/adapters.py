@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.backends.base import FloatArray
+from edgekit.backends.llama_cpp.quiet import quietly
 from edgekit.errors import AdapterFileError, RuntimeBackendError
 
 
@@ -74,7 +75,9 @@ class LoraSlots:
     def load(self, path: Path) -> Any:
         key = self._key(path)
         if key not in self._loaded:
-            adapter = self.lib.llama_adapter_lora_init(self.llm.model, str(key[0]).encode())
+            adapter = quietly(
+                lambda: self.lib.llama_adapter_lora_init(self.llm.model, str(key[0]).encode())
+            )
             if not adapter:
                 raise AdapterFileError(
                     f"llama.cpp could not load the LoRA adapter {path}",

@@ -10,14 +10,14 @@ this opens a small second context on the already-loaded model weights.
 from __future__ import annotations
 
 import ctypes
-import logging
 import pathlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import numpy as np
 
 from edgekit.backends.base import FloatArray
+from edgekit.backends.llama_cpp.quiet import quietly
 from edgekit.errors import RuntimeBackendError
 
 T = TypeVar("T")
@@ -59,21 +59,6 @@ def ggml_base() -> ctypes.CDLL:
     return lib
 
 
-def _quietly(call: Callable[[], T]) -> T:
-    """Run call with llama.cpp's notes silenced unless the user asked for its log: llama.cpp
-    logs some context notes (the SWA cache size) at level "none", which llama-cpp-python maps
-    to CRITICAL and prints whatever its logger's level (ERROR when not verbose). A failure
-    still shows, as the null context the caller checks."""
-    logger = logging.getLogger("llama-cpp-python")
-    level = logger.level
-    if level >= logging.ERROR:
-        logger.setLevel(logging.CRITICAL + 1)
-    try:
-        return call()
-    finally:
-        logger.setLevel(level)
-
-
 class HiddenStateReader:
     """Runs token sequences through the model and returns {point: {layer: (n_tokens, n_embd)}}."""
 
@@ -98,7 +83,7 @@ class HiddenStateReader:
         params.cb_eval = self._callback
         params.cb_eval_user_data = None
         params.no_perf = True
-        self.ctx = _quietly(lambda: llama_cpp.llama_init_from_model(llm.model, params))
+        self.ctx = quietly(lambda: llama_cpp.llama_init_from_model(llm.model, params))
         if not self.ctx:
             raise RuntimeBackendError("llama.cpp could not open a context to read hidden states")
         self._batch = llama_cpp.llama_batch_init(n_ctx, 0, 1)
