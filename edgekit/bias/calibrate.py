@@ -111,15 +111,20 @@ class OutOfFold:
         self.text, self.workdir = text, workdir
         self.scorer = LogProbScorer(runtime.logits())
         self._written = 0
-        self._derived: dict[int, tuple[Directions, list[Fold]]] = {}
+        self._shipped: dict[int, Directions] = {}
+        self._folds: dict[int, list[Fold]] = {}
 
-    def directions(self, rank: int) -> tuple[Directions, list[Fold]]:
-        """The shipped directions at `rank` and each fold's, derived once per rank."""
-        if rank not in self._derived:
-            shipped = directions_from(self.obs, self.n_layer, rank)
-            folds = cross_fit(self.obs, self.n_layer, build_suite("calibration"), rank=rank)
-            self._derived[rank] = (shipped, folds)
-        return self._derived[rank]
+    def shipped(self, rank: int) -> Directions:
+        """Directions from every calibration pair at `rank`, derived once per rank."""
+        if rank not in self._shipped:
+            self._shipped[rank] = directions_from(self.obs, self.n_layer, rank)
+        return self._shipped[rank]
+
+    def folds(self, rank: int) -> list[Fold]:
+        if rank not in self._folds:
+            suite = build_suite("calibration")
+            self._folds[rank] = cross_fit(self.obs, self.n_layer, suite, rank=rank)
+        return self._folds[rank]
 
     def _apply(self, directions: Directions, blocks: Sequence[int]) -> None:
         # A fresh file per trial: no two trials can share a loaded adapter handle.
@@ -131,16 +136,15 @@ class OutOfFold:
     def measure(self, blocks: Sequence[int], rank: int) -> Measurement:
         """rank 0: the base model."""
         t0 = time.perf_counter()
-        shipped, folds = self.directions(rank) if rank else (None, [])
         runs = []
         try:
-            for fold in folds:
+            for fold in self.folds(rank) if rank else []:
                 self._apply(fold.directions, blocks)
                 runs.append(run_suite(self.scorer, fold.suite))
-            if shipped is None:
-                runs.append(run_suite(self.scorer, build_suite("calibration")))
+            if rank:
+                self._apply(self.shipped(rank), blocks)
             else:
-                self._apply(shipped, blocks)
+                runs.append(run_suite(self.scorer, build_suite("calibration")))
             ppl = text_loss(self.scorer, self.text, (SEARCH_TOKENS,)).perplexity
         finally:
             self.runtime.set_lora(None, 0.0)
@@ -210,8 +214,7 @@ def calibrate_erasure(
         finally:
             trials.close()
     # The baseline erased nothing: its file still carries every block, for the guard to scale.
-    rank = result.chosen.rank or DEFAULT_RANK
-    shipped = directions_from(obs, n_layer, rank)
+    shipped = trials.shipped(result.chosen.rank or DEFAULT_RANK)
     alphas = dict.fromkeys(result.chosen.blocks or shipped.blocks, 1.0)
     meta = {"model_hash": model_hash, "scale": result.strength}
     write_erasure(target, weights, shipped, alphas, meta)
