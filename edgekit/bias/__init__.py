@@ -7,7 +7,7 @@ scores         log-probabilities -> bias scores with bootstrap intervals; perple
 standard       BBQ and CrowS-Pairs, read from the user's files
 erasure        group directions per block -> a rank-k erasure LoRA in llama.cpp's GGUF format
 controller     the feedback loop: the adapter scale from measured bias at run time
-calibrate      --mitigate: the adapter's blocks and scale, judged on folds its directions never saw
+calibrate      --mitigate: the adapter's blocks and rank, judged on folds its directions never saw
 guard, outputs `run --bias-guard` around each generation, and its output scorers
 store          the SQLite history and what the dashboard reads
 

@@ -15,7 +15,7 @@ benchmark's control vector). Measure the model's answers under the current scale
 scale: up while they still lean toward the stereotypes, down when they lean against them or when
 the constraint costs too much (perplexity on real text up more than `max_perplexity_increase`,
 or disambiguated accuracy down more than `max_accuracy_drop`). Steps double until the lean
-changes sign or a limit is hit, then bisect. The erasure adapter's blocks and scale are chosen
+changes sign or a limit is hit, then bisect. The erasure adapter's blocks and rank are chosen
 out of fold instead (calibrate.py). The held-out split is never touched here.
 """
 

@@ -12,15 +12,13 @@ from __future__ import annotations
 import ctypes
 import pathlib
 from collections.abc import Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
 from edgekit.backends.base import FloatArray
 from edgekit.backends.llama_cpp.quiet import quietly
 from edgekit.errors import RuntimeBackendError
-
-T = TypeVar("T")
 
 # Graph names (llama.cpp's `cb(tensor, name, il)`) of the points a reader can capture: each
 # block's output, the normalized inputs its attention and feed-forward matrices read, and what
