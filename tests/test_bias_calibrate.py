@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from edgekit.bias.calibrate import choose, cross_fit, fold_of, late_bands, merged
+from edgekit.bias.calibrate import FOLDS, choose, cross_fit, fold_of, late_bands, merged
 from edgekit.bias.controller import Measurement, MitigationConfig
 from edgekit.bias.derive import directions_from, observe_contrasts
 from edgekit.bias.erasure import Observations
@@ -28,8 +28,8 @@ def test_folds_partition_the_calibration_probes_by_source() -> None:
     assert sum(len(f.suite.questions) for f in folds) == len(suite.questions)
     for k, fold in enumerate(folds):
         # A source's probes all sit in one fold: its two frames never straddle the split.
-        assert {fold_of(p.source) for p in fold.suite.pairs} == {k}
-        assert {fold_of(q.source) for q in fold.suite.questions} == {k}
+        assert {fold_of(p.source, 2) for p in fold.suite.pairs} == {k}
+        assert {fold_of(q.source, 2) for q in fold.suite.questions} == {k}
     shipped = directions_from(obs, n_layer, 4)
     site = next(iter(shipped.erasers))
     assert not np.allclose(folds[0].directions.erasers[site].delta, shipped.erasers[site].delta)
@@ -69,7 +69,7 @@ def test_merged_fold_runs_score_like_one_run() -> None:
             tuple(p for p in whole.pairs if fold_of(p.probe.source) == k),
             tuple(q for q in whole.questions if fold_of(q.probe.source) == k),
         )
-        for k in (1, 0)
+        for k in reversed(range(FOLDS))
     ]
     again = merged(parts)
     assert len(again.pairs) == len(whole.pairs) and len(again.questions) == len(whole.questions)

@@ -56,7 +56,7 @@ def test_directions_from_calibration_erase_the_group_contrast() -> None:
     assert len(obs.contrasts) == 3 * len(POINTS)
     assert all(len(c) == len(pairs) for c in obs.contrasts.values())
     left = []
-    for rank in (1, 4, 8):
+    for rank in (1, 4, 16):
         directions = derive_directions(obs, rank=rank)
         assert directions.blocks == [0, 1, 2] and directions.rank == rank
         site, eraser = next(iter(directions.erasers.items()))
@@ -65,7 +65,7 @@ def test_directions_from_calibration_erase_the_group_contrast() -> None:
         left.append(float((rest**2).sum() / (c**2).sum()))
     # The fake's group words share one planted direction but also differ at random: a higher
     # rank takes more of what separates them away.
-    assert left[0] > left[1] > left[2] and left[2] < 0.4
+    assert left[0] > left[1] > left[2] and left[2] < 0.2
     # derive() is the same through the runtime, with the project's calibration text and the
     # group lexicon, and says how far it is.
     seen: list[tuple[int, int]] = []
