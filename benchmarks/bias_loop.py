@@ -83,19 +83,10 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
-def blocks_label(blocks: tuple[int, ...] | None) -> str:
-    """The erasure's blocks ("base" for none); nothing for the control vector's steps."""
-    if blocks is None:
-        return ""
-    return f"blocks {blocks[0]}-{blocks[-1]} " if blocks else "base "
-
-
 def show_step(m: Measurement, next_scale: float) -> None:
     """Progress: a search on the default model takes minutes on a busy machine."""
     console.print(
-        f"[dim]{blocks_label(m.blocks)}{f'rank {m.rank} ' if m.rank else ''}"
-        f"scale {m.strength:.3f}: "
-        f"calibration bias {m.scores.bias:.3f} (lean {m.lean:+.3f}), "
+        f"[dim]{m.label}: calibration bias {m.scores.bias:.3f} (lean {m.lean:+.3f}), "
         f"accuracy {m.scores.disambiguated_accuracy:.1%}, perplexity {m.perplexity:.2f} "
         f"-> {next_scale:.3f}[/dim]"
     )

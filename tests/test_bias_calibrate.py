@@ -120,3 +120,11 @@ def test_choose_keeps_the_base_model_when_nothing_helps() -> None:
     trials = Scripted({((), 0): (0.05, 10.0)})  # every candidate: bias 0.2
     result = choose(trials, [(0, 1)], MitigationConfig(ranks=(8,)))
     assert result.pick == -1 and result.strength == 0.0 and result.chosen is result.baseline
+
+
+def test_a_measurement_says_what_was_tried() -> None:
+    s = _scores(0.1)
+    every = tuple(range(18))
+    assert Measurement(1.0, s, 30.0, 1.0, every, 108).label == "blocks 0-17, rank 108, scale 1.000"
+    assert Measurement(0.0, s, 30.0, 1.0, ()).label == "base, scale 0.000"
+    assert Measurement(2.0, s, 30.0, 1.0).label == "scale 2.000"  # a control vector's step

@@ -162,6 +162,17 @@ class Measurement:
     rank: int | None = None  # the erasure's directions per block, where chosen
 
     @property
+    def label(self) -> str:
+        """What was tried: "blocks 0-17, rank 108, scale 1.000"; "base, ..." for an erasure
+        search's baseline; only the scale for a control vector's step."""
+        parts = []
+        if self.blocks is not None:
+            parts.append(f"blocks {self.blocks[0]}-{self.blocks[-1]}" if self.blocks else "base")
+        if self.rank:
+            parts.append(f"rank {self.rank}")
+        return ", ".join([*parts, f"scale {self.strength:.3f}"])
+
+    @property
     def lean(self) -> float:
         """Signed bias: > 0 toward the stereotypes, < 0 against them."""
         cats = self.scores.categories

@@ -385,10 +385,8 @@ def _mitigate(
     )
 
     def on_step(m: Measurement, next_scale: float) -> None:
-        where = f"blocks {m.blocks[0]}-{m.blocks[-1]}, " if m.blocks else ""
-        where += f"rank {m.rank}, " if m.rank else ""
         say(
-            f"{where}scale {m.strength:.3f}: calibration bias {m.scores.bias:.3f} "
+            f"{m.label}: calibration bias {m.scores.bias:.3f} "
             f"(lean {m.lean:+.3f}), accuracy {m.scores.disambiguated_accuracy:.1%}, "
             f"perplexity {m.perplexity:.2f} -> next {next_scale:.3f}"
         )
