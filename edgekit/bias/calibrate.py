@@ -114,6 +114,7 @@ class OutOfFold:
     ) -> None:
         self.runtime, self.weights, self.obs, self.n_layer = runtime, weights, obs, n_layer
         self.text, self.workdir = text, workdir
+        self.suite = build_suite("calibration")
         self.scorer = LogProbScorer(runtime.logits())
         self._written = 0
         self._shipped: dict[int, Directions] = {}
@@ -127,8 +128,7 @@ class OutOfFold:
 
     def folds(self, rank: int) -> list[Fold]:
         if rank not in self._folds:
-            suite = build_suite("calibration")
-            self._folds[rank] = cross_fit(self.obs, self.n_layer, suite, rank=rank)
+            self._folds[rank] = cross_fit(self.obs, self.n_layer, self.suite, rank=rank)
         return self._folds[rank]
 
     def _apply(self, directions: Directions, blocks: Sequence[int]) -> None:
@@ -149,7 +149,7 @@ class OutOfFold:
             if rank:
                 self._apply(self.shipped(rank), blocks)
             else:
-                runs.append(run_suite(self.scorer, build_suite("calibration")))
+                runs.append(run_suite(self.scorer, self.suite))
             ppl = text_loss(self.scorer, self.text, (SEARCH_TOKENS,)).perplexity
         finally:
             self.runtime.set_lora(None, 0.0)
