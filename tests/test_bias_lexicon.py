@@ -5,30 +5,44 @@ from __future__ import annotations
 from collections import Counter
 
 from edgekit.bias.data import CATEGORIES
-from edgekit.bias.lexicon import FRAMES, GROUPS, lexicon_contrasts
+from edgekit.bias.lexicon import FRAMES, GROUPS, NAMES, lexicon_contrasts, people, say
 from edgekit.bias.probes import build_suite
 
 
 def test_every_category_has_groups_in_every_frame() -> None:
     pairs, labels = lexicon_contrasts()
     assert set(GROUPS) == set(CATEGORIES)
-    assert Counter(labels) == {c: len(GROUPS[c]) * len(FRAMES) for c in CATEGORIES}
+    assert Counter(labels) == {c: len(people(c)) * len(FRAMES) for c in CATEGORIES}
     assert len(pairs) == len(labels)
+    assert set(NAMES) <= set(CATEGORIES)
+
+
+def test_groups_take_the_article_and_names_none() -> None:
+    frame = FRAMES[0]
+    assert say(frame, "the woman").startswith("The woman ")
+    assert say(frame, "Mary").startswith("Mary ")
+    assert ("woman", "man", "the ") in people("gender")
+    assert ("Mary", "John", "") in people("gender")
+
+
+def _bare(said: str) -> str:
+    return said[4:] if said.lower().startswith("the ") else said
 
 
 def _groups(a: str, b: str) -> tuple[str, str]:
-    """The groups said in a pair, found from the one frame both sentences fill."""
+    """The groups (or names) said in a pair, found from the one frame both sentences fill."""
     for frame in FRAMES:
         head, tail = frame.split("{g}")
-        if all(s.startswith(head) and s.endswith(tail) for s in (a, b)):
-            return a[len(head) : len(a) - len(tail)], b[len(head) : len(b) - len(tail)]
+        if all(s.lower().startswith(head.lower()) and s.endswith(tail) for s in (a, b)):
+            ga, gb = (_bare(s[len(head) : len(s) - len(tail)]) for s in (a, b))
+            return ga, gb
     raise AssertionError(f"no frame fits {a!r} / {b!r}")
 
 
 def test_each_pair_differs_only_in_the_group() -> None:
     for (a, b), category in zip(*lexicon_contrasts(), strict=True):
         ga, gb = _groups(a, b)
-        assert (ga, gb) in GROUPS[category] and ga != gb
+        assert (ga, gb) in GROUPS[category] + NAMES.get(category, ()) and ga != gb
 
 
 def test_no_lexicon_sentence_is_a_probe_sentence() -> None:
