@@ -146,9 +146,8 @@ class MitigationConfig:
     # 1024-token slice, and on Gemma 3 270M a step that read +4.6% there read +5.5% elsewhere.
     max_perplexity_increase: float = 0.04
     max_accuracy_drop: float = 0.05
-    # The erasure's ranks tried per block set, at scale 1 (6, 9, 12 directions per category).
-    # Rank, not scale, is the dial: on Gemma 3 270M rank 108 at scale 1 removed 79% of the
-    # held-out bias at +4.9% perplexity, rank 54 at scale 1.5 58% at +8.4%.
+    # The erasure's ranks tried per block set, at scale 1 (6, 9, 12 directions per category);
+    # calibrate.py's doc says why rank, not scale, is the dial.
     ranks: tuple[int, ...] = (54, 81, 108)
 
 
