@@ -102,8 +102,10 @@ def test_choose_takes_the_least_out_of_fold_bias_within_limits() -> None:
             ((), 0): (0.20, 10.0),
             (every, 8): (0.10, 10.3),
             (every, 16): (0.05, 11.0),  # least bias, but perplexity +10%
+            (every, 24): (0.09, 10.35),  # the cost is not monotone in the rank
             (late, 8): (0.12, 10.1),
             (late, 16): (0.08, 10.2),
+            (late, 24): (0.07, 10.6),
         }
     )
     cfg = MitigationConfig(ranks=(8, 16, 24))
@@ -111,9 +113,35 @@ def test_choose_takes_the_least_out_of_fold_bias_within_limits() -> None:
     result = choose(trials, [every, late], cfg, lambda m, nxt: seen.append((m.strength, nxt)))
     assert result.chosen.blocks == late and result.chosen.rank == 16 and result.strength == 1.0
     assert result.chosen.scores.bias == 0.08
-    # Past a rank out of limits, larger ones on the same blocks are not tried.
-    assert (every, 24) not in trials.asked and (late, 24) in trials.asked
+    # Past a rank out of limits the larger ones on the same blocks are still tried.
+    assert (every, 24) in trials.asked and (late, 24) in trials.asked
     assert len(seen) == len(result.steps) + 1 and seen[0] == (0.0, 1.0)
+
+
+def test_a_larger_rank_within_limits_wins_after_one_out_of_them() -> None:
+    every = (0, 1, 2, 3)
+    trials = Scripted(
+        {
+            ((), 0): (0.20, 10.0),
+            (every, 8): (0.10, 10.2),
+            (every, 16): (0.06, 10.5),  # +5%, over the limit
+            (every, 24): (0.05, 10.3),
+        }
+    )
+    result = choose(trials, [every], MitigationConfig(ranks=(8, 16, 24)))
+    assert result.chosen.rank == 24 and result.chosen.scores.bias == 0.05
+
+
+def test_an_overshoot_stops_the_larger_ranks() -> None:
+    every = (0, 1, 2, 3)
+    trials = Scripted(
+        {
+            ((), 0): (0.20, 10.0),
+            (every, 8): (-0.10, 10.1),  # leans against the stereotypes past the tolerance
+        }
+    )
+    choose(trials, [every], MitigationConfig(ranks=(8, 16)))
+    assert (every, 16) not in trials.asked
 
 
 def test_choose_keeps_the_base_model_when_nothing_helps() -> None:
