@@ -12,7 +12,8 @@ The list names common groups of each category (the words BBQ-style benchmarks us
 gender and race, first names; it is written here and holds no probe sentence, so the held-out
 split stays unseen. Twenty pairs per category, where the directions take twelve: with twelve
 pairs, each direction was one pair's contrast, and a group the list did not name was erased only
-as far as its contrast lay in their span.
+as far as its contrast lay in their span (Gemma 3 270M, every pair naming a held-out group's word
+left out: 59% of the held-out bias removed with twelve pairs, 67% with these).
 """
 
 from __future__ import annotations
