@@ -3,10 +3,11 @@ capability protocols (edgekit.backends.base), not a mock of llama.cpp.
 
 The "model" is a bag of words: the state at position t is the mean of the embeddings of tokens
 0..t (the same in every block, times the block's number + 1), and the next-token logits are
-E @ state. A bias is planted along one unit direction u: the words of each association's group A
-and attribute X get +c*u, those of group B and attribute Y get -c*u, so lp(X | A) - lp(Y | A)
-grows with c^2. The fake's adapter is the erasure of u at a scale (state - s (state.u) u), which
-is what a perfect erasure adapter would do; scale 1 removes the planted association exactly.
+E @ state. A bias is planted along one unit direction u: the word that tells each association's
+group A and attribute X from their counterparts gets +c*u, B's and Y's -c*u, so
+lp(X | A) - lp(Y | A) grows with c^2. The fake's adapter is the erasure of u at a scale
+(state - s (state.u) u), which is what a perfect erasure adapter would do; scale 1 removes the
+planted association exactly.
 """
 
 from __future__ import annotations
@@ -26,6 +27,13 @@ N_LAYER = 3
 _WORD = re.compile(r"[A-Za-z']+|[^\sA-Za-z']")
 
 
+def _marker(phrase: str, other: str) -> list[str]:
+    """The word that tells `phrase` from `other`: its last one that `other` lacks ("old" in
+    "old man" against "young man", not the "man" both share)."""
+    theirs = set(other.lower().split())
+    return [w for w in phrase.lower().split() if w not in theirs][-1:]
+
+
 class FakeModel:
     def __init__(self, planted: float = 2.0, seed: int = 0) -> None:
         rng = np.random.default_rng(seed)
@@ -37,11 +45,13 @@ class FakeModel:
         self.sign: dict[str, float] = {}
         for items in ASSOCIATIONS.values():
             for a in items:
-                for phrase, s in ((a.group_a, 1.0), (a.attribute_x, 1.0)):
-                    for w in phrase.lower().split()[-1:]:
-                        self.sign.setdefault(w, s)
-                for phrase, s in ((a.group_b, -1.0), (a.attribute_y, -1.0)):
-                    for w in phrase.lower().split()[-1:]:
+                for phrase, other, s in (
+                    (a.group_a, a.group_b, 1.0),
+                    (a.attribute_x, a.attribute_y, 1.0),
+                    (a.group_b, a.group_a, -1.0),
+                    (a.attribute_y, a.attribute_x, -1.0),
+                ):
+                    for w in _marker(phrase, other):
                         self.sign.setdefault(w, s)
         self.scale = 0.0  # the erasure adapter's scale
         self.lora: Path | None = None
