@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from edgekit.bias.calibrate import FOLDS, choose, cross_fit, fold_of, late_bands, merged
+from edgekit.bias.calibrate import (
+    FOLDS,
+    choose,
+    clearly_better,
+    cross_fit,
+    fold_of,
+    late_bands,
+    merged,
+)
 from edgekit.bias.controller import Measurement, MitigationConfig
 from edgekit.bias.derive import directions_from, observe_contrasts
 from edgekit.bias.erasure import Observations
 from edgekit.bias.logprobs import LogProbScorer
 from edgekit.bias.probes import build_suite
-from edgekit.bias.scores import CategoryScore, SuiteRun, SuiteScores, run_suite
+from edgekit.bias.scores import CategoryScore, PairResult, SuiteRun, SuiteScores, run_suite
 from tests.fake_bias_backend import FakeModel, FakeRuntime
 
 
@@ -148,6 +157,50 @@ def test_choose_keeps_the_base_model_when_nothing_helps() -> None:
     trials = Scripted({((), 0): (0.05, 10.0)})  # every candidate: bias 0.2
     result = choose(trials, [(0, 1)], MitigationConfig(ranks=(8,)))
     assert result.pick == -1 and result.strength == 0.0 and result.chosen is result.baseline
+
+
+def test_the_most_complete_candidate_wins_unless_beaten_beyond_noise() -> None:
+    every, late = (0, 1, 2, 3), (2, 3)
+    table = {
+        ((), 0): (0.20, 10.0),
+        (every, 8): (0.100, 10.1),
+        (every, 16): (0.050, 10.3),
+        (late, 8): (0.045, 10.0),  # the least bias, by less than the noise (0.02 here)
+        (late, 16): (0.060, 10.1),
+    }
+
+    def by_two_points(a: Measurement, b: Measurement) -> bool:
+        return a.scores.bias < b.scores.bias - 0.02
+
+    cfg = MitigationConfig(ranks=(8, 16))
+    result = choose(Scripted(table), [every, late], cfg, better=by_two_points)
+    assert result.chosen.blocks == every and result.chosen.rank == 16
+    table[(late, 8)] = (0.020, 10.0)  # now beyond the noise
+    result = choose(Scripted(table), [every, late], cfg, better=by_two_points)
+    assert result.chosen.blocks == late and result.chosen.rank == 8
+
+
+def _measured(run: SuiteRun) -> Measurement:
+    return Measurement(1.0, run.scores(), 10.0, 0.0, (0,), 8, run)
+
+
+def test_clearly_better_needs_nearly_every_paired_resample_to_agree() -> None:
+    rt = FakeRuntime(FakeModel(planted=2.0))
+    scorer = LogProbScorer(rt.logits())
+    suite = build_suite("calibration")
+    biased = run_suite(scorer, suite)
+    rt.set_lora(Path("erasure.gguf"), 1.0)  # the fake's exact erasure of the planted direction
+    erased = run_suite(scorer, suite)
+    assert clearly_better(_measured(erased), _measured(biased))
+    assert not clearly_better(_measured(biased), _measured(erased))
+    assert not clearly_better(_measured(biased), _measured(biased))
+    # Less bias on one association alone: a resample without it shows no difference.
+    first = biased.pairs[0]
+    lean = first.association
+    nudged = (first.logprobs[0] - lean, *first.logprobs[1:])
+    one = SuiteRun(suite, (PairResult(first.probe, nudged), *biased.pairs[1:]), biased.questions)
+    assert one.scores().bias < biased.scores().bias
+    assert not clearly_better(_measured(one), _measured(biased))
 
 
 def test_a_measurement_says_what_was_tried() -> None:

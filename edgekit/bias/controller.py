@@ -34,7 +34,7 @@ from edgekit.bias.erasure import READERS, Directions, ModelWeights, build_adapte
 from edgekit.bias.logprobs import LogProbScorer
 from edgekit.bias.perplexity import SEARCH_TOKENS, text_loss
 from edgekit.bias.probes import ProbeSuite, build_suite
-from edgekit.bias.scores import SuiteScores, run_suite
+from edgekit.bias.scores import SuiteRun, SuiteScores, run_suite
 from edgekit.errors import BiasError
 from edgekit.paths import data_dir
 
@@ -159,6 +159,8 @@ class Measurement:
     seconds: float
     blocks: tuple[int, ...] | None = None  # the blocks erased, where not every block
     rank: int | None = None  # the erasure's directions per block, where chosen
+    # The probes' raw results, where a choice compares candidates with error bars.
+    run: SuiteRun | None = field(default=None, compare=False, repr=False)
 
     @property
     def label(self) -> str:

@@ -141,3 +141,10 @@ def paired_reduction(
             s1.disambiguated_accuracy - s0.disambiguated_accuracy, a1 - a0
         ),
     }
+
+
+def share_below(a: SuiteRun, b: SuiteRun, n: int = 1000, seed: int = 0) -> float:
+    """The share of paired resamples (the same probe sources for both runs of one suite) in
+    which a's bias is below b's."""
+    (da, db), _ = _bias_samples([a, b], n, seed)
+    return float(np.mean(da < db))
