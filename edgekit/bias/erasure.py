@@ -191,8 +191,14 @@ def observe(
     sources: Sequence[str] = (),
 ) -> Observations:
     """Contrasts of the pairs (mean state from the first differing token on, A minus B) and the
-    statistics of every state seen, pairs and plain-text windows alike; `progress(done, total)`
-    after each pair and text (minutes on a Pi)."""
+    statistics of the plain-text windows' states; `progress(done, total)` after each pair and
+    text (minutes on a Pi).
+
+    The pairs' own states stay out of the statistics: they are short template sentences about
+    groups, 60% of the states the observation sees, and a covariance that counts them takes the
+    template's and the groups' variation for the model's ordinary use of those directions (Gemma
+    3 270M, every block at rank 108, held-out split: with them 79% of the bias removed at +4.3%
+    perplexity on GPL-3 tokens 1024-2047, from plain text alone 83% at +3.0%)."""
     rows: dict[Site, list[FloatArray]] = {}
     stats: dict[Site, Statistics] = {}
 
@@ -206,8 +212,6 @@ def observe(
         ta, tb = tokenize(a), tokenize(b)
         start = _first_difference(ta, tb)
         ra, rb = states.read(ta), states.read(tb)
-        record(ra)
-        record(rb)
         for point in ra.keys() & rb.keys():
             for block in ra[point].keys() & rb[point].keys():
                 d = ra[point][block][start:].mean(axis=0) - rb[point][block][start:].mean(axis=0)
