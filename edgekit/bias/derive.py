@@ -27,11 +27,11 @@ from edgekit.bias.lexicon import lexicon_contrasts
 from edgekit.bias.probes import build_suite
 
 # Twelve directions per category (9 categories): a category names 5-20 groups. At the attention
-# output of every block of Gemma 3 270M (12-pair lexicon, 6-window covariance), 6 per category
-# removed 52% of the held-out bias at +1.4% perplexity, 9 70% at +3.3%, 12 79% at +4.9%, 24 81%
-# at +13.5%; with the 20-pair lexicon 12 removed 75% at +3.1%, 15 72% at +5.3%, 18 76% at
-# +7.6%; with the suite grown to 20 associations per category, 12 removed 79% at +4.3%.
-# `--mitigate` chooses the rank (calibrate.py); this is what the guard derives without it.
+# output of every block of Gemma 3 270M (12-pair lexicon), 6, 9, 12 and 24 per category removed
+# 52%, 70%, 79% and 81% of the held-out bias at +1.4%, +3.3%, +4.9% and +13.5% perplexity: past
+# 12 the cost grows and the gain does not. With the grown suite and S from prose alone, 12
+# removes 83% at +1.4% (bias_loop). `--mitigate` chooses the rank (calibrate.py); this is what
+# the guard derives without it.
 DEFAULT_RANK = 108
 
 
