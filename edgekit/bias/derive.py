@@ -29,9 +29,10 @@ from edgekit.bias.probes import build_suite
 # Twelve directions per category (9 categories): a category names 5-20 groups. At the attention
 # output of every block of Gemma 3 270M (12-pair lexicon), 6, 9, 12 and 24 per category removed
 # 52%, 70%, 79% and 81% of the held-out bias at +1.4%, +3.3%, +4.9% and +13.5% perplexity: past
-# 12 the cost grows and the gain does not. With the grown suite and S from prose alone, 12
-# removes 83% at +1.4% (bias_loop). `--mitigate` chooses the rank (calibrate.py); this is what
-# the guard derives without it.
+# 12 the cost grows and the gain does not (perplexity on GPL-3 tokens 1024-2047). With the grown
+# suite and S from prose alone, 12 removes 83% at +3.0% there (+1.4% on the rest of the text,
+# bias_loop). `--mitigate` chooses the rank (calibrate.py); this is what the guard derives
+# without it.
 DEFAULT_RANK = 108
 
 
