@@ -21,7 +21,7 @@ from rich.table import Table
 if TYPE_CHECKING:
     from edgekit.backends.base import GenerationResult, Runtime
     from edgekit.backends.llama_cpp.runtime import LlamaCppRuntime
-    from edgekit.runner import RunPlan
+    from edgekit.backends.runner import RunPlan
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 # ../shared/bias-data beside the checkout (or beside a folder of worktrees); never copied in.
@@ -125,7 +125,7 @@ def verdict(passed: bool, what: str) -> int:
 def open_llama_runtime(plan: RunPlan) -> LlamaCppRuntime:
     """edgekit's open_runtime, narrowed: these benchmarks read llama.cpp's own perf counters."""
     from edgekit.backends import get_backend
-    from edgekit.runner import open_runtime
+    from edgekit.backends.runner import open_runtime
 
     # Ask the registry, not the runtime's class: the back end that reads the file is the one
     # whose perf counters these benchmarks read.

@@ -47,7 +47,7 @@ from edgekit.bias.perplexity import (
 )
 from edgekit.bias.probes import ProbeSuite, build_suite
 from edgekit.bias.scores import SuiteRun, run_suite
-from edgekit.runner import open_runtime, plan_run
+from edgekit.backends.runner import open_runtime, plan_run
 
 _T = gguf.MODEL_TENSOR
 VALUES = {"attn_norm": (_T.ATTN_V,)}

@@ -33,8 +33,8 @@ from typing import Any
 
 from benchmarks._common import COUNTING_PROMPT, RESULTS_DIR, console, print_table, write_json
 from edgekit.converters.onnx_fused import build_fused, cached_fused_fp32
-from edgekit.eval_text import load_eval_text
-from edgekit.runner import resolve_model
+from edgekit.texts.evaluation import load_eval_text
+from edgekit.backends.runner import resolve_model
 
 MIXED = "builder k_quant_mixed"
 
@@ -103,8 +103,8 @@ def edgekit_rows(
     """edgekit's measured plan and `seeds` random controls at each budget (plan bits/weight);
     no controls where every node fits at 8 bits (they would be the same file)."""
     from edgekit.backends.onnx.nbits import INT8
-    from edgekit.converters.onnx_convert import convert_to_onnx
-    from edgekit.planner import RandomLayers, TargetBpw
+    from edgekit.converters.onnx import convert_to_onnx
+    from edgekit.quant.planner import RandomLayers, TargetBpw
 
     out = {}
     for label, bpw in budgets.items():
@@ -130,8 +130,8 @@ def choice_matters(fp32: Path, profile: Any, seeds: int) -> Any:
 
     from edgekit.backends.onnx.nbits import NbitsParts, fused_nodes, node_scores
     from edgekit.backends.onnx.sensitivity import measure
-    from edgekit.calibration_text import CALIBRATION_TEXT
-    from edgekit.converters.onnx_plan import budget_for_bpw, measured_plan, random_plan
+    from edgekit.texts.calibration import CALIBRATION_TEXT
+    from edgekit.quant.onnx_plan import budget_for_bpw, measured_plan, random_plan
 
     nodes = fused_nodes(onnx.load(str(fp32 / "model.onnx"), load_external_data=False))
     scores = node_scores(nodes, profile.scores("input"))
@@ -207,7 +207,7 @@ def speed_one(path: Path, n: int) -> dict[str, Any]:
     from dataclasses import asdict
 
     from edgekit.backends.base import SamplingParams
-    from edgekit.runner import open_runtime, plan_run
+    from edgekit.backends.runner import open_runtime, plan_run
 
     rt = open_runtime(plan_run(path, "cpu", n + 64))
     try:
@@ -266,8 +266,8 @@ def token_check(gguf: Path, hf: Path, folder: Path) -> dict[str, Any]:
     import transformers
 
     from edgekit.backends.onnx.runtime import OnnxRuntime
-    from edgekit.devices import load_profile
-    from edgekit.runner import open_runtime, plan_run
+    from edgekit.devices.profiles import load_profile
+    from edgekit.backends.runner import open_runtime, plan_run
 
     text = load_eval_text().text[:20000]
     rt = open_runtime(plan_run(gguf, "cpu", 8192))
@@ -332,11 +332,11 @@ def _prepare(args: argparse.Namespace) -> tuple[Path, Path, Path, Path, float, A
     fp32, fp32_s = _timed(cached_fused_fp32, src, lambda: hf)
     profile_file = work / "spikes.json"
     if profile_file.is_file():
-        from edgekit.spikes import load_profile
+        from edgekit.quant.spikes import load_profile
 
         profile = load_profile(profile_file)
     else:
-        from edgekit.calibration_text import CALIBRATION_TEXT
+        from edgekit.texts.calibration import CALIBRATION_TEXT
         from edgekit.converters.calibrate import calibrate, load_for_calibration
 
         profile = calibrate(load_for_calibration(hf), [CALIBRATION_TEXT])
@@ -397,7 +397,7 @@ def main() -> int:
     rows_paths = {name: p for name, (p, _) in {**built, **ours}.items()}
     convert_s = {name: s for name, (_, s) in {**built, **ours}.items()}
     if not args.quick:
-        from edgekit.converters.onnx_convert import convert_to_onnx
+        from edgekit.converters.onnx import convert_to_onnx
 
         opt = work / "optimum_int8"
         if not (opt / "model.onnx").is_file():

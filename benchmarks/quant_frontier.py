@@ -28,13 +28,13 @@ from typing import Any
 from benchmarks._common import RESULTS_DIR, console, parse_args, print_table, verdict, write_json
 from edgekit.backends.llama_cpp import tools
 from edgekit.backends.llama_cpp.eval import evaluate
-from edgekit.calibration_text import CALIBRATION_TEXT
-from edgekit.convert import base_gguf
-from edgekit.eval_text import load_eval_text
-from edgekit.gguf_file import read_header
-from edgekit.mixconvert import Workspace, measured_plan, target_for, write_measured
-from edgekit.mixplan import Costs, plan_mix
-from edgekit.runner import resolve_model
+from edgekit.texts.calibration import CALIBRATION_TEXT
+from edgekit.converters.gguf import base_gguf
+from edgekit.texts.evaluation import load_eval_text
+from edgekit.gguf.reader import read_header
+from edgekit.converters.measured import Workspace, measured_plan, target_for, write_measured
+from edgekit.quant.mixplan import Costs, plan_mix
+from edgekit.backends.runner import resolve_model
 
 THREADS = 2
 SIZES = ("Q2_K", "Q3_K_S", "Q3_K_M", "IQ4_XS", "Q4_K_M")

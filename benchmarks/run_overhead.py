@@ -29,7 +29,7 @@ from benchmarks._common import (
 )
 from edgekit.backends.base import decode_rate
 from edgekit.backends.llama_cpp.build import tool_path
-from edgekit.runner import RunPlan, plan_run
+from edgekit.backends.runner import RunPlan, plan_run
 
 TARGET = 0.97
 MAX_TOKENS = 128

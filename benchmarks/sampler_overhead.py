@@ -1,4 +1,4 @@
-"""What the dashboard's live metrics cost: decode tok/s with edgekit.monitor running vs without.
+"""What the dashboard's live metrics cost: decode tok/s with edgekit.tui.monitor running vs without.
 
 "with" is what the dashboard does during a generation: the background sampler thread running and
 every token counted through the on_token callback. Rounds alternate which side goes first so a
@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.backends.base import GenerationStats, Runtime, SamplingParams
-from edgekit.monitor import DEFAULT_INTERVAL_S, MemoryReading, Monitor, read_memory
-from edgekit.runner import RunPlan, open_runtime, plan_run
+from edgekit.tui.monitor import DEFAULT_INTERVAL_S, MemoryReading, Monitor, read_memory
+from edgekit.backends.runner import RunPlan, open_runtime, plan_run
 
 TARGET_OVERHEAD = 0.02
 # Rounds of one side that spread wider than this (max - min over the median) mean the machine was

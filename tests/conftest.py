@@ -9,8 +9,8 @@ from pathlib import Path
 import gguf
 import pytest
 
-from tests.env import env_var
-from tests.tiny_models import write_tiny_llama
+from tests.fixtures.env import env_var
+from tests.fixtures.tiny_models import write_tiny_llama
 
 REAL_CACHE = os.environ.get("EDGEKIT_CACHE_DIR")
 

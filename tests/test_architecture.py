@@ -13,7 +13,6 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "edgekit"
 NATIVE = ("llama_cpp", "onnxruntime", "onnxruntime_genai", "ctypes")
-FRONTS = ("edgekit.cli", "edgekit.tui")
 
 
 def _module_name(path: Path) -> str:
@@ -68,28 +67,51 @@ def test_only_backends_import_native_libraries(module: str) -> None:
     assert not native, f"{module} imports {native}: that belongs in edgekit/backends/"
 
 
+# Each layer imports only its own and lower layers: fronts -> pipelines -> backends -> formats and
+# planning -> what every layer uses. Anything not named here is in the bottom layer.
+LAYERS = (
+    ("edgekit.cli", "edgekit.tui"),
+    ("edgekit.converters", "edgekit.bias", "edgekit.serving"),
+    ("edgekit.backends",),
+    ("edgekit.quant", "edgekit.gguf", "edgekit.devices"),
+)
+
+
+def layer(module: str) -> int:
+    """0 for the fronts, growing downwards; the bottom layer is len(LAYERS)."""
+    return next((i for i, names in enumerate(LAYERS) if _starts(module, names)), len(LAYERS))
+
+
 @pytest.mark.parametrize("module", sorted(MODULES))
-def test_imports_point_from_fronts_to_core(module: str) -> None:
-    everywhere = _edges(module, top_level_only=False)
+def test_imports_point_down_the_layers(module: str) -> None:
     if module.endswith("__main__"):  # `python -m` launchers are fronts themselves
         return
-    if _starts(module, ("edgekit.backends",)):
-        allowed_down = ("edgekit.cli", "edgekit.tui", "edgekit.converters", "edgekit.bias")
-        assert not {m for m in everywhere if _starts(m, allowed_down)}, module
-    elif _starts(module, ("edgekit.converters",)):
-        assert not {m for m in everywhere if _starts(m, FRONTS)}, module
-    elif _starts(module, ("edgekit.tui",)):
-        assert not {m for m in everywhere if _starts(m, ("edgekit.cli",))}, module
-    elif not _starts(module, FRONTS):
-        # The core never imports a front, and reaches a converter only inside the function that
-        # runs a conversion (the converters pull in torch).
-        assert not {m for m in everywhere if _starts(m, FRONTS)}, module
-        top = _edges(module, top_level_only=True)
-        assert not {m for m in top if _starts(m, ("edgekit.converters",))}, module
+    upward = {m for m in _edges(module, top_level_only=False) if layer(m) < layer(module)}
+    assert not upward, f"{module} imports {upward}, which sit above it"
+    if _starts(module, ("edgekit.tui",)):
+        assert not {m for m in _edges(module, top_level_only=False) if _starts(m, ("edgekit.cli",))}
+
+
+def _private_imports(path: Path) -> Iterator[str]:
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(("edgekit", "tests")):
+            for alias in node.names:
+                if alias.name.startswith("_") and not alias.name.startswith("__"):
+                    yield f"{node.module}.{alias.name}"
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted([*PACKAGE.rglob("*.py"), *(ROOT / "tests").rglob("*.py"), *(ROOT / "benchmarks").rglob("*.py")]),
+    ids=lambda p: str(p.relative_to(ROOT)),
+)
+def test_no_private_names_cross_modules(path: Path) -> None:
+    """A leading underscore means "only this module uses it": make it public or move the code."""
+    assert not list(_private_imports(path))
 
 
 def test_no_import_cycles() -> None:
-    graph = {m: _edges(m, top_level_only=True) for m in MODULES}
+    graph = {m: _edges(m, top_level_only=False) for m in MODULES}
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []

@@ -6,7 +6,7 @@ import pytest
 
 from edgekit import default_model
 from edgekit.errors import DefaultModelError
-from edgekit.gguf_file import load_model_info
+from edgekit.gguf.reader import load_model_info
 
 
 @pytest.fixture

@@ -32,6 +32,6 @@ def test_cli_help_loads_no_heavy_module() -> None:
 
 def test_core_never_imports_the_fronts() -> None:
     loaded = _modules_after(
-        "import edgekit.runner, edgekit.memory, edgekit.devices, edgekit.gguf_file"
+        "import edgekit.backends.runner, edgekit.devices.memory, edgekit.devices.profiles, edgekit.gguf.reader"
     )
     assert not {m for m in loaded if m.startswith(("edgekit.tui", "edgekit.converters"))}

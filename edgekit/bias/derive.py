@@ -61,7 +61,7 @@ MAX_COVARIANCE_WINDOWS = 24
 
 def covariance_windows(runtime: ScoringRuntime, n_ctx: int) -> list[list[int]]:
     from edgekit.bias.perplexity import reference_text
-    from edgekit.calibration_text import CALIBRATION_TEXT
+    from edgekit.texts.calibration import CALIBRATION_TEXT
 
     reported = reference_text()
     texts = [CALIBRATION_TEXT] + [

@@ -56,7 +56,7 @@ import numpy.typing as npt
 from edgekit.backends.base import FloatArray, HiddenStateSource
 from edgekit.bias.probes import PairProbe
 from edgekit.errors import AdapterFileError
-from edgekit.gguf_file import ModelInfo, read_header
+from edgekit.gguf.reader import ModelInfo, read_header
 
 KEY_META = "edgekit.bias.erasure"  # JSON: layers, rank, weights, model fingerprint
 _T = gguf.MODEL_TENSOR

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.errors import HistoryCorruptError
-from edgekit.gguf_file import read_header
+from edgekit.gguf.reader import read_header
 from edgekit.paths import data_dir
 
 _SAMPLE = 1 << 20

@@ -90,7 +90,7 @@ def bias_command(
     from edgekit.bias import store
     from edgekit.bias.controller import require_runtime
     from edgekit.errors import BiasError
-    from edgekit.runner import open_runtime, plan_run
+    from edgekit.backends.runner import open_runtime, plan_run
 
     if split not in SPLITS:
         raise BiasError(f"unknown split {split!r}", hint=f"Use one of: {', '.join(SPLITS)}.")

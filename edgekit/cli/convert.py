@@ -21,8 +21,8 @@ if TYPE_CHECKING:
     from gguf import GGMLQuantizationType
 
     from edgekit.evaluate import EvalResult
-    from edgekit.planner import Plan, Recipe
-    from edgekit.spikes import SpikeProfile
+    from edgekit.quant.planner import Plan, Recipe
+    from edgekit.quant.spikes import SpikeProfile
 
 
 def ggml_type(name: str) -> GGMLQuantizationType:
@@ -45,7 +45,7 @@ def make_recipe(
     k: int | None,
     high: GGMLQuantizationType,
 ) -> Recipe:
-    from edgekit.planner import RandomLayers, Spike, TargetBpw
+    from edgekit.quant.planner import RandomLayers, Spike, TargetBpw
 
     if recipe == "spike":
         return Spike(threshold=threshold, top_k=top_k, high_type=high)
@@ -67,8 +67,8 @@ def _profile(
     trust_remote_code: bool,
     quiet: bool,
 ) -> SpikeProfile:
-    from edgekit.convert import calibrate_source
-    from edgekit.spikes import load_profile
+    from edgekit.converters.gguf import calibrate_source
+    from edgekit.quant.spikes import load_profile
 
     if scores is not None:
         return load_profile(scores)
@@ -79,7 +79,7 @@ def _profile(
 
 def _calib_text(calib_file: Path | None) -> str:
     if calib_file is None:
-        from edgekit.calibration_text import CALIBRATION_TEXT
+        from edgekit.texts.calibration import CALIBRATION_TEXT
 
         return CALIBRATION_TEXT
     try:
@@ -154,14 +154,14 @@ def convert_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Spike-aware mixed precision: spiky layers kept high, the rest quantized lower."""
-    from edgekit.convert import (
+    from edgekit.converters.gguf import (
         base_gguf,
         expected_file_size,
         plan_for,
         refuse_overwriting_source,
         write_planned,
     )
-    from edgekit.runner import resolve_model
+    from edgekit.backends.runner import resolve_model
 
     if to not in ("gguf", "onnx"):
         raise ConversionError(f"unknown output format --to {to}", hint="Use gguf or onnx.")

@@ -11,7 +11,7 @@ from edgekit.cli.eval import eval_rows, print_eval_table
 from edgekit.cli.render import err_console, mib, out_console, print_json, progress_bar
 
 if TYPE_CHECKING:
-    from edgekit.spikes import SpikeProfile
+    from edgekit.quant.spikes import SpikeProfile
 
 
 @dataclass(frozen=True)
@@ -34,10 +34,10 @@ def convert_measured(
     verbose: bool,
     as_json: bool,
 ) -> None:
-    from edgekit.convert import base_gguf
-    from edgekit.mixconvert import Workspace, measured_plan, target_for, write_measured
-    from edgekit.mixplan import padded
-    from edgekit.spikes import calibration_hash
+    from edgekit.converters.gguf import base_gguf
+    from edgekit.converters.measured import Workspace, measured_plan, target_for, write_measured
+    from edgekit.quant.mixplan import padded
+    from edgekit.quant.spikes import calibration_hash
 
     start = time.perf_counter()
     with progress_bar("base GGUF", as_json) as update:

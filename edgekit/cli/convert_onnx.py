@@ -1,7 +1,7 @@
 """`edgekit convert --to onnx`: the fused 4/8-bit graph (or optimum's int8), planned as for GGUF.
 
 Kept apart from convert.py (the GGUF branch) because the two share only the recipe and the
-report; the heavy work lives in edgekit.converters.onnx_convert.
+report; the heavy work lives in edgekit.converters.onnx.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from edgekit.cli.render import err_console, mib, out_console, print_json
 from edgekit.errors import ConversionError
 
 if TYPE_CHECKING:
-    from edgekit.converters.onnx_convert import OnnxConvertResult
+    from edgekit.converters.onnx import OnnxConvertResult
     from edgekit.evaluate import EvalResult
-    from edgekit.planner import Recipe
+    from edgekit.quant.planner import Recipe
 
 
 def convert_onnx(
@@ -30,14 +30,14 @@ def convert_onnx(
     as_json: bool,
 ) -> None:
     """`evaluate` is (eval file, windows, threads), or None for --no-eval."""
-    from edgekit.converters.onnx_convert import convert_to_onnx
+    from edgekit.converters.onnx import convert_to_onnx
 
     stem = src.stem if src.is_file() else src.name
     out = (output or Path.cwd() / f"{stem}-onnx-{precision}").expanduser()
     say = (lambda _: None) if as_json else (lambda m: err_console.print(f"[dim]{m}[/dim]"))
     fp32_dir = None
     if evaluate is not None and precision != "fp32":
-        from edgekit.converters.onnx_fused_convert import reference_dir
+        from edgekit.converters.onnx_int4 import reference_dir
 
         # The quality table compares against the float graph, kept once per source in the cache
         # folder (never beside the output); the unfused precisions also reuse it as their input.

@@ -51,7 +51,7 @@ def dashboard_command(
         seed=0xFFFFFFFF if seed < 0 else seed,
     )
     if not rpc:
-        from edgekit.devices import load_profile
+        from edgekit.devices.profiles import load_profile
 
         rpc = ",".join(load_profile(device).rpc) or None
     run_dashboard(model, device, ctx, params, threads=threads, rpc=rpc)

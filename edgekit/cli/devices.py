@@ -12,7 +12,7 @@ from edgekit.cli.options import JsonOpt
 from edgekit.cli.render import kv_table, mib, out_console, print_json, user_errors
 
 if TYPE_CHECKING:
-    from edgekit.devices import ProfileEntry
+    from edgekit.devices.profiles import ProfileEntry
 
 devices_app = typer.Typer(help="List and show device profiles.", invoke_without_command=True)
 
@@ -23,7 +23,7 @@ def devices_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """List the device profiles (built-in and your own); broken files are listed with why."""
     if ctx.invoked_subcommand is not None:
         return
-    from edgekit.devices import scan_profiles
+    from edgekit.devices.profiles import scan_profiles
 
     entries = scan_profiles()
     if as_json:
@@ -63,7 +63,7 @@ def _entry_dict(e: ProfileEntry) -> dict[str, Any]:
 @user_errors
 def devices_show(name: str, as_json: JsonOpt = False) -> None:
     """Show one device profile with its auto values resolved for this machine."""
-    from edgekit.devices import load_profile
+    from edgekit.devices.profiles import load_profile
 
     profile = load_profile(name)
     data = profile.to_dict()

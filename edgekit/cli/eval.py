@@ -26,7 +26,7 @@ def eval_rows(
     """Evaluate on the back end that reads the reference (llama.cpp for GGUF, onnxruntime for
     an ONNX folder)."""
     from edgekit.backends import Capability, backend_for
-    from edgekit.eval_text import load_eval_text
+    from edgekit.texts.evaluation import load_eval_text
 
     backend = backend_for(reference, Capability.EVALUATE)
     text = load_eval_text(eval_file)

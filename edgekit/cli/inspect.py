@@ -13,7 +13,7 @@ from edgekit.cli.options import JsonOpt
 from edgekit.cli.render import err_console, kv_table, mib, out_console, print_json, user_errors
 
 if TYPE_CHECKING:
-    from edgekit.gguf_file import ModelInfo
+    from edgekit.gguf.reader import ModelInfo
 
 
 @user_errors
@@ -25,11 +25,11 @@ def inspect_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Architecture, tensor types, bits per weight, metadata and memory per device profile."""
-    from edgekit.devices import scan_profiles
-    from edgekit.gguf_file import model_info as to_info
-    from edgekit.gguf_file import read_header
-    from edgekit.memory import estimate_memory
-    from edgekit.runner import resolve_model
+    from edgekit.devices.profiles import scan_profiles
+    from edgekit.gguf.reader import model_info as to_info
+    from edgekit.gguf.reader import read_header
+    from edgekit.devices.memory import estimate_memory
+    from edgekit.backends.runner import resolve_model
 
     header = read_header(resolve_model(model))
     info = to_info(header)
@@ -79,7 +79,7 @@ def _summary(info: ModelInfo) -> dict[str, Any]:
 
 
 def _jsonable(value: Any) -> Any:
-    from edgekit.gguf_file import SkippedArray
+    from edgekit.gguf.reader import SkippedArray
 
     if isinstance(value, SkippedArray):
         return f"[{value.length} x {value.item_type.name}]"

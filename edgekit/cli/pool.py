@@ -7,18 +7,18 @@ from typing import TYPE_CHECKING
 from rich.table import Table
 
 from edgekit.cli.render import err_console, mib
-from edgekit.pool import LOCAL
+from edgekit.backends.llama_cpp.rpc.pool import LOCAL
 
 if TYPE_CHECKING:
     from edgekit.backends.base import RunPlan, Runtime
-    from edgekit.pool import PoolPlan, Share
+    from edgekit.backends.llama_cpp.rpc.pool import PoolPlan, Share
 
 
 def wants_workers(rpc: str | None, device: str) -> bool:
     """--rpc, or a profile with `rpc = [...]`."""
     if rpc:
         return True
-    from edgekit.devices import load_profile
+    from edgekit.devices.profiles import load_profile
 
     return bool(load_profile(device).rpc)
 
@@ -62,7 +62,7 @@ def open_with_workers(
     verbose: bool,
     quiet: bool,
 ) -> tuple[RunPlan, Runtime]:
-    from edgekit.pool import open_pool, plan_pool
+    from edgekit.backends.llama_cpp.rpc.pool import open_pool, plan_pool
 
     pool = plan_pool(model, device, ctx, rpc)
     if not quiet:

@@ -15,7 +15,7 @@ from edgekit.errors import PromptEncodingError
 
 if TYPE_CHECKING:
     from edgekit.backends.base import GenerationResult, Runtime, SamplingParams
-    from edgekit.runner import RunPlan
+    from edgekit.backends.runner import RunPlan
 
 
 @user_errors
@@ -62,7 +62,7 @@ def run_command(
     """Run a model on a device profile, streaming tokens, then report speed and memory."""
     from edgekit.backends.base import SamplingParams
     from edgekit.cli.pool import open_with_workers, wants_workers
-    from edgekit.runner import open_runtime, plan_run
+    from edgekit.backends.runner import open_runtime, plan_run
 
     check_generation_options(
         max_tokens=max_tokens,

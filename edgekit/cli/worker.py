@@ -31,9 +31,9 @@ def worker_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Run llama.cpp's rpc-server with a device profile's settings until Ctrl-C."""
-    from edgekit.backends.llama_cpp.rpc import Endpoint, is_loopback
-    from edgekit.backends.llama_cpp.worker import NO_AUTH_WARNING, Worker, describe
-    from edgekit.devices import MiB, load_profile
+    from edgekit.backends.llama_cpp.rpc.protocol import Endpoint, is_loopback
+    from edgekit.backends.llama_cpp.rpc.worker import NO_AUTH_WARNING, Worker, describe
+    from edgekit.devices.profiles import MiB, load_profile
 
     profile = load_profile(device)
     endpoint = Endpoint(host, port)
@@ -64,7 +64,7 @@ def worker_command(
             )
             err_console.print(f"[dim]use it with: edgekit run --rpc {endpoint}; Ctrl-C stops[/dim]")
         code = worker.wait()
-        from edgekit.backends.llama_cpp.rpc import WorkerError
+        from edgekit.backends.llama_cpp.rpc.protocol import WorkerError
 
         raise WorkerError(
             f"rpc-server exited with code {code}: " + " | ".join(list(worker.log)[-4:])

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.errors import CalibrationError, ConversionError
-from edgekit.spikes import (
+from edgekit.quant.spikes import (
     LayerSpikes,
     SpikeProfile,
     block_of,
@@ -73,7 +73,7 @@ def _transformers_bars(enabled: bool) -> Iterator[None]:
 
 
 def _arch(model_type: str) -> str:
-    from edgekit.architectures import gguf_arch_name
+    from edgekit.converters.families import gguf_arch_name
 
     return gguf_arch_name(model_type)
 
@@ -109,7 +109,7 @@ def _load_gguf(path: Path) -> LoadedModel:
     import torch
     import transformers
 
-    from edgekit.gguf_file import load_model_info
+    from edgekit.gguf.reader import load_model_info
 
     hf: Any = transformers
 

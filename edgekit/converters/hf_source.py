@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from edgekit.architectures import gguf_arch_name
+from edgekit.converters.families import gguf_arch_name
 from edgekit.errors import ConversionError
 
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model")

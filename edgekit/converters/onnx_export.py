@@ -94,7 +94,7 @@ def hf_dir_from_gguf(gguf_path: Path, folder: Path) -> Path:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from edgekit.gguf_file import read_header
+    from edgekit.gguf.reader import read_header
 
     silence_false_regex_warning()
     header = read_header(gguf_path)  # clear errors for corrupt files before transformers does

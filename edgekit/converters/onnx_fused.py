@@ -27,7 +27,7 @@ from edgekit.paths import cache_dir
 Log = Callable[[str], None]
 GENAI_CONFIG = "genai_config.json"
 # Architectures the builder handles and edgekit's tests run through it (the builder knows more;
-# a family is added here once a tiny checkpoint of it passes tests/test_onnx_fused.py).
+# a family is added here once a tiny checkpoint of it passes tests/converters/test_onnx_int4.py).
 FUSED_ARCHITECTURES = (
     "LlamaForCausalLM",
     "MistralForCausalLM",

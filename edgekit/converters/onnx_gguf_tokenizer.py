@@ -112,7 +112,7 @@ def match_gguf_specials(folder: Path, gguf_path: Path) -> bool:
     from gguf import Keys
 
     from edgekit.backends.onnx.model import TOKENIZER_FILE
-    from edgekit.gguf_file import read_header
+    from edgekit.gguf.reader import read_header
 
     meta = read_header(gguf_path).metadata
     tok_file, cfg_file = folder / TOKENIZER_FILE, folder / "tokenizer_config.json"

@@ -6,8 +6,8 @@ from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from edgekit.spike_plot import grid
-from edgekit.spikes import SpikeProfile
+from edgekit.quant.spike_plot import grid
+from edgekit.quant.spikes import SpikeProfile
 
 
 def _pyplot() -> Any:

@@ -14,7 +14,7 @@ from textual.app import ComposeResult
 from textual.widgets import Static
 
 from edgekit.errors import EdgekitError, HistoryCorruptError
-from edgekit.runner import RunPlan
+from edgekit.backends.runner import RunPlan
 from edgekit.tui.widgets import Panel
 
 NOT_SCORED = "Not scored yet: run `edgekit bias` on this model."

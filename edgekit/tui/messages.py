@@ -8,7 +8,7 @@ from textual.message import Message
 
 from edgekit.backends.base import GenerationResult, Runtime
 from edgekit.errors import EdgekitError
-from edgekit.runner import RunPlan
+from edgekit.backends.runner import RunPlan
 
 
 class GenerationStopped(Exception):

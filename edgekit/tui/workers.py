@@ -12,7 +12,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.message import Message
 
-from edgekit.pool import PoolPlan
+from edgekit.backends.llama_cpp.rpc.pool import PoolPlan
 from edgekit.tui.widgets import Panel, Readout, human_bytes
 
 

@@ -26,7 +26,7 @@ from edgekit.evaluate import (
     score_windows,
     windows,
 )
-from edgekit.gguf_file import load_model_info
+from edgekit.gguf.reader import load_model_info
 
 
 class _Model:

@@ -7,7 +7,7 @@ of activation rows as the count. The text is cut into chunks the way llama-imatr
 (tokenized with BOS, chunks of n_ctx tokens, BOS in each chunk's first position, every position
 an output so that the last block is not trimmed), so the result is llama-imatrix's, up to the
 order of float additions. The same pass records each token's largest |x| per tensor: the spike
-score of edgekit/spikes.py, without a torch calibration.
+score of edgekit/quant/spikes.py, without a torch calibration.
 
 The output head is never computed: the callback asks for the final norm ("result_norm", named so
 in every llama.cpp model graph) and, once it is done, tells the scheduler to stop, which ggml
@@ -83,7 +83,7 @@ class Collected:
     token_max: dict[str, list[F32]] = field(default_factory=dict)
 
     def spike_scores(self) -> dict[str, float]:
-        """edgekit's spike score of each tensor's input (edgekit/spikes.py): the largest
+        """edgekit's spike score of each tensor's input (edgekit/quant/spikes.py): the largest
         per-token max |x| over the median token's."""
         out = {}
         for name, parts in self.token_max.items():

@@ -18,7 +18,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from edgekit.backends.llama_cpp.build import LLAMA_CPP_PYTHON_VERSION, VARIANTS
+from edgekit.backends.llama_cpp.build import LLAMA_CPP_PYTHON_VERSION
+from edgekit.devices.builds import VARIANTS
 from edgekit.errors import BrokenBuildError, RuntimeBackendError
 from edgekit.paths import cache_dir
 

@@ -24,7 +24,7 @@ from edgekit.backends.base import (
 )
 from edgekit.backends.llama_cpp.sampler import NativeSampler, PieceDecoder
 from edgekit.backends.llama_cpp.threads import ThreadGovernor
-from edgekit.devices import DeviceProfile
+from edgekit.devices.profiles import DeviceProfile
 from edgekit.errors import (
     EmptyPromptError,
     ModelFileError,
@@ -34,7 +34,7 @@ from edgekit.errors import (
     RuntimeBackendError,
     UnsupportedModelError,
 )
-from edgekit.gguf_file import ModelInfo
+from edgekit.gguf.reader import ModelInfo
 from edgekit.metrics import peak_rss_bytes
 
 if TYPE_CHECKING:
@@ -126,7 +126,7 @@ class LlamaCppRuntime:
         tensor_split: list[float] | None = None,
     ) -> None:
         """threads: a fixed count (-t); None measures the load before each turn (see threads.py).
-        n_gpu_layers / tensor_split override the profile's offload (RPC workers: edgekit.pool
+        n_gpu_layers / tensor_split override the profile's offload (RPC workers: edgekit.backends.llama_cpp.rpc.pool
         decides them, so the split shown before loading is the one llama.cpp makes)."""
         self.lib = import_llama_cpp()
         self.info = info

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from edgekit.backends import Capability
 from edgekit.backends.base import RunPlan
 from edgekit.backends.onnx.model import is_onnx_model, plan_onnx_run
-from edgekit.devices import load_profile
+from edgekit.devices.profiles import load_profile
 
 if TYPE_CHECKING:
     from edgekit.backends.onnx.runtime import OnnxRuntime

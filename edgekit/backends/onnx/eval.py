@@ -16,7 +16,7 @@ import numpy as np
 from edgekit.backends.base import SamplingParams
 from edgekit.backends.onnx.model import load_onnx_dir, onnx_model_info
 from edgekit.backends.onnx.runtime import OnnxRuntime
-from edgekit.devices import DeviceProfile, load_profile
+from edgekit.devices.profiles import DeviceProfile, load_profile
 from edgekit.errors import EvalError
 from edgekit.evaluate import (
     EvalResult,

@@ -39,7 +39,7 @@ def greedy_agreement(folder: Path, prompt: str, n_tokens: int) -> dict[str, Any]
     """`edgekit run`'s greedy tokens for `prompt` against onnxruntime_genai's from the same ids."""
     from edgekit.backends.base import SamplingParams
     from edgekit.backends.onnx.runtime import OnnxRuntime
-    from edgekit.devices import load_profile
+    from edgekit.devices.profiles import load_profile
 
     rt = OnnxRuntime(folder, load_profile("cpu"), n_ctx=n_tokens + 64)
     try:

@@ -26,8 +26,8 @@ from typing import Any
 from gguf import GGMLQuantizationType
 
 from edgekit.errors import ConversionError, PlanError
-from edgekit.planner import Plan, Recipe, Spike, plan
-from edgekit.spikes import SpikeProfile, gguf_tensor_name
+from edgekit.quant.planner import Plan, Recipe, Spike, plan
+from edgekit.quant.spikes import SpikeProfile, gguf_tensor_name
 
 Q = GGMLQuantizationType
 PRECISIONS = ("fp32", "int8", "spike")

@@ -33,7 +33,7 @@ from typing import Any
 from gguf import MODEL_TENSOR, TENSOR_NAMES, GGMLQuantizationType
 
 from edgekit.errors import ConversionError, PlanError
-from edgekit.planner import Plan, Recipe, Spike, plan
+from edgekit.quant.planner import Plan, Recipe, Spike, plan
 
 Q = GGMLQuantizationType
 INT4, INT8, FLOAT = Q.Q4_1, Q.Q8_1, Q.F32

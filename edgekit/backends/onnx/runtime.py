@@ -29,7 +29,7 @@ from edgekit.backends.base import (
 from edgekit.backends.onnx.model import OnnxModelDir, load_onnx_dir
 from edgekit.backends.onnx.sampling import make_rng, sample_next
 from edgekit.backends.onnx.tokenizer import OnnxTokenizer
-from edgekit.devices import DeviceProfile
+from edgekit.devices.profiles import DeviceProfile
 from edgekit.errors import (
     EmptyPromptError,
     ModelFileError,
@@ -125,7 +125,7 @@ def load_error(path: str | Path) -> str | None:
     """Why onnxruntime refuses an ONNX folder, or None. (onnxruntime-genai 0.13.2's builder
     writes some invalid graphs: `k_quant` with shared embeddings on SmolLM2 names an
     initializer it never wrote.)"""
-    from edgekit.devices import load_profile
+    from edgekit.devices.profiles import load_profile
     from edgekit.errors import EdgekitError
 
     try:

@@ -1,6 +1,6 @@
 """Measured sensitivity of the fused graph: the KL divergence each weight node adds at 4 bits.
 
-The GGUF path measures it with llama.cpp (edgekit.sensitivity); this is the same method on the
+The GGUF path measures it with llama.cpp (edgekit.backends.llama_cpp.sensitivity); this is the same method on the
 graph onnxruntime will run, written by the same writer as the final file (NbitsParts), so what is
 measured is what ships: MatMulNBits k_quant blocks, the tied embedding read through
 GatherBlockQuantized, accuracy_level 4 activations.
@@ -33,7 +33,7 @@ from typing import Any
 
 from edgekit.backends.onnx.model import ONNX_FILE
 from edgekit.backends.onnx.nbits import INT4, INT8, FusedNode, NbitsParts
-from edgekit.devices import DeviceProfile
+from edgekit.devices.profiles import DeviceProfile
 
 Log = Callable[[str], None]
 HEAD = "head"

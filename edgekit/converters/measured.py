@@ -1,0 +1,321 @@
+"""The measured convert: imatrix, llama.cpp's stock mix, measured costs, a plan, llama-quantize.
+
+    base GGUF --llama-imatrix (calibration text)--> imatrix.gguf --> spike prior (channel RMS)
+      --llama-quantize --dry-run STOCK--> stock types      --budget--> bytes never exceeded
+      --weighted errors + per-kind KLD probes (edgekit/backends/llama_cpp/sensitivity.py)--> costs
+      --plan_mix--> types --llama-quantize --imatrix --tensor-type-file--> output + plan.json
+
+The imatrix and the costs are cached under the edgekit cache, keyed by the base file and the
+calibration text, so planning a second size of the same model costs one quantizer run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gguf import GGMLQuantizationType
+
+from edgekit.gguf import imatrix as imx
+from edgekit.backends.llama_cpp import tools
+from edgekit.backends.llama_cpp.quantize import atomic_output, check_writable
+from edgekit.errors import PlanError
+from edgekit.gguf.reader import read_header
+from edgekit.gguf.metadata import MetaValue, add_metadata, encode_kv
+from edgekit.quant.mixplan import MixTarget, padded, plan_mix
+from edgekit.paths import cache_dir
+from edgekit.quant.planner import Plan
+from edgekit.backends.llama_cpp.sensitivity import Costs, Measured, Probe, bits, measure
+
+Q = GGMLQuantizationType
+META_PREFIX = "edgekit.quant."
+HEADER_RESERVE = 16 * 1024  # our metadata keys and header padding, kept out of the budget
+STOCK_NAMES = ("Q2_K", "Q3_K_S", "Q3_K_M", "Q3_K_L", "IQ4_XS", "Q4_K_S", "Q4_K_M", "Q5_K_M", "Q6_K")
+# The file-type label of a measured mix: the stock name of the type holding the most bytes.
+_LABEL = {
+    Q.Q2_K: "Q2_K",
+    Q.Q3_K: "Q3_K_M",
+    Q.IQ4_XS: "IQ4_XS",
+    Q.Q4_K: "Q4_K_M",
+    Q.Q5_K: "Q5_K_M",
+    Q.Q6_K: "Q6_K",
+    Q.Q8_0: "Q8_0",
+    Q.Q4_0: "Q4_0",
+    Q.IQ4_NL: "IQ4_NL",
+    Q.Q5_0: "Q5_0",
+    Q.Q5_1: "Q5_1",
+}
+Progress = Callable[[str], None]
+log = logging.getLogger("edgekit.converters.measured")
+
+
+def _key(*parts: str) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:16]
+
+
+def _file_key(path: Path) -> str:
+    st = path.stat()
+    return _key(str(path.resolve()), str(st.st_size), str(st.st_mtime_ns))
+
+
+@dataclass
+class Workspace:
+    """Cached artefacts of one (base, calibration text) pair."""
+
+    base: Path
+    text: str
+    threads: int = 2
+    cache: Path | None = None  # default: the edgekit cache
+    own_imatrix: bool = True  # False: llama-imatrix (e.g. to compare with it)
+    # The probes' calibration window: one window of 128 tokens, the first 32 only context. The
+    # kinds' KL divergences differ by far more than the sampling noise of 96 positions, and the
+    # split within a kind comes from the weighted errors, which see every calibration token.
+    n_ctx: int = 128
+    windows: int = 1
+
+    def __post_init__(self) -> None:
+        folder = f"{_file_key(self.base)}-{_key(self.text)}"
+        self.root = (self.cache or cache_dir() / "measured") / folder
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def text_file(self) -> Path:
+        path = self.root / "calibration.txt"
+        if not path.exists():
+            path.write_text(self.text, encoding="utf-8")
+        return path
+
+    @property
+    def imatrix_path(self) -> Path:
+        return self.root / "imatrix.gguf"
+
+    @property
+    def _spikes_path(self) -> Path:
+        return self.root / "spikes.json"
+
+    def imatrix(self) -> Path:
+        """The importance matrix, recorded by edgekit itself in llama.cpp's forward pass (with
+        the spike scores, in the same pass); llama-imatrix where that cannot run (3-D expert
+        weights) or with `own_imatrix` off."""
+        out = self.imatrix_path
+        if out.exists():
+            return out
+        if self.own_imatrix:
+            from edgekit.backends.llama_cpp.imatrix_collect import collect
+            from edgekit.errors import CalibrationError
+
+            try:
+                c = collect(self.base, self.text, threads=self.threads)
+            except CalibrationError as e:
+                log.info("own imatrix not possible (%s); running llama-imatrix", e.message)
+            else:
+                self._spikes_path.write_text(json.dumps(c.spike_scores(), indent=0) + "\n")
+                return imx.write(out, c.sums, c.counts, c.chunks, c.chunk_size, ["edgekit"])
+        tools.imatrix(self.base, self.text_file, out, threads=self.threads)
+        return out
+
+    def quantized(self, ftype: str, pure: bool, imatrix: bool = True) -> Path:
+        """A whole-model quantization, with the imatrix unless told otherwise (pure: every
+        tensor at ftype's type; else llama.cpp's stock mix)."""
+        name = f"{'pure' if pure else 'stock'}-{ftype}{'' if imatrix else '-noimatrix'}.gguf"
+        out = self.root / name
+        if not out.exists():
+            tmp = out.with_name(out.name + ".partial")
+            im = self.imatrix() if imatrix else None
+            req = tools.QuantizeRequest(
+                self.base, tmp, ftype, imatrix=im, pure=pure, threads=self.threads
+            )
+            tools.quantize(req)
+            tmp.rename(out)
+        return out
+
+    def weights(self) -> dict[str, Any]:
+        return imx.weights(self.imatrix())
+
+    def spike_prior(self) -> dict[str, float]:
+        """The spike score of each tensor's input, recorded with the imatrix; from the imatrix's
+        column energies (loudest column over the median one) when llama-imatrix made it."""
+        self.imatrix()
+        if self._spikes_path.exists():
+            doc: dict[str, float] = json.loads(self._spikes_path.read_text())
+            return doc
+        return imx.channel_spikes(self.weights())
+
+    def quantizable(self) -> list[str]:
+        """The tensors llama.cpp quantizes (its own --pure Q8_0 dry run says which)."""
+        types = tools.stock_types(self.base, "Q8_0", self.threads, pure=True)
+        return [n for n, q in types.items() if q == Q.Q8_0]
+
+    def costs(
+        self,
+        scores: Mapping[str, float] | None = None,
+        targets: Sequence[tuple[MixTarget, Mapping[str, Q]]] = (),
+    ) -> Measured:
+        """Measured costs, cached as JSON. With `targets`, probing stops once their plans are
+        settled, so the cache entry is keyed by their budgets too."""
+        tag = _key(*(f"{t.stock}:{t.budget_bytes}" for t, _ in targets)) if targets else "all"
+        path = self.root / f"costs-{self.windows}x{self.n_ctx}-{tag}.json"
+        if path.exists():
+            return _load_costs(path)
+        from edgekit.backends.llama_cpp.probe_kld import ProbeKld
+
+        scores = self.spike_prior() if scores is None else scores
+        scorer = ProbeKld(self.text, self.n_ctx, self.windows, threads=self.threads)
+        measured = measure(
+            self.base,
+            self.quantizable(),
+            self.weights(),
+            scorer,
+            self.root,
+            scores,
+            _settled(self.base, targets, scores) if targets else None,
+            self.threads,
+        )
+        doc = measured.to_dict() | {
+            "costs": {n: {q.name: v for q, v in c.items()} for n, c in measured.costs.items()}
+        }
+        path.write_text(json.dumps(doc, indent=1) + "\n")
+        return measured
+
+
+def _load_costs(path: Path) -> Measured:
+    doc = json.loads(path.read_text())
+    costs = {n: {GGMLQuantizationType[k]: v for k, v in c.items()} for n, c in doc["costs"].items()}
+    probes = [Probe(p["probe"], p["probe"].split("@")[0], Q.F32, p["kld"]) for p in doc["probes"]]
+    return Measured(costs, probes, doc["seconds"], doc)
+
+
+def _settled(
+    base: Path, targets: Sequence[tuple[MixTarget, Mapping[str, Q]]], scores: Mapping[str, float]
+) -> Callable[[Costs, Costs], bool]:
+    """The plans for every target are the same whatever rate the unprobed kinds turn out to have."""
+    tensors = read_header(base).tensors
+
+    def same(lo: Costs, hi: Costs) -> bool:
+        return all(
+            plan_mix(tensors, stock, lo, t, scores, quiet=True).types
+            == plan_mix(tensors, stock, hi, t, scores, quiet=True).types
+            for t, stock in targets
+        )
+
+    return same
+
+
+def stock_budget(base: Path, stock: Mapping[str, GGMLQuantizationType]) -> int:
+    """The padded tensor bytes of llama.cpp's mix, less room for our metadata."""
+    tensors = read_header(base).tensors
+    return (
+        sum(padded(stock.get(t.name, t.ggml_type), t.n_elements) for t in tensors) - HEADER_RESERVE
+    )
+
+
+def bpw_budget(base: Path, bpw: float) -> int:
+    n = sum(t.n_elements for t in read_header(base).tensors)
+    return int(bpw * n / 8)
+
+
+def target_for(
+    ws: Workspace, stock_name: str | None, bpw: float | None
+) -> tuple[MixTarget, dict[str, Q]]:
+    if (stock_name is None) == (bpw is None):
+        raise PlanError("give either a stock mix name or --target-bpw")
+    if stock_name is not None:
+        stock = tools.stock_types(ws.base, stock_name, ws.threads)
+        return MixTarget(stock_name, stock_budget(ws.base, stock), stock_name), stock
+    assert bpw is not None
+    stock = tools.stock_types(ws.base, "Q8_0", ws.threads)
+    return MixTarget("Q8_0", bpw_budget(ws.base, bpw), f"target-bpw {bpw}"), stock
+
+
+def measured_plan(
+    ws: Workspace,
+    target: MixTarget,
+    stock: Mapping[str, GGMLQuantizationType],
+    scores: Mapping[str, float] | None = None,
+    measured: Measured | None = None,
+) -> tuple[Plan, Measured]:
+    """The plan for one target; costs measured for it (probing stops once it is settled) unless
+    `measured` is given."""
+    scores = ws.spike_prior() if scores is None else scores
+    measured = measured or ws.costs(scores, [(target, stock)])
+    tensors = read_header(ws.base).tensors
+    p = plan_mix(tensors, stock, measured.costs, target, scores)
+    return p, measured
+
+
+def label_of(p: Plan) -> str:
+    by_type: dict[GGMLQuantizationType, int] = {}
+    for d in p.decisions:
+        if d.rule not in ("1-D", "copy") and bits(d.type) < 16:
+            by_type[d.type] = by_type.get(d.type, 0) + d.n_bytes
+    top = max(by_type, key=lambda q: by_type[q]) if by_type else Q.Q8_0
+    return _LABEL.get(top, "Q8_0")
+
+
+def metadata(p: Plan, measured: Measured, calibration_hash: str) -> dict[str, MetaValue]:
+    moved = [d for d in p.decisions if d.rule in ("up", "down")]
+    return {
+        META_PREFIX + "method": p.recipe,
+        META_PREFIX + "recipe": json.dumps(p.params, sort_keys=True),
+        META_PREFIX + "base_type": p.base_type.name,
+        META_PREFIX + "kept_tensors": [f"{d.tensor}={d.type.name}" for d in moved] or [""],
+        META_PREFIX + "kept_scores": [float(d.score or 0.0) for d in moved] or [0.0],
+        META_PREFIX + "calibration_hash": calibration_hash,
+        META_PREFIX + "bits_per_weight": round(p.bpw, 4),
+        META_PREFIX + "probes": [f"{p.label}={p.kld:.6g}" for p in measured.probes] or [""],
+    }
+
+
+def write_measured(
+    ws: Workspace,
+    out: Path,
+    p: Plan,
+    measured: Measured,
+    calibration_hash: str,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> Path:
+    """llama-quantize with the imatrix and one override per planned tensor, then our metadata."""
+    meta = metadata(p, measured, calibration_hash)
+    size = sum(padded(d.type, d.n_elements) for d in p.decisions) + read_header(ws.base).data_offset
+    check_writable(out, size)
+    types = {d.tensor: d.type for d in p.decisions if d.rule not in ("1-D", "copy")}
+    with atomic_output(out) as tmp:
+        stage = tmp.with_name(tmp.name + ".q")
+        try:
+            req = tools.QuantizeRequest(
+                ws.base, stage, label_of(p), types, ws.imatrix(), threads=ws.threads
+            )
+            got = tools.quantize(req, progress)
+            add_metadata(stage, tmp, meta)
+        finally:
+            stage.unlink(missing_ok=True)
+        _verify(got, types)
+    plan_path = out.with_suffix(".plan.json")
+    doc: dict[str, Any] = {**p.to_dict(), "base": str(ws.base), "sensitivity": measured.to_dict()}
+    plan_path.write_text(json.dumps(doc, indent=1, default=str) + "\n", encoding="utf-8")
+    return out
+
+
+def _verify(got: Mapping[str, Q], want: Mapping[str, Q]) -> None:
+    wrong = [f"{n}: {got.get(n)} != {t.name}" for n, t in want.items() if got.get(n) != t]
+    if wrong:
+        raise PlanError(
+            f"llama-quantize wrote {len(wrong)} tensor(s) in another type than planned: "
+            + "; ".join(wrong[:5]),
+            hint="This llama.cpp build may fall back differently; report it.",
+        )
+
+
+def metadata_bytes(meta: Mapping[str, MetaValue]) -> int:
+    return sum(len(encode_kv(k, v)) for k, v in meta.items())
+
+
+def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    t = time.perf_counter()
+    return fn(), time.perf_counter() - t

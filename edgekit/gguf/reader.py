@@ -1,0 +1,490 @@
+"""A fast, strict reader of a GGUF file's header: metadata and tensor table, no tensor data.
+
+gguf-py's GGUFReader materialises every vocabulary entry as numpy views and takes ~15 s on the
+default model's 262k-token vocab here; the run path only needs the header, so this reader walks
+large arrays without keeping them (well under a second) and checks the file is complete.
+
+The file may be damaged or hostile, so every count, length and size is checked against the bytes
+left in the file and a sane limit before anything is allocated or looped over, the tensor table is
+held to llama.cpp's own rules (ggml/src/gguf.cpp), and each kind of damage has its own error class
+(edgekit.errors). Metadata values are type- and range-checked where they are used (gguf_values).
+Format constants come from gguf's enums.
+"""
+
+from __future__ import annotations
+
+import mmap
+import struct
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gguf import (
+    GGML_QUANT_SIZES,
+    GGUF_DEFAULT_ALIGNMENT,
+    GGUF_MAGIC,
+    GGMLQuantizationType,
+    GGUFValueType,
+    Keys,
+)
+
+from edgekit.errors import (
+    CorruptModelError,
+    HeaderLimitError,
+    MetadataTypeError,
+    MetadataValueError,
+    ModelFileError,
+    ModelNotFoundError,
+    NotAGGUFError,
+    TensorInfoError,
+    TruncatedModelError,
+    UnsupportedModelError,
+)
+from edgekit.gguf.values import (
+    MAX_CONTEXT,
+    MAX_HEAD_DIM,
+    MAX_HEADS,
+    MAX_LAYERS,
+    MAX_VOCAB,
+    MAX_WIDTH,
+    MetadataReader,
+    SkippedArray,  # re-exported: part of this module's results (GGUFHeader.metadata)
+    file_type_name,
+    swa_layers,
+    token_count,
+)
+
+# Limits checked BEFORE anything is allocated or looped over, so that a few edited bytes cannot make
+# the reader loop for minutes or fill memory. Each is far above any released model. llama.cpp's
+# own (ggml/src/gguf.cpp: 2^30 elements or bytes) are looser: it allocates in C++, we in Python
+# objects, and we must stay fast (a full read of the default model's header takes ~30 ms of CPU).
+MAX_KV = 1 << 16  # real models have ~30-60 metadata keys
+MAX_TENSORS = 1 << 20  # the largest MoE files have a few thousand
+MAX_ARRAY = 1 << 24  # vocabularies and merges: ~300k at most today
+MAX_STRING = 1 << 26  # a whole tokenizer.json fits
+MAX_KEPT_TEXT = 1 << 26  # all kept metadata text together (long arrays are skipped, not kept)
+MAX_TENSOR_NAME = 63  # GGML_MAX_NAME - 1
+MAX_DIMS = 4  # GGML_MAX_DIMS
+__all__ = [
+    "GGUFHeader",
+    "ModelInfo",
+    "SkippedArray",
+    "TensorInfo",
+    "load_model_info",
+    "model_info",
+    "read_header",
+]
+_HINT_DAMAGED = "The file is damaged: download or convert it again."
+
+# Arrays longer than these (vocabularies, merges, scores) are skipped: only type and length kept.
+# Numeric arrays up to a model's layer count are kept: some keys hold one value per layer.
+_MAX_KEPT_ARRAY = 64
+_MAX_KEPT_NUMERIC_ARRAY = 1 << 14
+
+# struct formats of the scalar value types (little-endian, as GGUF stores them)
+SCALAR_FORMATS: dict[GGUFValueType, str] = {
+    GGUFValueType.UINT8: "<B",
+    GGUFValueType.INT8: "<b",
+    GGUFValueType.UINT16: "<H",
+    GGUFValueType.INT16: "<h",
+    GGUFValueType.UINT32: "<I",
+    GGUFValueType.INT32: "<i",
+    GGUFValueType.FLOAT32: "<f",
+    GGUFValueType.BOOL: "<?",
+    GGUFValueType.UINT64: "<Q",
+    GGUFValueType.INT64: "<q",
+    GGUFValueType.FLOAT64: "<d",
+}
+_U64 = struct.Struct("<Q")
+
+
+@dataclass(frozen=True, slots=True)
+class TensorInfo:
+    name: str
+    shape: tuple[int, ...]
+    ggml_type: GGMLQuantizationType
+    offset: int  # from the start of the tensor data section
+
+    @property
+    def n_elements(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+    @property
+    def n_bytes(self) -> int:
+        block_size, type_size = GGML_QUANT_SIZES[self.ggml_type]
+        return self.n_elements // block_size * type_size
+
+
+@dataclass
+class GGUFHeader:
+    path: Path
+    version: int
+    metadata: dict[str, Any]
+    tensors: list[TensorInfo]
+    data_offset: int
+    file_size: int
+    extra: dict[str, Any] = field(default_factory=dict)
+    value_types: dict[str, GGUFValueType] = field(default_factory=dict)  # as stored in the file
+
+
+class _Cursor:
+    def __init__(self, buf: mmap.mmap | bytes, path: Path) -> None:
+        self.buf = buf
+        self.pos = 0
+        self.path = path
+        self.size = len(buf)
+        self.kept_text = 0
+        self.key = ""  # the metadata key being read, for messages
+
+    def remaining(self) -> int:
+        return max(0, self.size - self.pos)
+
+    def truncated(self, what: str) -> TruncatedModelError:
+        return TruncatedModelError(
+            f"{self.path} ends inside its GGUF header ({what} at byte {self.pos})",
+            hint="The file is incomplete: download or convert it again.",
+        )
+
+    def take(self, fmt: str) -> Any:
+        size = struct.calcsize(fmt)
+        if self.pos + size > self.size:
+            raise self.truncated("a value")
+        (value,) = struct.unpack_from(fmt, self.buf, self.pos)
+        self.pos += size
+        return value
+
+    def count(self, what: str, min_item_bytes: int, limit: int) -> int:
+        """A u64 count of items that follow, checked against the bytes left and a sane limit."""
+        at = self.pos
+        n: int = self.take("<Q")
+        room = self.remaining() // min_item_bytes
+        if n > limit or n > room:
+            why = f"the limit is {limit:,}" if n > limit else f"the file has room for {room:,}"
+            raise HeaderLimitError(
+                f"{self.path}: the header claims {n:,} {what} (at byte {at}), but {why}",
+                hint=_HINT_DAMAGED,
+            )
+        return n
+
+    def string(self, limit: int = MAX_STRING, keep: bool = True) -> str:
+        n = self.take("<Q")
+        if n > limit:
+            raise HeaderLimitError(
+                f"{self.path}: a string of {n:,} bytes at byte {self.pos - 8} is over the limit "
+                f"of {limit:,}",
+                hint=_HINT_DAMAGED,
+            )
+        if self.pos + n > self.size:
+            raise self.truncated("a string")
+        if keep:
+            self.kept_text += n
+            if self.kept_text > MAX_KEPT_TEXT:
+                raise HeaderLimitError(
+                    f"{self.path}: the header's metadata text is over {MAX_KEPT_TEXT:,} bytes",
+                    hint=_HINT_DAMAGED,
+                )
+        raw = bytes(self.buf[self.pos : self.pos + n])
+        self.pos += n
+        return raw.decode("utf-8", errors="replace")
+
+    def value(self, vtype: GGUFValueType) -> Any:
+        if vtype == GGUFValueType.STRING:
+            return self.string()
+        if vtype == GGUFValueType.ARRAY:
+            return self.array()
+        return self.take(SCALAR_FORMATS[vtype])
+
+    def value_type(self) -> GGUFValueType:
+        raw = self.take("<I")
+        try:
+            return GGUFValueType(raw)
+        except ValueError:
+            raise CorruptModelError(
+                f"{self.path}: corrupt GGUF header (value type {raw} at byte {self.pos - 4})",
+                hint=_HINT_DAMAGED,
+            ) from None
+
+    def array(self) -> list[Any] | SkippedArray:
+        item_type = self.value_type()
+        if item_type == GGUFValueType.ARRAY:
+            # llama.cpp rejects arrays of arrays, so there is no nesting to recurse into.
+            raise MetadataTypeError(
+                f"{self.path}: {self.key or 'a value'} is an array of arrays (byte "
+                f"{self.pos - 4}); GGUF readers (llama.cpp) reject nested arrays",
+                hint=_HINT_DAMAGED,
+            )
+        if item_type == GGUFValueType.STRING:
+            n = self.count("array elements", 8, MAX_ARRAY)
+            if n <= _MAX_KEPT_ARRAY:
+                return [self.string() for _ in range(n)]
+            self._skip_strings(n)
+            return SkippedArray(item_type, n)
+        fmt = SCALAR_FORMATS[item_type]
+        width = struct.calcsize(fmt)
+        n = self.count("array elements", width, MAX_ARRAY)
+        if n > _MAX_KEPT_NUMERIC_ARRAY:
+            self.pos += n * width  # in bounds: count() checked n * width against the file
+            return SkippedArray(item_type, n)
+        values = list(struct.unpack_from(f"<{n}{fmt[1]}", self.buf, self.pos))
+        self.pos += n * width
+        return values
+
+    def _skip_strings(self, n: int) -> None:
+        # The vocabulary walk: the hot loop of the reader, so it avoids method calls.
+        buf, pos, end, unpack = self.buf, self.pos, self.size, _U64.unpack_from
+        for _ in range(n):
+            if pos + 8 > end:
+                self.pos = min(pos, end)
+                raise self.truncated("a metadata array")
+            pos += 8 + unpack(buf, pos)[0]
+        if pos > end:
+            self.pos = end
+            raise self.truncated("a metadata array")
+        self.pos = pos
+
+
+def read_header(path: str | Path) -> GGUFHeader:
+    """Parse and validate a GGUF file's header; raise a ModelFileError subclass if it is bad."""
+    p = Path(path)
+    if not p.exists():
+        raise ModelNotFoundError(f"model file not found: {p}", hint="Check the path.")
+    if p.is_dir():
+        raise NotAGGUFError(f"{p} is a directory, not a GGUF file")
+    try:
+        size = p.stat().st_size
+        if size < 24:
+            raise NotAGGUFError(f"{p} is not a GGUF file ({size} bytes)")
+        with p.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+            return _parse(_Cursor(buf, p), size)
+    except OSError as e:  # unreadable (permissions), gone meanwhile, or a file mmap refuses
+        raise ModelFileError(
+            f"cannot read {p}: {e.strerror or e}", hint="Check the path."
+        ) from None
+
+
+def _parse(cur: _Cursor, size: int) -> GGUFHeader:
+    magic = cur.take("<I")
+    if magic != GGUF_MAGIC:
+        raise NotAGGUFError(
+            f"{cur.path} is not a GGUF file (magic {bytes(cur.buf[:4])!r})",
+            hint="edgekit runs GGUF files; convert other formats with `edgekit convert`.",
+        )
+    version = cur.take("<I")
+    if version not in (2, 3):
+        raise UnsupportedModelError(f"{cur.path}: GGUF version {version} is not supported")
+    # Smallest entries: a tensor has a name length, n_dims, type and offset (24 bytes); a KV pair
+    # a key length, a non-empty key, a type and a one-byte value (14 bytes).
+    n_tensors = cur.count("tensors", 24, MAX_TENSORS)
+    n_kv = cur.count("metadata keys", 14, MAX_KV)
+    metadata: dict[str, Any] = {}
+    types: dict[str, GGUFValueType] = {}
+    for _ in range(n_kv):
+        key = cur.key = _key(cur, metadata)
+        types[key] = cur.value_type()
+        metadata[key] = cur.value(types[key])
+    alignment = _alignment(cur, metadata, types)
+    tensors = _tensor_table(cur, n_tensors, alignment)
+    data_offset = -(-cur.pos // alignment) * alignment
+    header = GGUFHeader(cur.path, version, metadata, tensors, data_offset, size)
+    header.value_types = types
+    _check_complete(header)
+    return header
+
+
+def _key(cur: _Cursor, seen: dict[str, Any]) -> str:
+    at = cur.pos
+    key = cur.string(limit=1 << 16)
+    if not key or key in seen:
+        why = "an empty key" if not key else f"key {key!r} a second time"
+        raise CorruptModelError(f"{cur.path}: the header has {why} (byte {at})", hint=_HINT_DAMAGED)
+    return key
+
+
+def _alignment(cur: _Cursor, md: dict[str, Any], types: dict[str, GGUFValueType]) -> int:
+    key = Keys.General.ALIGNMENT
+    if key not in md:
+        return GGUF_DEFAULT_ALIGNMENT
+    if types[key] != GGUFValueType.UINT32:  # the type llama.cpp requires
+        raise MetadataTypeError(
+            f"{cur.path}: {key} is {types[key].name}, not UINT32", hint=_HINT_DAMAGED
+        )
+    value: int = md[key]
+    if value <= 0 or value & (value - 1):
+        raise MetadataValueError(
+            f"{cur.path}: {key} is {value}, not a power of two", hint=_HINT_DAMAGED
+        )
+    return value
+
+
+def _tensor_table(cur: _Cursor, n_tensors: int, alignment: int) -> list[TensorInfo]:
+    """The tensor entries, held to llama.cpp's rules: unique names, each tensor's data right
+    after the previous one's (padded to the alignment)."""
+    tensors: list[TensorInfo] = []
+    names: set[str] = set()
+    expected = 0
+    for _ in range(n_tensors):
+        t = _tensor_info(cur)
+        if t.name in names:
+            raise TensorInfoError(
+                f"{cur.path}: tensor {t.name!r} appears twice", hint=_HINT_DAMAGED
+            )
+        if t.offset != expected:
+            raise TensorInfoError(
+                f"{cur.path}: tensor {t.name!r} starts at data offset {t.offset:,}, but the "
+                f"previous tensors end at {expected:,}",
+                hint=_HINT_DAMAGED,
+            )
+        names.add(t.name)
+        tensors.append(t)
+        expected += -(-t.n_bytes // alignment) * alignment
+        if expected > cur.size:
+            break  # the sizes already exceed the file: _check_complete reports it
+    return tensors
+
+
+def _tensor_info(cur: _Cursor) -> TensorInfo:
+    at = cur.pos
+    name = cur.string(limit=MAX_TENSOR_NAME, keep=False)
+    n_dims = cur.take("<I")
+    if n_dims > MAX_DIMS:
+        raise TensorInfoError(
+            f"{cur.path}: tensor {name!r} (byte {at}) has {n_dims} dimensions; GGML allows "
+            f"at most {MAX_DIMS}",
+            hint=_HINT_DAMAGED,
+        )
+    shape = tuple(cur.take("<q") for _ in range(n_dims))
+    n_elements = 1
+    for d in shape:
+        n_elements *= max(d, 1)
+    if any(d < 0 for d in shape) or n_elements >= 2**63:
+        raise TensorInfoError(
+            f"{cur.path}: tensor {name!r} has an impossible shape {list(shape)}",
+            hint=_HINT_DAMAGED,
+        )
+    raw_type = cur.take("<I")
+    try:
+        ggml_type = GGMLQuantizationType(raw_type)
+        block_size = GGML_QUANT_SIZES[ggml_type][0]
+    except (ValueError, KeyError):
+        raise UnsupportedModelError(
+            f"{cur.path}: tensor {name} has unknown ggml type {raw_type}",
+            hint="The file may need a newer llama.cpp, or it is damaged.",
+        ) from None
+    if shape and shape[0] % block_size:
+        raise TensorInfoError(
+            f"{cur.path}: tensor {name!r} has rows of {shape[0]} values, not a multiple of "
+            f"{ggml_type.name}'s block of {block_size}",
+            hint=_HINT_DAMAGED,
+        )
+    return TensorInfo(name, shape, ggml_type, cur.take("<Q"))
+
+
+def _check_complete(h: GGUFHeader) -> None:
+    end = max((h.data_offset + t.offset + t.n_bytes for t in h.tensors), default=h.data_offset)
+    if end > h.file_size:
+        raise TruncatedModelError(
+            f"{h.path} is truncated: its tensors need {end:,} bytes but the file has "
+            f"{h.file_size:,}",
+            hint="The download or conversion was interrupted: fetch or convert it again.",
+        )
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What edgekit needs to know about a GGUF model, derived from its header."""
+
+    path: Path
+    architecture: str
+    name: str
+    block_count: int
+    n_embd: int
+    feed_forward_length: int  # 0 where the header has none (or it varies per layer)
+    n_head: int
+    n_head_kv: int
+    head_dim_k: int
+    head_dim_v: int
+    context_length: int
+    sliding_window: int
+    vocab_size: int
+    file_type: str
+    file_size: int
+    tensor_bytes: int
+    n_params: int
+    types: dict[str, tuple[int, int]]  # ggml type name -> (tensor count, bytes)
+    has_chat_template: bool
+    swa_layers: frozenset[int] = frozenset()  # blocks whose KV cache only holds the window
+    tensors: tuple[TensorInfo, ...] = ()
+
+    @property
+    def bits_per_weight(self) -> float:
+        return 8 * self.tensor_bytes / self.n_params if self.n_params else 0.0
+
+
+# Special tokens whose loss changes what a model generates (see MetadataReader.token_ids).
+_SPECIAL_TOKEN_KEYS = (
+    Keys.Tokenizer.BOS_ID,
+    Keys.Tokenizer.EOS_ID,
+    Keys.Tokenizer.EOT_ID,
+    Keys.Tokenizer.EOM_ID,
+)
+
+
+def model_info(header: GGUFHeader) -> ModelInfo:
+    """The model's shape from its header, every value type- and range-checked (gguf_values)."""
+    r = MetadataReader(header.path, header.metadata, header.value_types)
+    arch = r.string(Keys.General.ARCHITECTURE)
+    r.check_finite(f"{arch}.")
+
+    def key(template: str) -> str:
+        return template.format(arch=arch)
+
+    n_layers = r.integer(key(Keys.LLM.BLOCK_COUNT), 1, MAX_LAYERS)
+    n_embd = r.integer(key(Keys.LLM.EMBEDDING_LENGTH), 1, MAX_WIDTH)
+    n_head = r.per_layer(key(Keys.Attention.HEAD_COUNT), 1, MAX_HEADS, n_layers)
+    head_dim = n_embd // n_head
+    n_head_kv = r.per_layer(key(Keys.Attention.HEAD_COUNT_KV), 1, MAX_HEADS, n_layers, n_head)
+    if head_dim == 0 and key(Keys.Attention.KEY_LENGTH) not in header.metadata:
+        raise MetadataValueError(
+            f"{header.path}: {n_head} attention heads cannot share a width of {n_embd}",
+            hint="The file is damaged: download or convert it again.",
+        )
+    vocab_size = r.integer(key(Keys.LLM.VOCAB_SIZE), 1, MAX_VOCAB, token_count(r))
+    r.token_ids(_SPECIAL_TOKEN_KEYS, vocab_size)
+    counts: Counter[str] = Counter()
+    sizes: Counter[str] = Counter()
+    for t in header.tensors:
+        counts[t.ggml_type.name] += 1
+        sizes[t.ggml_type.name] += t.n_bytes
+    return ModelInfo(
+        path=header.path,
+        architecture=arch,
+        name=r.string(Keys.General.NAME, header.path.stem),
+        block_count=n_layers,
+        n_embd=n_embd,
+        feed_forward_length=r.per_layer(
+            key(Keys.LLM.FEED_FORWARD_LENGTH), 0, MAX_WIDTH, n_layers, 0
+        ),
+        n_head=n_head,
+        n_head_kv=n_head_kv,
+        head_dim_k=r.integer(key(Keys.Attention.KEY_LENGTH), 1, MAX_HEAD_DIM, head_dim),
+        head_dim_v=r.integer(key(Keys.Attention.VALUE_LENGTH), 1, MAX_HEAD_DIM, head_dim),
+        context_length=r.integer(key(Keys.LLM.CONTEXT_LENGTH), 1, MAX_CONTEXT, 2048),
+        sliding_window=r.integer(key(Keys.Attention.SLIDING_WINDOW), 0, MAX_CONTEXT, 0),
+        vocab_size=vocab_size,
+        file_type=file_type_name(r),
+        file_size=header.file_size,
+        tensor_bytes=sum(sizes.values()),
+        n_params=sum(t.n_elements for t in header.tensors),
+        types={k: (counts[k], sizes[k]) for k in sorted(counts, key=lambda k: -sizes[k])},
+        has_chat_template=Keys.Tokenizer.CHAT_TEMPLATE in header.metadata,
+        swa_layers=swa_layers(r, arch, n_layers),
+        tensors=tuple(header.tensors),
+    )
+
+
+def load_model_info(path: str | Path) -> ModelInfo:
+    return model_info(read_header(path))

@@ -1,0 +1,140 @@
+"""`edgekit bias` end to end on a tiny model: table/JSON, history, repeats, --mitigate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from edgekit.bias import store
+from edgekit.bias.controller import write_erasure
+from edgekit.bias.erasure import Directions, ModelWeights, check_adapter
+from edgekit.cli.bias import bias_command
+from edgekit.gguf.reader import load_model_info
+from tests.fixtures.bias_history import write_truncated_history
+from tests.fixtures.tiny_models import write_tiny_llama
+
+app = typer.Typer()
+app.command()(bias_command)
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def tiny4(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_llama(tmp_path_factory.mktemp("bias-cli") / "tiny4.gguf", n_layers=4)
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("EDGEKIT_DATA_DIR", str(tmp_path / "data"))
+    return tmp_path / "data"
+
+
+def test_bias_json_with_repeats_is_stored(tiny4: Path, data_dir: Path) -> None:
+    done = runner.invoke(app, [str(tiny4), "--split", "heldout", "--repeat", "3", "--json"])
+    assert done.exit_code == 0, done.output
+    out = json.loads(done.stdout)
+    assert len(out["scores"]["categories"]) == 9
+    assert 0.0 <= out["scores"]["bias"] <= 1.0
+    assert out["repeats"]["n"] == 3 and out["repeats"]["bias"]["std"] >= 0.0
+    latest = store.latest_scores(data_dir / "bias_history.sqlite3")["latest"]
+    assert latest["id"] == out["run_id"] and latest["model_hash"] == out["model_hash"]
+    assert latest["scores"]["repeats"]["n"] == 3
+
+
+def test_bias_table_and_no_history(tiny4: Path, data_dir: Path) -> None:
+    done = runner.invoke(app, [str(tiny4), "--split", "calibration", "--no-history"])
+    assert done.exit_code == 0, done.output
+    assert "religion" in done.stdout and "overall" in done.stdout
+    assert not (data_dir / "bias_history.sqlite3").exists()
+
+
+def test_unknown_split_is_a_user_error(tiny4: Path, data_dir: Path) -> None:
+    done = runner.invoke(app, [str(tiny4), "--split", "test", "--json"])
+    assert done.exit_code == 2
+    assert json.loads(done.stdout)["error"] == "BiasError"
+
+
+def test_mitigate_writes_a_calibrated_erasure_adapter(tiny4: Path, data_dir: Path) -> None:
+    args = [str(tiny4), "--mitigate", "--iterations", "2", "--bands", "2", "--json"]
+    done = runner.invoke(app, args)
+    assert done.exit_code == 0, done.output
+    out = json.loads(done.stdout)
+    search = out["search"]
+    assert 1 <= len(search["steps"]) <= 4  # two block sets, two ranks each at most
+    assert all(step["blocks"] and step["rank"] in (54, 81) for step in search["steps"])
+    assert search["steps"] and search["baseline"]["strength"] == 0.0
+    assert set(out) >= {"adapter", "scale", "heldout_before", "heldout_after", "heldout_change"}
+    assert out["scale"] == search["strength"]
+    meta = check_adapter(Path(out["adapter"]), load_model_info(tiny4))
+    assert meta["scale"] == out["scale"] and meta["model_hash"] == out["model_hash"]
+    change = out["heldout_change"]["bias_reduction"]
+    assert change["low"] <= change["value"] <= change["high"]
+    state = store.loop_state(data_dir / "bias_history.sqlite3")
+    assert state is not None and state["source"] == "mitigate"
+    assert len(state["events"]) >= len(search["steps"]) + 1  # the baseline, then every step
+
+
+def test_corrupt_history_is_a_clear_error_and_left_untouched(tiny4: Path, data_dir: Path) -> None:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    db = data_dir / "bias_history.sqlite3"
+    for content in (bytes(range(256)) * 64, None):
+        if content is None:  # a real history, truncated mid-page
+            db.unlink()
+            content = write_truncated_history(db, runs=50)
+        db.write_bytes(content)
+        done = runner.invoke(app, [str(tiny4), "--json"])
+        assert done.exit_code == 2, done.output
+        error = json.loads(done.stdout)
+        assert error["error"] == "HistoryCorruptError" and str(db) in error["message"]
+        assert db.read_bytes() == content
+    db.unlink()
+
+
+def test_adapter_for_another_model_is_refused(tiny4: Path, data_dir: Path, tmp_path: Path) -> None:
+    wide = write_tiny_llama(tmp_path / "wide.gguf", n_layers=4, n_embd=32, n_ff=64)
+    bases = {b: np.eye(32, dtype=np.float32)[:1] for b in range(4)}
+    adapter = write_erasure(
+        tmp_path / "wide-erase.gguf",
+        ModelWeights(wide),
+        Directions.orthogonal(bases),
+        dict.fromkeys(bases, 1.0),
+        {},
+    )
+    done = runner.invoke(app, [str(tiny4), "--adapter", str(adapter), "--json", "--no-history"])
+    assert done.exit_code == 2, done.output
+    error = json.loads(done.stdout)
+    assert error["error"] == "AdapterFileError" and "made for another model" in error["message"]
+    done = runner.invoke(
+        app, [str(wide), "--adapter", str(adapter), "--split", "heldout", "--json", "--no-history"]
+    )
+    assert done.exit_code == 0, done.output
+
+
+def test_standard_suites_from_the_cli_are_stored_with_their_name(
+    tiny4: Path, data_dir: Path, tmp_path: Path
+) -> None:
+    from tests.bias.test_standard import CROWS, _item, _write_jsonl
+
+    bbq = tmp_path / "bbq"
+    bbq.mkdir()
+    _write_jsonl(bbq / "Age.jsonl", [_item("neg", "disambig", 0), _item("neg", "ambig", 2)])
+    done = runner.invoke(app, [str(tiny4), "--suite", "bbq", str(bbq), "--json"])
+    assert done.exit_code == 0, done.output
+    out = json.loads(done.stdout)
+    assert out["suite"] == "bbq" and set(out["scores"]["Age"]) >= {"s_dis", "s_amb"}
+    crows = tmp_path / "crows.csv"
+    crows.write_text(CROWS, encoding="utf-8")
+    done = runner.invoke(app, [str(tiny4), "--suite", "crows-pairs", str(crows), "--json"])
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout)["scores"]["stereotype_share"]["n"] == 3
+    latest = store.latest_scores(data_dir / "bias_history.sqlite3")
+    assert latest["latest"]["suite"] == "crows-pairs"
+    assert [r["suite"] for r in latest["history"]["overall"]][-2:] == ["bbq", "crows-pairs"]
+    crows.write_bytes(CROWS.encode().replace(b"old woman", b"old w\xf6man"))
+    done = runner.invoke(app, [str(tiny4), "--suite", "crows-pairs", str(crows), "--json"])
+    assert done.exit_code == 2 and "line 4 is not UTF-8" in json.loads(done.stdout)["message"]

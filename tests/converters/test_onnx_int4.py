@@ -1,0 +1,275 @@
+"""The fused ONNX path: the builder's graph, planned 4/8-bit MatMulNBits, both runtimes.
+
+Tiny random checkpoints (llama, qwen2, gemma3 with tied embeddings) go through the real builder,
+the real MatMulNBitsQuantizer and onnxruntime; onnxruntime_genai runs the same folders.
+Needs the convert extra (torch, transformers, onnxruntime, onnxruntime-genai); skipped without it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxruntime_genai")
+
+import onnx
+
+from edgekit.backends.base import SamplingParams
+from edgekit.backends.onnx.genai import genai_greedy
+from edgekit.backends.onnx.model import load_onnx_dir
+from edgekit.backends.onnx.nbits import INT4, INT8, weight_ops
+from edgekit.backends.onnx.runtime import OnnxRuntime
+from edgekit.converters.onnx import OnnxConvertResult, convert_to_onnx
+from edgekit.converters.onnx_fused import fused_cache_dir
+from edgekit.devices.profiles import load_profile
+from edgekit.errors import PlanError
+from edgekit.quant.planner import RandomLayers, Spike, TargetBpw
+from tests.fixtures.env import env_var
+from tests.fixtures.onnx import build_tiny_hf
+
+PROMPT = "the river and the city of music"
+GREEDY = SamplingParams(max_tokens=24, temperature=0.0)
+SPIKE = "blk.1.ffn_down.weight"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def own_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    folder = tmp_path_factory.mktemp("cache")
+    with env_var("EDGEKIT_CACHE_DIR", str(folder)):
+        yield folder
+
+
+@pytest.fixture(scope="module")
+def converted(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, tuple[Path, OnnxConvertResult]]:
+    """Each family with a planted spike in block 1, converted with the default (spike) recipe."""
+    root = tmp_path_factory.mktemp("fused")
+    out = {}
+    for arch in ("llama", "qwen2", "gemma3"):
+        # Gemma 3's real pattern (5 sliding layers, then a global one), which the builder assumes.
+        types = ["sliding_attention"] * 2 if arch == "gemma3" else None
+        src = build_tiny_hf(
+            root / f"hf-{arch}", arch, spike_block=1, spike_scale=200.0, layer_types=types
+        )
+        out[arch] = (src, convert_to_onnx(src, root / f"{arch}-int4", "int4"))
+    return out
+
+
+def torch_greedy(src: Path, prompt: str, n: int) -> tuple[list[int], list[int]]:
+    import torch
+    import transformers
+
+    tf: Any = transformers
+    tok = tf.AutoTokenizer.from_pretrained(src)
+    model = tf.AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32).eval()
+    ids = tok(prompt, return_tensors="pt").input_ids
+    out = model.generate(ids, max_new_tokens=n, do_sample=False, min_new_tokens=n)
+    return ids[0].tolist(), out[0, ids.shape[1] :].tolist()
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "gemma3"])
+def test_fused_graph_planned_bits_and_both_runtimes(
+    arch: str, converted: dict[str, tuple[Path, OnnxConvertResult]]
+) -> None:
+    _, result = converted[arch]
+    folder = result.output
+    names = {p.name for p in folder.iterdir()}
+    assert {"model.onnx", "model.onnx.data", "genai_config.json", "plan.json"} <= names
+    graph = onnx.load(str(folder / "model.onnx"), load_external_data=False)
+    op_types = {n.op_type for n in graph.graph.node}
+    assert {"MatMulNBits", "GroupQueryAttention"} <= op_types
+    assert "MatMulInteger" not in op_types
+    # The planted spike is kept at 8 bits, the rest of the blocks at 4, the head at 8.
+    assert [d.tensor for d in result.plan.kept] == [SPIKE]
+    ops = weight_ops(folder / "model.onnx")
+    assert ops["/model/layers.1/mlp/down_proj/MatMul_Q8"] == "MatMulNBits:8"
+    assert ops["/model/layers.0/mlp/down_proj/MatMul_Q4"] == "MatMulNBits:4"
+    assert ops["/lm_head/MatMul_Q8"] == "MatMulNBits:8"
+    embed = [v for k, v in ops.items() if k.startswith("/model/embed_tokens/")]
+    # Tied (gemma3): the Gather reads the head's 8-bit table; untied: its own, planned at 4 bits.
+    assert embed == [f"GatherBlockQuantized:{8 if arch == 'gemma3' else 4}"]
+    plan = json.loads((folder / "plan.json").read_text())
+    assert plan["precision"] == "int4" and plan["base_type"] == INT4.name
+    assert {"/model/layers.1/mlp/down_proj/MatMul", "/lm_head/MatMul"} <= set(plan["bits"]["8"])
+
+    rt = OnnxRuntime(folder, load_profile("cpu"), n_ctx=128)
+    tokens = rt.prompt_tokens(PROMPT)
+    rt.generate(tokens, GREEDY)
+    ours = rt.last_tokens
+    rt.close()
+    assert len(ours) > 0
+    theirs = [
+        t for t in genai_greedy(folder, tokens, GREEDY.max_tokens) if t not in rt.tokenizer.eos_ids
+    ]
+    assert theirs == ours  # onnxruntime_genai loads the folder unchanged and agrees token for token
+
+
+@pytest.mark.parametrize("arch", ["llama", "gemma3"])
+def test_cached_fp32_fused_graph_matches_pytorch(
+    arch: str, converted: dict[str, tuple[Path, OnnxConvertResult]]
+) -> None:
+    src, _ = converted[arch]
+    fp32 = fused_cache_dir(src)
+    assert (fp32 / "model.onnx").is_file() and (fp32 / "genai_config.json").is_file()
+    prompt_ids, expected = torch_greedy(src, PROMPT, GREEDY.max_tokens)
+    rt = OnnxRuntime(fp32, load_profile("cpu"), n_ctx=128)
+    tokens = rt.prompt_tokens(PROMPT)
+    assert tokens == prompt_ids
+    rt.generate(tokens, GREEDY)
+    assert rt.last_tokens == expected[: len(rt.last_tokens)] and rt.last_tokens
+
+
+def test_no_stray_fp32_copy_and_true_size(
+    converted: dict[str, tuple[Path, OnnxConvertResult]], own_cache: Path
+) -> None:
+    src, result = converted["llama"]
+    siblings = {p.name for p in result.output.parent.iterdir()}
+    assert not any("fp32" in s or s.startswith(".") for s in siblings)
+    assert fused_cache_dir(src).is_relative_to(own_cache)
+    d = load_onnx_dir(result.output)
+    data = (result.output / "model.onnx.data").stat().st_size
+    assert d.file_size == data + (result.output / "model.onnx").stat().st_size
+    assert d.file_size == result.file_size
+
+
+def test_target_bpw_and_random_control_share_the_budget(
+    converted: dict[str, tuple[Path, OnnxConvertResult]], tmp_path: Path
+) -> None:
+    src, base = converted["llama"]
+    profile = base.profile
+    assert profile is not None
+    bpw = base.plan.bpw + 1.0
+    ours = convert_to_onnx(src, tmp_path / "ours", "int4", scores=profile, recipe=TargetBpw(bpw))
+    ctrl = RandomLayers(seed=1, bpw=bpw)
+    rand = convert_to_onnx(src, tmp_path / "rand", "int4", scores=profile, recipe=ctrl)
+    assert ours.plan.bpw <= bpw and rand.plan.bpw <= bpw
+    assert (ours.plan.recipe, rand.plan.recipe) == ("measured", "random")
+    # The planted spike's damage at 4 bits is measured, not assumed from its score.
+    record = json.loads((ours.output / "plan.json").read_text())["sensitivity"]
+    labels = {p["label"] for p in record["probes"]}
+    assert {"kind:head", "kind:mlp/down_proj", "block:1", f"alone:{SPIKE}"} <= labels
+    assert max(record["costs"], key=record["costs"].get) == SPIKE
+    assert SPIKE in {d.tensor for d in ours.plan.kept}
+    assert {d.type for d in ours.plan.kept} == {INT8}
+    # Written bytes follow the plan (within the k_quant zero points the stand-in type omits).
+    for r in (ours, rand):
+        assert abs(r.file_size - base.file_size - (r.plan.n_bytes - base.plan.n_bytes)) < 0.05 * (
+            r.file_size
+        )
+
+
+def test_float_high_type_keeps_a_matmul_float(
+    converted: dict[str, tuple[Path, OnnxConvertResult]], tmp_path: Path
+) -> None:
+    import gguf
+
+    src, base = converted["qwen2"]
+    recipe = Spike(top_k=1, high_type=gguf.GGMLQuantizationType.F16)
+    out = convert_to_onnx(src, tmp_path / "f", "int4", scores=base.profile, recipe=recipe)
+    ops = weight_ops(out.output / "model.onnx")
+    assert ops["/model/layers.1/mlp/down_proj/MatMul"] == "MatMul"
+    with pytest.raises(PlanError):
+        bad = Spike(high_type=gguf.GGMLQuantizationType.IQ2_XS)
+        convert_to_onnx(src, tmp_path / "g", "int4", scores=base.profile, recipe=bad)
+    assert not (tmp_path / "g").exists()
+
+
+def test_gemma3_layer_pattern_the_builder_would_get_wrong_is_refused(tmp_path: Path) -> None:
+    from edgekit.errors import UnsupportedArchitectureError
+
+    src = build_tiny_hf(tmp_path / "hf", "gemma3")  # layer 1 global: not every 6th
+    with pytest.raises(UnsupportedArchitectureError, match="pattern"):
+        convert_to_onnx(src, tmp_path / "out", "int4")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hf"]
+
+
+def test_false_mistral_regex_warning_is_dropped_only_for_other_families(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """transformers emits it for local folders with vocabularies over 100k (Qwen2, Gemma 3):
+    too big to train here, so the record transformers logs is sent as it would send it."""
+    import logging
+
+    import transformers  # noqa: F401 - configures the "transformers" logger first
+
+    from edgekit.converters.onnx_export import silence_false_regex_warning
+
+    folders = {}
+    for model_type in ("qwen2", "mistral"):
+        folders[model_type] = tmp_path / model_type
+        folders[model_type].mkdir()
+        (folders[model_type] / "config.json").write_text(json.dumps({"model_type": model_type}))
+    silence_false_regex_warning()
+    monkeypatch.setattr(logging.getLogger("transformers"), "propagate", True)
+    log = logging.getLogger("transformers.tokenization_utils_base")
+    for folder in folders.values():
+        log.warning(
+            f"The tokenizer you are loading from '{folder}' with an incorrect regex pattern: "
+            "... You should set the `fix_mistral_regex=True` flag"
+        )
+    log.warning("another tokenizer warning")
+    warned = [r.getMessage() for r in caplog.records if r.name == log.name]
+    assert len(warned) == 2 and str(folders["mistral"]) in warned[0]
+    assert warned[1] == "another tokenizer warning"
+
+
+def test_assembled_graph_equals_onnxruntimes_own_mixed_quantization(
+    converted: dict[str, tuple[Path, OnnxConvertResult]],
+) -> None:
+    """Mixed plans are assembled from whole-graph 4- and 8-bit results (cached); the weights must
+    be exactly what one MatMulNBitsQuantizer call with per-node bits writes."""
+    import numpy as np
+    from onnx import numpy_helper
+    from onnxruntime.quantization.matmul_nbits_quantizer import (
+        KQuantWeightOnlyQuantConfig,
+        MatMulNBitsQuantizer,
+    )
+
+    src, result = converted["qwen2"]
+    fp32 = fused_cache_dir(src) / "model.onnx"
+    eight = ["/model/layers.1/mlp/down_proj/MatMul", "/lm_head/MatMul"]
+    quant = MatMulNBitsQuantizer(
+        onnx.load(str(fp32)),
+        block_size=32,
+        is_symmetric=True,
+        accuracy_level=4,
+        op_types_to_quantize=("MatMul",),
+        algo_config=KQuantWeightOnlyQuantConfig(
+            customized_weight_config={n: {"bits": 8} for n in eight}
+        ),
+    )
+    quant.process()
+    direct = {i.name: numpy_helper.to_array(i) for i in quant.model.model.graph.initializer}
+    ours = onnx.load(str(result.output / "model.onnx"))
+    mine = {i.name: numpy_helper.to_array(i, str(result.output)) for i in ours.graph.initializer}
+    nbits = [n for n in ours.graph.node if n.op_type == "MatMulNBits"]
+    assert len(nbits) == 2 * 5 + 1  # per block: packed qkv, o, gate, up, down; and the head
+    for node in nbits:
+        for name in node.input[1:]:
+            assert np.array_equal(mine[name], direct[name]), name
+    assert (fused_cache_dir(src).parent / "k_quant-block32-4bit" / "model.onnx").is_file()
+
+
+def test_agreement_with_genai_and_load_errors(
+    converted: dict[str, tuple[Path, OnnxConvertResult]], tmp_path: Path
+) -> None:
+    import shutil
+
+    from edgekit.backends.onnx.genai import greedy_agreement
+    from edgekit.backends.onnx.runtime import load_error
+
+    folder = converted["qwen2"][1].output
+    got = greedy_agreement(folder, PROMPT, 12)
+    assert got["identical"] and got["same_prefix"] == got["n"] == 12
+    assert load_error(folder) is None
+    broken = tmp_path / "broken"
+    shutil.copytree(folder, broken)
+    (broken / "model.onnx.data").unlink()  # the weights the graph points at are gone
+    assert "cannot load" in (load_error(broken) or "")
