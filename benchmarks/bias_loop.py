@@ -38,6 +38,7 @@ from benchmarks._common import (
     write_json,
 )
 from edgekit.backends.base import SamplingParams
+from edgekit.backends.runner import open_runtime, plan_run
 from edgekit.bias import standard, store
 from edgekit.bias.calibrate import calibrate_erasure
 from edgekit.bias.controller import (
@@ -58,7 +59,6 @@ from edgekit.bias.outputs import ProbeScorer
 from edgekit.bias.perplexity import TextLoss, perplexity_change, reference_text, reported_loss
 from edgekit.bias.probes import build_suite
 from edgekit.bias.scores import SuiteRun, run_suite
-from edgekit.backends.runner import open_runtime, plan_run
 
 TARGETS = {"bias_reduction": 0.80, "accuracy_drop": 0.05, "perplexity_increase": 0.05}
 DECODE_COST = 0.10

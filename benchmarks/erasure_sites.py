@@ -32,6 +32,7 @@ import gguf
 import numpy as np
 
 from benchmarks._common import console, print_table, with_interval, write_json
+from edgekit.backends.runner import open_runtime, plan_run
 from edgekit.bias.controller import ErasureConstraint, require_runtime, write_erasure
 from edgekit.bias.derive import DEFAULT_RANK, directions_from, observe_contrasts
 from edgekit.bias.erasure import READERS, Directions, ModelWeights
@@ -47,7 +48,6 @@ from edgekit.bias.perplexity import (
 )
 from edgekit.bias.probes import ProbeSuite, build_suite
 from edgekit.bias.scores import SuiteRun, run_suite
-from edgekit.backends.runner import open_runtime, plan_run
 
 _T = gguf.MODEL_TENSOR
 VALUES = {"attn_norm": (_T.ATTN_V,)}

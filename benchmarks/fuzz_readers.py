@@ -1,11 +1,11 @@
 """The long fuzz run of the readers (issue 14): GGUF header + memory estimate, and device profiles.
 
-Mutants (tests/fixtures/mutators.py) of three GGUF seeds, the two tiny test models (built here) and the
-default model's real header (262k-token vocabulary; its tensor data is a sparse hole, never read),
-plus the built-in profiles. Each outcome must be a valid result or a clean EdgekitError, within
-2 s of CPU time and 500 MB of resident memory, with no negative memory estimate. (CPU time, not
-wall time, decides "over 2 s": on a shared machine a case's wall time also holds other processes'
-load; the largest wall time is printed too.)
+Mutants (tests/fixtures/mutators.py) of three GGUF seeds, the two tiny test models (built here) and
+the default model's real header (262k-token vocabulary; its tensor data is a sparse hole, never
+read), plus the built-in profiles. Each outcome must be a valid result or a clean EdgekitError,
+within 2 s of CPU time and 500 MB of resident memory, with no negative memory estimate. (CPU time,
+not wall time, decides "over 2 s": on a shared machine a case's wall time also holds other
+processes' load; the largest wall time is printed too.)
 
     python benchmarks/fuzz_readers.py --n 20000        # the run quoted in the README
     python benchmarks/fuzz_readers.py --quick          # 1,000 mutants
@@ -25,7 +25,13 @@ import gguf
 from benchmarks._common import verdict, write_json
 from edgekit.devices.profiles import _builtin_dir
 from edgekit.paths import models_dir
-from tests.fixtures.fuzz_harness import MEMORY_LIMIT, TIME_LIMIT_S, Summary, fuzz_gguf, fuzz_profiles
+from tests.fixtures.fuzz_harness import (
+    MEMORY_LIMIT,
+    TIME_LIMIT_S,
+    Summary,
+    fuzz_gguf,
+    fuzz_profiles,
+)
 from tests.fixtures.tiny_models import write_tiny_llama
 
 DEFAULT_MODEL = models_dir() / "gemma-3-270m-q4_k_m.gguf"

@@ -32,9 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._common import COUNTING_PROMPT, RESULTS_DIR, console, print_table, write_json
+from edgekit.backends.runner import resolve_model
 from edgekit.converters.onnx_fused import build_fused, cached_fused_fp32
 from edgekit.texts.evaluation import load_eval_text
-from edgekit.backends.runner import resolve_model
 
 MIXED = "builder k_quant_mixed"
 
@@ -130,8 +130,8 @@ def choice_matters(fp32: Path, profile: Any, seeds: int) -> Any:
 
     from edgekit.backends.onnx.nbits import NbitsParts, fused_nodes, node_scores
     from edgekit.backends.onnx.sensitivity import measure
-    from edgekit.texts.calibration import CALIBRATION_TEXT
     from edgekit.quant.onnx_plan import budget_for_bpw, measured_plan, random_plan
+    from edgekit.texts.calibration import CALIBRATION_TEXT
 
     nodes = fused_nodes(onnx.load(str(fp32 / "model.onnx"), load_external_data=False))
     scores = node_scores(nodes, profile.scores("input"))
@@ -266,8 +266,8 @@ def token_check(gguf: Path, hf: Path, folder: Path) -> dict[str, Any]:
     import transformers
 
     from edgekit.backends.onnx.runtime import OnnxRuntime
-    from edgekit.devices.profiles import load_profile
     from edgekit.backends.runner import open_runtime, plan_run
+    from edgekit.devices.profiles import load_profile
 
     text = load_eval_text().text[:20000]
     rt = open_runtime(plan_run(gguf, "cpu", 8192))
@@ -336,8 +336,8 @@ def _prepare(args: argparse.Namespace) -> tuple[Path, Path, Path, Path, float, A
 
         profile = load_profile(profile_file)
     else:
-        from edgekit.texts.calibration import CALIBRATION_TEXT
         from edgekit.converters.calibrate import calibrate, load_for_calibration
+        from edgekit.texts.calibration import CALIBRATION_TEXT
 
         profile = calibrate(load_for_calibration(hf), [CALIBRATION_TEXT])
         profile.save(profile_file)

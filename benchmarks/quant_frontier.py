@@ -28,13 +28,13 @@ from typing import Any
 from benchmarks._common import RESULTS_DIR, console, parse_args, print_table, verdict, write_json
 from edgekit.backends.llama_cpp import tools
 from edgekit.backends.llama_cpp.eval import evaluate
-from edgekit.texts.calibration import CALIBRATION_TEXT
-from edgekit.converters.gguf import base_gguf
-from edgekit.texts.evaluation import load_eval_text
-from edgekit.gguf.reader import read_header
-from edgekit.converters.measured import Workspace, measured_plan, target_for, write_measured
-from edgekit.quant.mixplan import Costs, plan_mix
 from edgekit.backends.runner import resolve_model
+from edgekit.converters.gguf import base_gguf
+from edgekit.converters.measured import Workspace, measured_plan, target_for, write_measured
+from edgekit.gguf.reader import read_header
+from edgekit.quant.mixplan import Costs, plan_mix
+from edgekit.texts.calibration import CALIBRATION_TEXT
+from edgekit.texts.evaluation import load_eval_text
 
 THREADS = 2
 SIZES = ("Q2_K", "Q3_K_S", "Q3_K_M", "IQ4_XS", "Q4_K_M")

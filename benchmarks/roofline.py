@@ -24,9 +24,9 @@ from benchmarks._common import (
     write_json,
 )
 from benchmarks.stream import Stream
-from edgekit.gguf.reader import ModelInfo
-from edgekit.devices.memory import KV_PAD
 from edgekit.backends.runner import RunPlan, plan_run
+from edgekit.devices.memory import KV_PAD
+from edgekit.gguf.reader import ModelInfo
 
 TARGET = 0.70
 MAX_TOKENS = 128

@@ -30,11 +30,11 @@ from benchmarks._common import (
     write_json,
 )
 from edgekit.backends.base import Runtime, SamplingParams
+from edgekit.backends.llama_cpp.rpc.pool import open_pool, plan_pool
 from edgekit.backends.llama_cpp.rpc.protocol import Endpoint, free_port
 from edgekit.backends.llama_cpp.rpc.worker import Worker
-from edgekit.devices.profiles import load_profile
-from edgekit.backends.llama_cpp.rpc.pool import open_pool, plan_pool
 from edgekit.backends.runner import open_runtime, plan_run
+from edgekit.devices.profiles import load_profile
 
 
 def socket_bytes(port: int) -> tuple[int, int]:

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.backends.base import GenerationStats, Runtime, SamplingParams
-from edgekit.tui.monitor import DEFAULT_INTERVAL_S, MemoryReading, Monitor, read_memory
 from edgekit.backends.runner import RunPlan, open_runtime, plan_run
+from edgekit.tui.monitor import DEFAULT_INTERVAL_S, MemoryReading, Monitor, read_memory
 
 TARGET_OVERHEAD = 0.02
 # Rounds of one side that spread wider than this (max - min over the median) mean the machine was

@@ -94,7 +94,9 @@ def test_imports_point_down_the_layers(module: str) -> None:
 
 def _private_imports(path: Path) -> Iterator[str]:
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(("edgekit", "tests")):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+            ("edgekit", "tests")
+        ):
             for alias in node.names:
                 if alias.name.startswith("_") and not alias.name.startswith("__"):
                     yield f"{node.module}.{alias.name}"
@@ -102,7 +104,13 @@ def _private_imports(path: Path) -> Iterator[str]:
 
 @pytest.mark.parametrize(
     "path",
-    sorted([*PACKAGE.rglob("*.py"), *(ROOT / "tests").rglob("*.py"), *(ROOT / "benchmarks").rglob("*.py")]),
+    sorted(
+        [
+            *PACKAGE.rglob("*.py"),
+            *(ROOT / "tests").rglob("*.py"),
+            *(ROOT / "benchmarks").rglob("*.py"),
+        ]
+    ),
     ids=lambda p: str(p.relative_to(ROOT)),
 )
 def test_no_private_names_cross_modules(path: Path) -> None:

@@ -32,6 +32,7 @@ def test_cli_help_loads_no_heavy_module() -> None:
 
 def test_core_never_imports_the_fronts() -> None:
     loaded = _modules_after(
-        "import edgekit.backends.runner, edgekit.devices.memory, edgekit.devices.profiles, edgekit.gguf.reader"
+        "import edgekit.backends.runner, edgekit.devices.memory, edgekit.devices.profiles,"
+        " edgekit.gguf.reader"
     )
     assert not {m for m in loaded if m.startswith(("edgekit.tui", "edgekit.converters"))}

@@ -11,9 +11,9 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
+from edgekit.devices.memory import MemoryEstimate
 from edgekit.devices.profiles import DeviceProfile
 from edgekit.gguf.reader import ModelInfo
-from edgekit.devices.memory import MemoryEstimate
 
 
 @dataclass(frozen=True)

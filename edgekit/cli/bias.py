@@ -87,10 +87,10 @@ def bias_command(
     verbose: Annotated[bool, typer.Option("--verbose", help="Show llama.cpp's log.")] = False,
 ) -> None:
     """Score a model's social biases per category; --mitigate erases them with a LoRA adapter."""
+    from edgekit.backends.runner import open_runtime, plan_run
     from edgekit.bias import store
     from edgekit.bias.controller import require_runtime
     from edgekit.errors import BiasError
-    from edgekit.backends.runner import open_runtime, plan_run
 
     if split not in SPLITS:
         raise BiasError(f"unknown split {split!r}", hint=f"Use one of: {', '.join(SPLITS)}.")

@@ -154,6 +154,7 @@ def convert_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Spike-aware mixed precision: spiky layers kept high, the rest quantized lower."""
+    from edgekit.backends.runner import resolve_model
     from edgekit.converters.gguf import (
         base_gguf,
         expected_file_size,
@@ -161,7 +162,6 @@ def convert_command(
         refuse_overwriting_source,
         write_planned,
     )
-    from edgekit.backends.runner import resolve_model
 
     if to not in ("gguf", "onnx"):
         raise ConversionError(f"unknown output format --to {to}", hint="Use gguf or onnx.")

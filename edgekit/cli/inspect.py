@@ -25,11 +25,11 @@ def inspect_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Architecture, tensor types, bits per weight, metadata and memory per device profile."""
+    from edgekit.backends.runner import resolve_model
+    from edgekit.devices.memory import estimate_memory
     from edgekit.devices.profiles import scan_profiles
     from edgekit.gguf.reader import model_info as to_info
     from edgekit.gguf.reader import read_header
-    from edgekit.devices.memory import estimate_memory
-    from edgekit.backends.runner import resolve_model
 
     header = read_header(resolve_model(model))
     info = to_info(header)

@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING
 
 from rich.table import Table
 
-from edgekit.cli.render import err_console, mib
 from edgekit.backends.llama_cpp.rpc.pool import LOCAL
+from edgekit.cli.render import err_console, mib
 
 if TYPE_CHECKING:
     from edgekit.backends.base import RunPlan, Runtime

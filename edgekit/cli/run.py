@@ -61,8 +61,8 @@ def run_command(
 ) -> None:
     """Run a model on a device profile, streaming tokens, then report speed and memory."""
     from edgekit.backends.base import SamplingParams
-    from edgekit.cli.pool import open_with_workers, wants_workers
     from edgekit.backends.runner import open_runtime, plan_run
+    from edgekit.cli.pool import open_with_workers, wants_workers
 
     check_generation_options(
         max_tokens=max_tokens,

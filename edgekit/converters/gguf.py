@@ -20,8 +20,8 @@ from gguf import GGMLQuantizationType, LlamaFileType
 
 from edgekit.backends.llama_cpp.quantize import FILE_TYPE_OF, Progress, write_gguf
 from edgekit.errors import ConversionError, OutputPathError
-from edgekit.gguf.reader import read_header
 from edgekit.gguf.metadata import MetaValue
+from edgekit.gguf.reader import read_header
 from edgekit.paths import cache_dir
 from edgekit.quant.planner import Plan, Recipe, plan
 from edgekit.quant.spikes import SpikeProfile

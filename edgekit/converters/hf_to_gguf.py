@@ -24,8 +24,8 @@ from typing import Any
 import gguf
 import numpy as np
 
-from edgekit.converters.families import NATIVE_FAMILIES
 from edgekit.backends.llama_cpp.quantize import FILE_TYPE_OF, atomic_output, check_writable
+from edgekit.converters.families import NATIVE_FAMILIES
 from edgekit.converters.hf_arch import (
     Family,
     HParams,

@@ -22,16 +22,16 @@ from typing import Any
 
 from gguf import GGMLQuantizationType
 
-from edgekit.gguf import imatrix as imx
 from edgekit.backends.llama_cpp import tools
 from edgekit.backends.llama_cpp.quantize import atomic_output, check_writable
-from edgekit.errors import PlanError
-from edgekit.gguf.reader import read_header
-from edgekit.gguf.metadata import MetaValue, add_metadata, encode_kv
-from edgekit.quant.mixplan import MixTarget, padded, plan_mix
-from edgekit.paths import cache_dir
-from edgekit.quant.planner import Plan
 from edgekit.backends.llama_cpp.sensitivity import Costs, Measured, Probe, bits, measure
+from edgekit.errors import PlanError
+from edgekit.gguf import imatrix as imx
+from edgekit.gguf.metadata import MetaValue, add_metadata, encode_kv
+from edgekit.gguf.reader import read_header
+from edgekit.paths import cache_dir
+from edgekit.quant.mixplan import MixTarget, padded, plan_mix
+from edgekit.quant.planner import Plan
 
 Q = GGMLQuantizationType
 META_PREFIX = "edgekit.quant."

@@ -72,9 +72,9 @@ def _spike_profile(
         return scores
     if scores is not None:
         return load_profile(scores)
-    from edgekit.texts.calibration import CALIBRATION_TEXT
     from edgekit.converters.calibrate import calibrate, load_for_calibration
     from edgekit.converters.onnx_export import silence_false_regex_warning
+    from edgekit.texts.calibration import CALIBRATION_TEXT
 
     silence_false_regex_warning()
 

@@ -21,9 +21,9 @@ import psutil
 from gguf import GGMLQuantizationType
 
 from edgekit.devices.builds import VARIANTS, default_variant
+from edgekit.devices.schema import check_profile, read_profile_toml
 from edgekit.errors import ProfileError, UnknownDeviceError
 from edgekit.paths import user_profiles_dir
-from edgekit.devices.schema import check_profile, read_profile_toml
 
 MiB = 1024 * 1024
 

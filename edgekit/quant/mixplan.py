@@ -4,8 +4,8 @@
 
 `costs[t][type]` is the measured damage of tensor t at that type: the KL divergence it adds on
 calibration text when it alone is quantized to it (measured against the float base, see
-edgekit/backends/llama_cpp/sensitivity.py). The file's total damage is modelled as the sum over tensors, and the
-planner picks one type per tensor to minimise it under the byte budget:
+edgekit/backends/llama_cpp/sensitivity.py). The file's total damage is modelled as the sum over
+tensors, and the planner picks one type per tensor to minimise it under the byte budget:
 
   1. Lagrangian relaxation: for a price lambda per byte every tensor independently takes
      argmin cost + lambda x bytes; bisect lambda to the cheapest mix that fits the budget;

@@ -1,7 +1,7 @@
 """`edgekit dashboard`: chat with a model while its memory, speed and precision stay in view.
 
 A front over the core, like the CLI: the model goes through runner.plan_run/open_runtime, the
-numbers come from edgekit.tui.monitor and the run plan. Loading and generating run in thread workers;
+numbers come from tui/monitor.py and the run plan. Loading and generating run in thread workers;
 tokens reach the screen through a queue drained a few times a second, so the decode threads never
 wait on rendering.
 """
@@ -25,12 +25,11 @@ from textual.widget import Widget
 from textual.widgets import Footer, Header, Input
 
 from edgekit.backends.base import GenerationResult, Runtime, SamplingParams
+from edgekit.backends.llama_cpp.rpc.pool import open_pool, plan_pool
 from edgekit.backends.llama_cpp.rpc.protocol import WorkerLostError, responds
 from edgekit.backends.llama_cpp.rpc.runtime import RpcRuntime
-from edgekit.errors import EdgekitError
-from edgekit.tui.monitor import Monitor
-from edgekit.backends.llama_cpp.rpc.pool import open_pool, plan_pool
 from edgekit.backends.runner import RunPlan, open_runtime, plan_run
+from edgekit.errors import EdgekitError
 from edgekit.tui.bias import BiasPanel, bias_summary
 from edgekit.tui.messages import (
     BiasScores,
@@ -40,6 +39,7 @@ from edgekit.tui.messages import (
     ModelLoaded,
     PlanReady,
 )
+from edgekit.tui.monitor import Monitor
 from edgekit.tui.screens import ErrorScreen, SwitchModelScreen
 from edgekit.tui.widgets import (
     DevicePanel,

@@ -13,8 +13,8 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.widgets import Static
 
-from edgekit.errors import EdgekitError, HistoryCorruptError
 from edgekit.backends.runner import RunPlan
+from edgekit.errors import EdgekitError, HistoryCorruptError
 from edgekit.tui.widgets import Panel
 
 NOT_SCORED = "Not scored yet: run `edgekit bias` on this model."

@@ -7,8 +7,8 @@ from typing import Any
 from textual.message import Message
 
 from edgekit.backends.base import GenerationResult, Runtime
-from edgekit.errors import EdgekitError
 from edgekit.backends.runner import RunPlan
+from edgekit.errors import EdgekitError
 
 
 class GenerationStopped(Exception):

@@ -7,9 +7,9 @@ from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import DataTable, Sparkline, Static
 
+from edgekit.backends.runner import RunPlan
 from edgekit.gguf.reader import ModelInfo
 from edgekit.tui.monitor import LiveGeneration, MemoryReading, MonitorSnapshot
-from edgekit.backends.runner import RunPlan
 
 BAR_WIDTH = 12
 

@@ -14,13 +14,13 @@ import pytest
 
 from edgekit.backends import Capability, backend_for
 from edgekit.backends.base import AdapterRuntime, SamplingParams, ScoringRuntime
+from edgekit.backends.runner import open_runtime, plan_run
 from edgekit.bias.controller import write_erasure
 from edgekit.bias.derive import derive
 from edgekit.bias.erasure import ModelWeights, build_adapter, check_adapter
 from edgekit.bias.logprobs import LogProbScorer
 from edgekit.errors import AdapterFileError
 from edgekit.gguf.reader import load_model_info
-from edgekit.backends.runner import open_runtime, plan_run
 from tests.fixtures.tiny_models import write_tiny_llama
 
 PROMPT = "the river and the city were"

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from edgekit.backends.base import GenerationResult, SamplingParams
+from edgekit.backends.runner import open_runtime, plan_run
 from edgekit.bias import store
 from edgekit.bias.controller import ErasureConstraint, LoopConfig, require_runtime, write_erasure
 from edgekit.bias.erasure import Directions, ModelWeights
 from edgekit.bias.guard import BiasGuard, describe
-from edgekit.backends.runner import open_runtime, plan_run
 from tests.fixtures.tiny_models import write_tiny_llama
 
 BIASED = "The woman worked as a nurse."

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from gguf import GGMLQuantizationType
 
-from edgekit.texts.calibration import CALIBRATION_TEXT
 from edgekit.converters.gguf import plan_for, write_planned
 from edgekit.gguf.reader import read_header
 from edgekit.quant.planner import Spike
+from edgekit.texts.calibration import CALIBRATION_TEXT
 from tests.fixtures.tiny_models import write_tiny_llama
 
 torch = pytest.importorskip("torch")

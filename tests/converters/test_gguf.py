@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 from edgekit.backends.llama_cpp import quantize
 from edgekit.converters.gguf import plan_for, read_plan_metadata, write_planned
 from edgekit.errors import NotAGGUFError, OutputPathError, TruncatedModelError
-from edgekit.gguf.reader import read_header
 from edgekit.gguf.metadata import add_metadata
+from edgekit.gguf.reader import read_header
 from edgekit.quant.planner import Spike
 from tests.fixtures.convert import synthetic_profile, tiny_base_gguf  # noqa: F401
 

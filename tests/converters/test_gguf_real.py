@@ -8,12 +8,12 @@ import pytest
 from gguf import GGMLQuantizationType
 
 from edgekit.backends.llama_cpp.eval import evaluate
+from edgekit.backends.runner import resolve_model
 from edgekit.converters.gguf import base_gguf, plan_for, read_plan_metadata, write_planned
-from edgekit.texts.evaluation import load_eval_text
 from edgekit.gguf.reader import read_header
 from edgekit.quant.planner import Spike
-from edgekit.backends.runner import resolve_model
 from edgekit.quant.spikes import LayerSpikes, SpikeProfile, Stat
+from edgekit.texts.evaluation import load_eval_text
 
 pytestmark = [pytest.mark.real_model, pytest.mark.timeout(900)]
 Q = GGMLQuantizationType

@@ -1,9 +1,8 @@
 """Measured ONNX plans and their random control (pure), and the GGUF tokenizer repair.
 
-The probes themselves run on a real tiny graph in tests/converters/test_onnx_int4.py; here the arithmetic
-that turns probe KLDs into node costs, and the two byte-budget planners, are checked on shapes
-alone, and match_gguf_specials on a real GGUF header and a real `tokenizers` tokenizer.
-"""
+The probes themselves run on a real tiny graph in tests/converters/test_onnx_int4.py; here the
+arithmetic that turns probe KLDs into node costs, and the two byte-budget planners, are checked on
+shapes alone, and match_gguf_specials on a real GGUF header and a real `tokenizers` tokenizer."""
 
 from __future__ import annotations
 
@@ -15,9 +14,9 @@ import pytest
 
 from edgekit.backends.onnx.nbits import INT4, INT8, FusedNode
 from edgekit.backends.onnx.sensitivity import Probe, distribute, make_probes
-from edgekit.quant.onnx_plan import budget_for_bpw, measured_plan, random_plan
 from edgekit.errors import PlanError
 from edgekit.quant.mixplan import padded
+from edgekit.quant.onnx_plan import budget_for_bpw, measured_plan, random_plan
 
 
 def _node(bid: int | None, module: str, k: int = 64, n: int = 64) -> FusedNode:

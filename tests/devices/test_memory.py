@@ -8,10 +8,10 @@ from typing import Any
 import gguf
 import pytest
 
+from edgekit.devices.memory import check_fit, check_shape, estimate_memory, kv_cache_bytes
 from edgekit.devices.profiles import load_profile
 from edgekit.errors import MetadataValueError, ModelTooBigError
 from edgekit.gguf.reader import load_model_info
-from edgekit.devices.memory import check_fit, check_shape, estimate_memory, kv_cache_bytes
 
 
 def test_kv_cache_counts_every_layer_at_full_context(tiny_model: Path) -> None:

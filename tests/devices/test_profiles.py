@@ -5,7 +5,14 @@ from pathlib import Path
 import gguf
 import pytest
 
-from edgekit.devices.profiles import all_profiles, host_threads, load_profile, profile_names, scan_profiles
+from edgekit.devices.profiles import (
+    all_profiles,
+    host_threads,
+    load_profile,
+    profile_names,
+    scan_profiles,
+)
+from edgekit.devices.schema import KV_CACHE_TYPES
 from edgekit.errors import (
     ProfileError,
     ProfileKeyError,
@@ -13,7 +20,6 @@ from edgekit.errors import (
     ProfileValueError,
     UnknownDeviceError,
 )
-from edgekit.devices.schema import KV_CACHE_TYPES
 
 BUILTIN = {"rpi4", "rpi5", "mac-metal", "cuda", "cpu"}
 

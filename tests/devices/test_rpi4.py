@@ -12,9 +12,9 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+
 from tests.fixtures.env import REPO_ROOT
 
 pytestmark = [pytest.mark.slow, pytest.mark.real_model, pytest.mark.timeout(7200)]

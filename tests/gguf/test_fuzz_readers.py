@@ -1,10 +1,9 @@
 """A bounded, seeded mutation fuzz of the readers a model file or a profile reaches first.
 
-Each mutant must end in a valid result or a clean EdgekitError, within 2 s and 500 MB, and no
-memory estimate may be negative (issue 14). The mutators live in tests/fixtures/mutators.py; the long run
-is benchmarks/fuzz_readers.py. A failure lists the mutator, the case number and the outcome, and
-the case replays with random.Random(SEED * 1_000_003 + case).
-"""
+Each mutant must end in a valid result or a clean EdgekitError, within 2 s and 500 MB, and no memory
+estimate may be negative (issue 14). The mutators live in tests/fixtures/mutators.py; the long run
+is benchmarks/fuzz_readers.py. A failure lists the mutator, the case number and the outcome, and the
+case replays with random.Random(SEED * 1_000_003 + case)."""
 
 from __future__ import annotations
 

@@ -21,7 +21,14 @@ from edgekit.errors import (
     TruncatedModelError,
 )
 from edgekit.gguf.reader import SkippedArray, load_model_info, read_header
-from tests.fixtures.mutators import KV, assemble, encode_value, nested_array, parse_layout, write_mutant
+from tests.fixtures.mutators import (
+    KV,
+    assemble,
+    encode_value,
+    nested_array,
+    parse_layout,
+    write_mutant,
+)
 
 
 def test_reads_what_gguf_py_wrote(tiny_model: Path) -> None:

@@ -129,8 +129,8 @@ def test_probe_type_skips_a_grid_the_weights_already_sit_on() -> None:
 
 
 def test_unprobed_kinds_take_the_measured_rates() -> None:
-    from edgekit.gguf.reader import TensorInfo
     from edgekit.backends.llama_cpp.sensitivity import Probe, _costs
+    from edgekit.gguf.reader import TensorInfo
 
     kinds = {
         k: [TensorInfo(f"blk.0.{k}", (256, 256), Q.F32, 0)]

@@ -1,4 +1,4 @@
-"""edgekit.tui.monitor: the live metrics the dashboard shows, with a fake clock and memory source."""
+"""tui/monitor.py: the live metrics the dashboard shows, with a fake clock and memory source."""
 
 from __future__ import annotations
 

@@ -9,12 +9,12 @@ from typing import Any
 from textual.pilot import Pilot
 
 from edgekit.backends.base import GenerationStats
+from edgekit.backends.runner import RunPlan
+from edgekit.devices.memory import estimate_memory
 from edgekit.devices.profiles import load_profile
 from edgekit.gguf.reader import load_model_info
-from edgekit.devices.memory import estimate_memory
-from edgekit.tui.monitor import MemoryReading, Monitor
-from edgekit.backends.runner import RunPlan
 from edgekit.tui.app import DashboardApp
+from edgekit.tui.monitor import MemoryReading, Monitor
 from edgekit.tui.widgets import Transcript
 
 MiB = 2**20

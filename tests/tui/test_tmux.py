@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from tests.fixtures.env import REPO_ROOT
 
 SCRIPT = REPO_ROOT / "scripts" / "tmux_dashboard.sh"

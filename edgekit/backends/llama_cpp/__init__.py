@@ -35,9 +35,9 @@ class LlamaCppBackend:
 
     def plan(self, path: Path, device: str, n_ctx: int | None) -> RunPlan:
         from edgekit.backends.base import RunPlan
+        from edgekit.devices.memory import check_fit, estimate_memory
         from edgekit.devices.profiles import load_profile
         from edgekit.gguf.reader import load_model_info
-        from edgekit.devices.memory import check_fit, estimate_memory
 
         profile = load_profile(device)
         info = load_model_info(path)

@@ -57,6 +57,7 @@ _COMMON = (
     "-DLLAMA_USE_PREBUILT_UI=OFF",
 )
 
+
 def current_variant() -> str:
     variant = os.environ.get("EDGEKIT_LLAMA_VARIANT") or default_variant()
     if variant not in VARIANTS:

@@ -22,8 +22,8 @@ from typing import Any
 from gguf import GGMLQuantizationType, LlamaFileType
 
 from edgekit.errors import ConversionError, OutputPathError
-from edgekit.gguf.reader import read_header
 from edgekit.gguf.metadata import MetaValue, add_metadata
+from edgekit.gguf.reader import read_header
 
 Q = GGMLQuantizationType
 F = LlamaFileType

@@ -126,7 +126,7 @@ class LlamaCppRuntime:
         tensor_split: list[float] | None = None,
     ) -> None:
         """threads: a fixed count (-t); None measures the load before each turn (see threads.py).
-        n_gpu_layers / tensor_split override the profile's offload (RPC workers: edgekit.backends.llama_cpp.rpc.pool
+        n_gpu_layers / tensor_split override the profile's offload (RPC workers: rpc/pool.py
         decides them, so the split shown before loading is the one llama.cpp makes)."""
         self.lib = import_llama_cpp()
         self.info = info

@@ -149,8 +149,8 @@ def onnx_model_info(d: OnnxModelDir) -> ModelInfo:
 def plan_onnx_run(model: str | Path, device: str, n_ctx: int | None = None) -> RunPlan:
     """`runner.plan_run` for an ONNX folder: the same fit check, with a fp32 KV cache."""
     from edgekit.backends.base import RunPlan
-    from edgekit.devices.profiles import load_profile
     from edgekit.devices.memory import check_fit, estimate_memory
+    from edgekit.devices.profiles import load_profile
 
     profile = load_profile(device)
     info = onnx_model_info(load_onnx_dir(model))

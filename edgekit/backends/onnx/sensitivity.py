@@ -1,8 +1,8 @@
 """Measured sensitivity of the fused graph: the KL divergence each weight node adds at 4 bits.
 
-The GGUF path measures it with llama.cpp (edgekit.backends.llama_cpp.sensitivity); this is the same method on the
-graph onnxruntime will run, written by the same writer as the final file (NbitsParts), so what is
-measured is what ships: MatMulNBits k_quant blocks, the tied embedding read through
+The GGUF path measures it with llama.cpp (backends/llama_cpp/sensitivity.py); this is the same
+method on the graph onnxruntime will run, written by the same writer as the final file (NbitsParts),
+so what is measured is what ships: MatMulNBits k_quant blocks, the tied embedding read through
 GatherBlockQuantized, accuracy_level 4 activations.
 
   background: every weight node at 8 bits, the head and the embedding included (near-lossless);

@@ -11,8 +11,8 @@ import pytest
 from edgekit.backends.llama_cpp.runtime import LlamaCppRuntime
 from edgekit.devices.profiles import load_profile
 from edgekit.errors import ModelLoadError, ModelSanityError, UnsupportedModelError
-from edgekit.gguf.reader import load_model_info, read_header
 from edgekit.gguf.metadata import add_metadata
+from edgekit.gguf.reader import load_model_info, read_header
 
 
 def _open(info_from: Path, file: Path) -> LlamaCppRuntime:

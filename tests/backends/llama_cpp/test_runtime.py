@@ -7,8 +7,8 @@ import pytest
 
 from edgekit.backends.base import SamplingParams, decode_rate
 from edgekit.backends.llama_cpp import probe
-from edgekit.errors import BrokenBuildError, RuntimeBackendError
 from edgekit.backends.runner import open_runtime, plan_run
+from edgekit.errors import BrokenBuildError, RuntimeBackendError
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
-"""The probes of edgekit/backends/llama_cpp/sensitivity.py: a probe's values in the base's own float type, and the
-probe file a probe falls back to when the loaded model does not read patched pages."""
+"""The probes of edgekit/backends/llama_cpp/sensitivity.py: a probe's values in the base's own float
+type, and the probe file a probe falls back to when the loaded model does not read patched pages."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import numpy.typing as npt
 import pytest
 
 from edgekit.backends.llama_cpp import ggml_quant
+from edgekit.backends.llama_cpp.sensitivity import _Probes, as_float
 from edgekit.gguf.compose import float_rows
 from edgekit.gguf.reader import read_header
-from edgekit.backends.llama_cpp.sensitivity import _Probes, as_float
 from tests.fixtures.tiny_models import write_tiny_llama
 
 Q = gguf.GGMLQuantizationType

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 from gguf import GGMLQuantizationType
 
-from edgekit.gguf import imatrix as imx
 from edgekit.backends.llama_cpp import ggml_quant, tools
+from edgekit.backends.llama_cpp.sensitivity import candidates, weighted_errors
+from edgekit.converters.measured import Workspace, measured_plan, target_for, write_measured
+from edgekit.gguf import imatrix as imx
 from edgekit.gguf.compose import float_rows, write_gguf
 from edgekit.gguf.reader import read_header
-from edgekit.converters.measured import Workspace, measured_plan, target_for, write_measured
 from edgekit.quant.mixplan import padded_bytes
-from edgekit.backends.llama_cpp.sensitivity import candidates, weighted_errors
 from tests.fixtures.convert import tiny_base_gguf  # noqa: F401
 
 Q = GGMLQuantizationType

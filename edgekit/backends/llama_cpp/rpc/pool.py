@@ -26,9 +26,6 @@ from typing import TYPE_CHECKING
 from gguf import GGML_QUANT_SIZES
 
 from edgekit.backends.base import RunPlan
-from edgekit.devices.profiles import DeviceProfile, MiB, load_profile
-from edgekit.errors import ModelTooBigError, UnsupportedModelError
-from edgekit.gguf.reader import ModelInfo, load_model_info
 from edgekit.devices.memory import (
     KV_PAD,
     REPACKED_ON_CPU,
@@ -37,6 +34,9 @@ from edgekit.devices.memory import (
     compute_bytes,
     estimate_memory,
 )
+from edgekit.devices.profiles import DeviceProfile, MiB, load_profile
+from edgekit.errors import ModelTooBigError, UnsupportedModelError
+from edgekit.gguf.reader import ModelInfo, load_model_info
 
 if TYPE_CHECKING:
     from edgekit.backends.llama_cpp.rpc.protocol import Endpoint, WorkerStatus

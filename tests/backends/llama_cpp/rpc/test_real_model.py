@@ -16,13 +16,12 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 
 from edgekit.backends.llama_cpp.rpc.protocol import free_port, is_answering, parse_endpoint
-from tests.fixtures.rpc import rpc_server_or_skip
 from tests.fixtures.env import REPO_ROOT
+from tests.fixtures.rpc import rpc_server_or_skip
 
 pytestmark = [pytest.mark.real_model, pytest.mark.timeout(1200)]
 ROOT = REPO_ROOT

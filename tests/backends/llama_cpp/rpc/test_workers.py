@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from edgekit.backends.base import SamplingParams
-from edgekit.backends.llama_cpp.rpc.protocol import runtime as rpc_runtime
+from edgekit.backends.llama_cpp.rpc.pool import open_pool, plan_pool
 from edgekit.backends.llama_cpp.rpc.protocol import (
     RPC_PROTOCOL,
     Endpoint,
@@ -28,11 +28,11 @@ from edgekit.backends.llama_cpp.rpc.protocol import (
     parse_endpoints,
     probe,
 )
+from edgekit.backends.llama_cpp.rpc.protocol import runtime as rpc_runtime
+from edgekit.backends.runner import open_runtime, plan_run
 from edgekit.cli import app
 from edgekit.devices.profiles import MiB
 from edgekit.errors import ModelTooBigError
-from edgekit.backends.llama_cpp.rpc.pool import open_pool, plan_pool
-from edgekit.backends.runner import open_runtime, plan_run
 from tests.fixtures.rpc import running_workers
 
 GREEDY = SamplingParams(max_tokens=24, temperature=0.0, top_k=1, seed=1)
