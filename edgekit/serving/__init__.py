@@ -1,1 +1,1 @@
-"""`edgekit serve`: the model as a local OpenAI-compatible service on llama.cpp's own llama-server."""
+"""`edgekit serve`: the model as a local OpenAI-compatible service on llama.cpp's llama-server."""
