@@ -94,13 +94,13 @@ model="$("$venv/bin/edgekit" model path)"
 
 # A crash cannot be caught in-process: decode two tokens in a child. If the fast build crashes on
 # this CPU, fall back to the portable one instead of leaving a build that segfaults.
-if ! "$venv/bin/python" -m edgekit.backends.llama_cpp.probe "$model" 1 >>"$log" 2>&1; then
+if ! "$venv/bin/python" -m edgekit.backends.llama_cpp.probe build "$model" 1 >>"$log" 2>&1; then
   [ "$variant" = avx2 ] && fail "even the portable llama.cpp build crashes on a test decode"
   say "the $variant build crashed on a test decode on this CPU; building the portable avx2 one"
   export EDGEKIT_LLAMA_VARIANT=avx2
   build_llama avx2
   install_llama
-  "$venv/bin/python" -m edgekit.backends.llama_cpp.probe "$model" 1 >>"$log" 2>&1 ||
+  "$venv/bin/python" -m edgekit.backends.llama_cpp.probe build "$model" 1 >>"$log" 2>&1 ||
     fail "the portable llama.cpp build crashes on a test decode too"
 fi
 names="$(for t in $(build_info tools); do printf '%s ' "${t%%=*}"; done)"
