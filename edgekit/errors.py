@@ -182,3 +182,11 @@ class HistoryCorruptError(BiasError):
 
 class ReferenceTextError(BiasError):
     """No real text to measure perplexity on was found on this machine."""
+
+
+class OutputStreamError(EdgekitError):
+    """Standard output cannot be written (a full disk, a closed pipe)."""
+
+
+class ChatTemplateError(UnsupportedModelError):
+    """A model's chat template failed, or went past the time or size limits it renders under."""

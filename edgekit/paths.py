@@ -7,6 +7,8 @@ from pathlib import Path
 
 from platformdirs import user_cache_path, user_config_path, user_data_path
 
+from edgekit.errors import ModelFileError
+
 
 def cache_dir() -> Path:
     override = os.environ.get("EDGEKIT_CACHE_DIR")
@@ -29,3 +31,14 @@ def user_profiles_dir() -> Path:
 
 def models_dir() -> Path:
     return cache_dir() / "models"
+
+
+def check_model_path(path: Path) -> Path:
+    """A model is a regular file or a folder. Opening a FIFO, a socket or a terminal device to
+    sniff its first bytes would block forever (or read the user's keyboard)."""
+    if path.exists() and not (path.is_file() or path.is_dir()):
+        raise ModelFileError(
+            f"{path} is not a regular file (a FIFO, socket or device)",
+            hint="Give the path of a .gguf file or an ONNX model folder.",
+        )
+    return path

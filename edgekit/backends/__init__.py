@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from edgekit.errors import RuntimeBackendError, UnsupportedModelError
+from edgekit.paths import check_model_path
 
 if TYPE_CHECKING:
     from edgekit.backends.base import RunPlan, Runtime
@@ -94,6 +95,7 @@ def get_backend(name: str) -> Backend:
 
 def backend_for(path: Path, capability: Capability = Capability.GENERATE) -> Backend:
     """The back end that reads this model and can do `capability`; one clear error otherwise."""
+    check_model_path(path)  # sniffing a FIFO would block
     readers = [b for b in registry().values() if b.accepts(path)]
     if not readers:
         # The GGUF reader gives the most precise message for a file that is no model at all.

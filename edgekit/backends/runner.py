@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from edgekit.backends import backend_for, get_backend
 from edgekit.backends.base import RunPlan
 from edgekit.default_model import fetch_default_model
+from edgekit.paths import check_model_path
 
 if TYPE_CHECKING:
     from edgekit.backends.base import Runtime
@@ -22,7 +23,7 @@ __all__ = ["RunPlan", "open_runtime", "plan_run", "resolve_model"]
 
 def resolve_model(model: str | Path | None) -> Path:
     """A model path as given, or the embedded default model (fetched on first use)."""
-    return fetch_default_model() if model is None else Path(model).expanduser()
+    return fetch_default_model() if model is None else check_model_path(Path(model).expanduser())
 
 
 def plan_run(

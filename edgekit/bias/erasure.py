@@ -57,6 +57,7 @@ from edgekit.backends.base import FloatArray, HiddenStateSource
 from edgekit.bias.probes import PairProbe
 from edgekit.errors import AdapterFileError
 from edgekit.gguf.reader import ModelInfo, read_header
+from edgekit.outputs import atomic_output
 
 KEY_META = "edgekit.bias.erasure"  # JSON: layers, rank, weights, model fingerprint
 _T = gguf.MODEL_TENSOR
@@ -357,25 +358,23 @@ def write_adapter(
     """
     if not tensors:
         raise AdapterFileError("nothing to erase: no block has a direction and a weight")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    writer = gguf.GGUFWriter(str(tmp), architecture)
-    writer.add_type(gguf.GGUFType.ADAPTER)
-    writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
-    writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, 0.0)
-    writer.add_string(KEY_META, json.dumps(meta, sort_keys=True))
-    for t in tensors:
-        writer.add_tensor(
-            t.base.removesuffix(".weight") + ".weight.lora_a", np.ascontiguousarray(t.a)
-        )
-        writer.add_tensor(
-            t.base.removesuffix(".weight") + ".weight.lora_b", np.ascontiguousarray(t.b)
-        )
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    tmp.replace(path)
+    with atomic_output(path, make_parent=True) as tmp:
+        writer = gguf.GGUFWriter(str(tmp), architecture)
+        writer.add_type(gguf.GGUFType.ADAPTER)
+        writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
+        writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, 0.0)
+        writer.add_string(KEY_META, json.dumps(meta, sort_keys=True))
+        for t in tensors:
+            writer.add_tensor(
+                t.base.removesuffix(".weight") + ".weight.lora_a", np.ascontiguousarray(t.a)
+            )
+            writer.add_tensor(
+                t.base.removesuffix(".weight") + ".weight.lora_b", np.ascontiguousarray(t.b)
+            )
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
     return path
 
 

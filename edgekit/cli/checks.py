@@ -7,9 +7,14 @@ named here, all of them in one message, before anything is loaded.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from typing import TYPE_CHECKING
 
 from edgekit.errors import OptionError, PromptEncodingError
+
+if TYPE_CHECKING:
+    from edgekit.backends.base import RunPlan
 
 MAX_SEED = 2**32 - 1  # llama.cpp seeds are uint32; larger values would wrap silently
 
@@ -59,3 +64,24 @@ def check_text(text: str, what: str = "the prompt") -> str:
             hint="Pass UTF-8 text; check the terminal's locale (e.g. LANG=C.UTF-8).",
         ) from None
     return text
+
+
+def clamp_threads(plan: RunPlan) -> tuple[RunPlan, str | None]:
+    """More threads than logical CPUs only makes them take turns (llama.cpp spins while it
+    waits, so decoding gets slower, not faster). A count above the machine's, from -t or from a
+    profile written for a bigger machine, is lowered to the CPUs this process may use, and the
+    user is told; it is not refused, because the same profile is meant to travel."""
+    from edgekit.devices.profiles import usable_cpus
+
+    cpus = usable_cpus()
+    if plan.threads is not None and plan.threads > cpus:
+        note = f"-t {plan.threads} is more than the {cpus} CPUs here; using {cpus} threads"
+        return dataclasses.replace(plan, threads=cpus), note
+    if plan.threads is None and plan.profile.threads > cpus:
+        note = (
+            f"profile {plan.profile.name} asks for {plan.profile.threads} threads but there are "
+            f"{cpus} CPUs here; using at most {cpus}"
+        )
+        profile = dataclasses.replace(plan.profile, threads=cpus)
+        return dataclasses.replace(plan, profile=profile), note
+    return plan, None

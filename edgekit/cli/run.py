@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, TextIO
 
 import typer
 from rich.text import Text
 
-from edgekit.cli.checks import check_generation_options, check_text
+from edgekit.cli.checks import check_generation_options, check_text, clamp_threads
 from edgekit.cli.options import ThreadsOption
-from edgekit.cli.render import err_console, mib, print_json, user_errors
-from edgekit.errors import PromptEncodingError
+from edgekit.cli.render import (
+    err_console,
+    mib,
+    print_json,
+    user_errors,
+    write_model_text,
+    write_stdout,
+)
+from edgekit.errors import PromptEncodingError, PromptError, PromptTooLongError
 
 if TYPE_CHECKING:
     from edgekit.backends.base import GenerationResult, Runtime, SamplingParams
@@ -95,7 +102,9 @@ def run_command(
             )
         plan, runtime = open_with_workers(model, device, ctx, rpc, verbose, quiet=as_json)
     else:
-        plan = plan_run(model, device, ctx, threads=threads)
+        plan, threads_note = clamp_threads(plan_run(model, device, ctx, threads=threads))
+        if threads_note:
+            err_console.print(Text(f"note: {threads_note}", style="yellow"))
         if not as_json:
             _announce(plan)
         runtime = open_runtime(plan, verbose=verbose)
@@ -148,47 +157,104 @@ def _complete(
 
 
 def _chat(runtime: Runtime, plan: RunPlan, params: SamplingParams, as_json: bool) -> None:
-    interactive = sys.stdin.isatty()
+    if sys.stdin is None:  # started with stdin closed (`<&-`): Python has no stream at all
+        raise PromptError(
+            "chat mode reads messages from standard input, which is closed",
+            hint="Give a prompt with -p, or pipe the messages in.",
+        )
+    interactive = _isatty(sys.stdin)
     if interactive and not as_json:
         err_console.print("[dim]Chat mode: type a message; /exit or Ctrl-D ends.[/dim]")
     messages: list[dict[str, str]] = []
     while True:
         if interactive and not as_json:
             err_console.print("[bold cyan]> [/bold cyan]", end="")
-        try:
-            line = check_text(sys.stdin.readline(), "the chat message")
-        except UnicodeDecodeError as e:
-            raise PromptEncodingError(
-                f"the chat message is not valid UTF-8 text ({e.reason})"
-            ) from None
+        line = _read_message()
         if not line or line.strip() in {"/exit", "/quit"}:
             break
         if not line.strip():
             continue
         messages.append({"role": "user", "content": line.strip()})
-        tokens = runtime.prompt_tokens(runtime.format_chat(messages))
+        reserve = min(params.max_tokens, plan.n_ctx // 2)
+        tokens, dropped = fit_history(runtime, messages, plan.n_ctx, reserve)
+        if dropped and not as_json:
+            err_console.print(
+                Text(
+                    f"note: dropped the {dropped} oldest turn(s) to fit the context of "
+                    f"{plan.n_ctx} tokens",
+                    style="yellow",
+                )
+            )
         result = runtime.generate(tokens, params, on_token=None if as_json else _write)
         messages.append({"role": "assistant", "content": result.text.strip()})
-        _report(result, plan, as_json)
+        _report(result, plan, as_json, dropped)
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (OSError, ValueError):
+        return False
+
+
+def _read_message() -> str:
+    """One line of stdin; a stream that fails (closed, a vanished terminal) ends the chat."""
+    try:
+        return check_text(sys.stdin.readline(), "the chat message")
+    except UnicodeDecodeError as e:
+        raise PromptEncodingError(
+            f"the chat message is not valid UTF-8 text ({e.reason})"
+        ) from None
+    except (OSError, ValueError):
+        return ""
+
+
+def fit_history(
+    runtime: Runtime, messages: list[dict[str, str]], n_ctx: int, reserve: int
+) -> tuple[list[int], int]:
+    """The conversation's tokens, leaving `reserve` tokens for the reply: the oldest turns are
+    dropped (in place) until it fits; system messages and the newest message are always kept.
+    Returns the tokens and how many turns were dropped."""
+    dropped = 0
+    while True:
+        try:
+            tokens: list[int] | None = runtime.prompt_tokens(runtime.format_chat(messages))
+        except PromptTooLongError:
+            tokens = None
+        if tokens is not None and len(tokens) + reserve <= n_ctx:
+            return tokens, dropped
+        if not _drop_oldest_turn(messages):
+            if tokens is not None:  # the newest message alone: a shorter reply is still a reply
+                return tokens, dropped
+            return runtime.prompt_tokens(runtime.format_chat(messages)), dropped  # raises
+        dropped += 1
+
+
+def _drop_oldest_turn(messages: list[dict[str, str]]) -> bool:
+    """Remove the oldest user message and the replies to it; False when only the newest is left."""
+    turns = [i for i, m in enumerate(messages) if m["role"] == "user"]
+    if len(turns) < 2:
+        return False
+    first, second = turns[0], turns[1]
+    del messages[first:second]
+    return True
 
 
 def _write(piece: str) -> None:
-    sys.stdout.write(piece)
-    sys.stdout.flush()
+    write_model_text(piece)
 
 
-def _report(result: GenerationResult, plan: RunPlan, as_json: bool) -> None:
+def _report(result: GenerationResult, plan: RunPlan, as_json: bool, dropped: int = 0) -> None:
     if as_json:
-        print_json(
-            {
-                "model": str(plan.info.path),
-                "device": plan.profile.name,
-                "context": plan.n_ctx,
-                "text": result.text,
-                "stats": result.stats.to_dict(),
-                "memory_estimate": plan.estimate.to_dict(),
-            }
-        )
+        doc = {
+            "model": str(plan.info.path),
+            "device": plan.profile.name,
+            "context": plan.n_ctx,
+            "text": result.text,
+            "stats": result.stats.to_dict(),
+            "memory_estimate": plan.estimate.to_dict(),
+        }
+        print_json(doc | ({"dropped_turns": dropped} if dropped else {}))
         return
-    sys.stdout.write("\n")
+    write_stdout("\n")
     err_console.print(f"[green]{result.stats.summary()}[/green]")

@@ -179,6 +179,14 @@ def _threads(value: Any) -> int:
     return host_threads() if value == "auto" else int(value)
 
 
+def usable_cpus() -> int:
+    """Logical CPUs this process may run on (taskset and cgroup limits respected)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
 def host_threads() -> int:
     """Physical cores: llama.cpp's decode is memory-bound, and SMT siblings only add contention."""
     physical = psutil.cpu_count(logical=False) or os.cpu_count() or 1

@@ -18,6 +18,7 @@ from gguf import GGMLQuantizationType
 
 from edgekit.errors import ConversionError
 from edgekit.gguf.reader import read_header
+from edgekit.outputs import atomic_output
 
 F32 = npt.NDArray[np.float32]
 SUM2, COUNTS = ".in_sum2", ".counts"
@@ -78,8 +79,7 @@ def write(
     size, and per tensor `.in_sum2` (F32, one value per input column) and `.counts` (F32, [1])."""
     import gguf
 
-    tmp = path.with_name(f".{path.name}.partial")
-    try:
+    with atomic_output(path) as tmp:
         w = gguf.GGUFWriter(tmp, arch="")
         w.kv_data[0].pop(gguf.Keys.General.ARCHITECTURE, None)  # llama-imatrix writes none
         w.add_type("imatrix")
@@ -93,7 +93,4 @@ def write(
         w.write_kv_data_to_file()
         w.write_tensors_to_file()
         w.close()
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path

@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edgekit.errors import CalibrationError, UnsupportedArchitectureError
+from edgekit.outputs import write_json
 
 FORMAT_VERSION = 1
 _SUFFIXES = (".weight", ".bias")
@@ -74,9 +75,7 @@ class SpikeProfile:
         }
 
     def save(self, path: str | Path) -> Path:
-        p = Path(path)
-        p.write_text(json.dumps(self.to_dict(), indent=1) + "\n", encoding="utf-8")
-        return p
+        return write_json(Path(path), self.to_dict())
 
 
 def summarize(per_token_max: npt.ArrayLike) -> Stat:

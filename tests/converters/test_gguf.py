@@ -104,7 +104,7 @@ def test_unwritable_output_folder(
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
     if os.geteuid() == 0:  # root may write anywhere: make the permission check see the mode
-        monkeypatch.setattr("edgekit.backends.llama_cpp.quantize.os.access", lambda *a, **k: False)
+        monkeypatch.setattr("edgekit.outputs.os.access", lambda *a, **k: False)
     with pytest.raises(OutputPathError, match="cannot write"):
         quantize.write_gguf(tiny_base_gguf, locked / "o.gguf", None, LlamaFileType.MOSTLY_Q8_0)
 

@@ -67,3 +67,61 @@ def test_pickle_checkpoints_are_refused(tmp_path: Path) -> None:
 def test_missing_source(tmp_path: Path) -> None:
     with pytest.raises(ConversionError, match="not found"):
         check_hf_dir(tmp_path / "nope")
+
+
+# --- issue 34, item 5: config.json values are checked like GGUF metadata -----------------------
+
+
+def _config_with(d: Path, **values: object) -> Path:
+    cfg = json.loads((d / "config.json").read_text())
+    cfg.update(values)
+    (d / "config.json").write_text(json.dumps(cfg))
+    return d
+
+
+REAL_VALUES = {
+    "hidden_size": 64,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "num_hidden_layers": 2,
+    "intermediate_size": 128,
+    "vocab_size": 384,
+    "head_dim": None,
+    "rope_theta": 10000.0,
+    "rms_norm_eps": 1e-6,
+}
+
+
+def test_real_hyperparameters_pass(tmp_path: Path) -> None:
+    assert check_hf_dir(_config_with(hf_dir(tmp_path), **REAL_VALUES))
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("hidden_size", "64"),
+        ("hidden_size", 0),
+        ("num_attention_heads", 0),
+        ("num_attention_heads", 4.0),
+        ("num_key_value_heads", 3),  # 4 heads do not share 3 KV heads
+        ("num_hidden_layers", -1),
+        ("vocab_size", True),
+        ("intermediate_size", [128]),
+        ("max_position_embeddings", 10**30),
+        ("rope_theta", "1e4"),
+        ("rms_norm_eps", -1.0),
+        ("rope_theta", float("inf")),
+    ],
+)
+def test_impossible_hyperparameters_are_named(tmp_path: Path, key: str, value: object) -> None:
+    d = _config_with(hf_dir(tmp_path), **{**REAL_VALUES, key: value})
+    with pytest.raises(ConversionError, match=key):
+        check_hf_dir(d)
+
+
+@pytest.mark.parametrize("raw", [b"\xff\xfe{}", b"[1, 2]", b"[" * 100000])
+def test_unreadable_config_json(tmp_path: Path, raw: bytes) -> None:
+    d = hf_dir(tmp_path)
+    (d / "config.json").write_bytes(raw)
+    with pytest.raises(ConversionError, match="config"):
+        check_hf_dir(d)

@@ -11,19 +11,20 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
-import os
 import re
 import shutil
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from gguf import GGMLQuantizationType, LlamaFileType
 
-from edgekit.errors import ConversionError, OutputPathError
+from edgekit.errors import ConversionError
 from edgekit.gguf.metadata import MetaValue, add_metadata
 from edgekit.gguf.reader import read_header
+from edgekit.outputs import atomic_output as atomic_output  # re-exported for the converters
+from edgekit.outputs import check_output, partial_path
 
 Q = GGMLQuantizationType
 F = LlamaFileType
@@ -51,49 +52,12 @@ _PROGRESS_LINE = re.compile(rb"\[\s*(\d+)/\s*(\d+)\]\s+(\S+)")
 
 
 def temp_path_for(out: Path) -> Path:
-    return out.parent / f".{out.name}.{os.getpid()}.partial"
+    return partial_path(out)
 
 
-def check_writable(out: Path, needed_bytes: int) -> None:
-    """Refuse early, before any work, when the output cannot be written or will not fit."""
-    parent = out.parent
-    if out.is_dir():
-        raise OutputPathError(f"{out} is a directory", hint="Give a file name ending in .gguf.")
-    if not parent.is_dir():
-        raise OutputPathError(f"the output folder {parent} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputPathError(
-            f"cannot write to {parent}", hint="Choose an output path in a folder you can write."
-        )
-    free = shutil.disk_usage(parent).free
-    if needed_bytes > free:
-        raise OutputPathError(
-            f"not enough disk space in {parent}: need {needed_bytes / 2**20:,.0f} MiB, "
-            f"{free / 2**20:,.0f} MiB free",
-            hint="Free some space or write the output elsewhere.",
-        )
-
-
-def disk_error(e: OSError, out: Path) -> OutputPathError:
-    if e.errno == errno.ENOSPC:
-        return OutputPathError(
-            f"the disk filled up while writing {out}; nothing was kept",
-            hint="Free some space or write the output elsewhere.",
-        )
-    return OutputPathError(f"could not write {out}: {e.strerror or e}")
-
-
-@contextlib.contextmanager
-def atomic_output(out: Path) -> Iterator[Path]:
-    """Yield a temporary path; rename it to `out` on success, delete it on any failure."""
-    tmp = temp_path_for(out)
-    try:
-        yield tmp
-        os.replace(tmp, out)
-    except OSError as e:
-        raise disk_error(e, out) from None
-    finally:
-        tmp.unlink(missing_ok=True)
+def check_writable(out: Path, needed_bytes: int, inputs: Iterable[Path] = ()) -> None:
+    """Refuse early, before any work: the output is an input, unwritable, or will not fit."""
+    check_output(out, inputs=inputs, needed_bytes=needed_bytes)
 
 
 def overrides_for(types: Mapping[str, GGMLQuantizationType]) -> list[tuple[str, int]]:
@@ -191,7 +155,7 @@ def write_gguf(
 ) -> Path:
     """Quantize `base` to `out` with exactly `types` (None: llama.cpp's stock mix for `ftype`)."""
     read_header(base)  # a corrupt or truncated base fails here with a clear error
-    check_writable(out, expected_bytes)
+    check_writable(out, expected_bytes, inputs=(base,))
     with atomic_output(out) as tmp:
         stage = tmp.with_name(tmp.name + ".q") if metadata else tmp
         try:

@@ -17,6 +17,7 @@ from gguf import GGMLQuantizationType
 
 from edgekit.errors import ModelFileError, ModelNotFoundError
 from edgekit.gguf.reader import ModelInfo
+from edgekit.hf_config import ConfigReader
 
 if TYPE_CHECKING:
     from edgekit.backends.base import RunPlan
@@ -68,7 +69,7 @@ def _json(path: Path) -> dict[str, Any]:
         return {}
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (OSError, ValueError, RecursionError) as e:  # unreadable, not UTF-8, not JSON
         raise ModelFileError(f"{path} is not valid JSON: {e}") from None
     return data if isinstance(data, dict) else {}
 
@@ -89,11 +90,12 @@ def load_onnx_dir(path: str | Path) -> OnnxModelDir:
             "save it there with tokenizer.save_pretrained(folder).",
         )
     config = _json(folder / "config.json")
-    if not config.get("num_hidden_layers"):
+    if not config:
         raise ModelFileError(
             f"no usable config.json in {folder}",
             hint="Keep the config.json the export wrote beside model.onnx.",
         )
+    read_hparams(config, folder / "config.json")  # a bad value is named here, before loading
     return OnnxModelDir(
         folder=folder,
         onnx_file=onnx_file,
@@ -104,42 +106,78 @@ def load_onnx_dir(path: str | Path) -> OnnxModelDir:
     )
 
 
-def _n_params(c: dict[str, Any]) -> int:
-    h, n_layers, vocab = int(c["hidden_size"]), int(c["num_hidden_layers"]), int(c["vocab_size"])
-    n_head = int(c.get("num_attention_heads", 1))
-    n_kv = int(c.get("num_key_value_heads") or n_head)
-    hd = int(c.get("head_dim") or h // n_head)
-    ff = int(c.get("intermediate_size", 4 * h))
-    per_layer = h * hd * (2 * n_head + 2 * n_kv) + 3 * h * ff
-    heads = 1 if c.get("tie_word_embeddings") else 2
-    return heads * vocab * h + n_layers * per_layer
+@dataclass(frozen=True)
+class OnnxHParams:
+    """The config.json values the estimate and the banner need, checked."""
+
+    model_type: str
+    n_layer: int
+    n_embd: int
+    n_head: int
+    n_head_kv: int
+    head_dim: int
+    n_ff: int
+    n_vocab: int
+    n_ctx_train: int
+    tied: bool
+
+    @property
+    def n_params(self) -> int:
+        h, hd = self.n_embd, self.head_dim
+        per_layer = h * hd * (2 * self.n_head + 2 * self.n_head_kv) + 3 * h * self.n_ff
+        heads = 1 if self.tied else 2
+        return heads * self.n_vocab * h + self.n_layer * per_layer
+
+
+def read_hparams(config: dict[str, Any], path: Path) -> OnnxHParams:
+    """Each value typed and in range, or a ModelFileError naming the key (a string, a missing
+    hidden_size or zero heads would otherwise surface as a traceback from the estimate)."""
+    r = ConfigReader(config, path, ModelFileError)
+    n_embd, n_head = r.integer("hidden_size"), r.integer("num_attention_heads", default=1)
+    n_head_kv = r.integer("num_key_value_heads", default=n_head)
+    if n_head % n_head_kv:
+        raise ModelFileError(
+            f"{path}: num_attention_heads ({n_head}) is not a multiple of "
+            f"num_key_value_heads ({n_head_kv})",
+            hint="The model's config.json is damaged: re-export the model.",
+        )
+    return OnnxHParams(
+        model_type=r.text("model_type", "unknown"),
+        n_layer=r.integer("num_hidden_layers"),
+        n_embd=n_embd,
+        n_head=n_head,
+        n_head_kv=n_head_kv,
+        head_dim=r.integer("head_dim", default=max(1, n_embd // n_head)),
+        n_ff=r.integer("intermediate_size", default=4 * n_embd),
+        n_vocab=r.integer("vocab_size"),
+        n_ctx_train=r.integer("max_position_embeddings", default=2048),
+        tied=r.flag("tie_word_embeddings"),
+    )
 
 
 def onnx_model_info(d: OnnxModelDir) -> ModelInfo:
     """The GGUF-shaped summary the memory estimate and the run banner read."""
-    c = d.config
-    n_head = int(c.get("num_attention_heads", 1))
-    head_dim = int(c.get("head_dim") or int(c["hidden_size"]) // n_head)
+    hp = read_hparams(d.config, d.folder / "config.json")
     size = d.file_size
     return ModelInfo(
         path=d.folder,
-        architecture=str(c.get("model_type", "unknown")),
+        architecture=hp.model_type,
         name=d.folder.name,
-        block_count=int(c["num_hidden_layers"]),
-        n_embd=int(c["hidden_size"]),
-        feed_forward_length=int(c.get("intermediate_size", 0)),
-        n_head=n_head,
-        n_head_kv=int(c.get("num_key_value_heads") or n_head),
-        head_dim_k=head_dim,
-        head_dim_v=head_dim,
-        context_length=int(c.get("max_position_embeddings", 2048)),
+        block_count=hp.n_layer,
+        n_embd=hp.n_embd,
+        feed_forward_length=hp.n_ff,
+        n_head=hp.n_head,
+        n_head_kv=hp.n_head_kv,
+        head_dim_k=hp.head_dim,
+        head_dim_v=hp.head_dim,
+        context_length=hp.n_ctx_train,
         # The exported graph keeps every position's K/V, windowed layers included.
         sliding_window=0,
-        vocab_size=int(c["vocab_size"]),
+        vocab_size=hp.n_vocab,
         file_type=f"ONNX {d.precision}",
         file_size=size,
         tensor_bytes=size,
-        n_params=_n_params(c),
+        n_params=hp.n_params,
         types={},
         has_chat_template=bool(d.tokenizer_config.get("chat_template"))
         or (d.folder / "chat_template.jinja").is_file(),

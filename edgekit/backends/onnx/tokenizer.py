@@ -1,9 +1,9 @@
 """Tokenizer and chat template for ONNX models, from tokenizer.json: no transformers, no torch.
 
 `tokenizers` reads the fast-tokenizer file the exporter copied; the chat template (from
-tokenizer_config.json or chat_template.jinja) renders in a sandboxed jinja2 environment with the
-settings transformers uses (trim_blocks, lstrip_blocks, raise_exception), so prompts match what
-`apply_chat_template` would give.
+tokenizer_config.json or chat_template.jinja) renders through edgekit.templates: a sandboxed
+jinja2 environment with time and size limits, and the settings transformers uses (trim_blocks,
+lstrip_blocks, raise_exception), so prompts match what `apply_chat_template` would give.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from tokenizers import Tokenizer
 from tokenizers.decoders import DecodeStream
 
 from edgekit.backends.onnx.model import TOKENIZER_FILE, OnnxModelDir
-from edgekit.errors import ModelFileError, UnsupportedModelError
+from edgekit.errors import ModelFileError
+from edgekit.templates import render_chat_template
 
 # For models that ship no template: the same families llama.cpp's runtime falls back to.
 FALLBACK_TEMPLATES = {
@@ -102,29 +103,17 @@ class OnnxTokenizer:
             return tc
         jinja_file = self.model.folder / "chat_template.jinja"
         if jinja_file.is_file():
-            return jinja_file.read_text(encoding="utf-8")
+            try:
+                return jinja_file.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as e:
+                raise ModelFileError(
+                    f"cannot read the chat template {jinja_file}: {e}",
+                    hint="A chat template is UTF-8 text: re-export the model or fix the file.",
+                ) from None
         arch = str(self.model.config.get("model_type", ""))
         return FALLBACK_TEMPLATES["gemma" if arch.startswith("gemma") else "chatml"]
 
     def format_chat(self, messages: Sequence[dict[str, str]]) -> str:
-        from jinja2 import TemplateError
-        from jinja2.ext import loopcontrols
-        from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-        def raise_exception(message: str) -> None:
-            raise TemplateError(message)
-
-        env = ImmutableSandboxedEnvironment(
-            trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols]
-        )
-        env.globals["raise_exception"] = raise_exception
-        try:
-            template = env.from_string(self.chat_template())
-            return template.render(
-                messages=list(messages), add_generation_prompt=True, **self.specials
-            )
-        except TemplateError as e:
-            raise UnsupportedModelError(
-                f"the chat template of {self.model.folder.name} failed: {e}",
-                hint="Give a prompt with -p to run it without a chat template.",
-            ) from None
+        context = {"messages": list(messages), "add_generation_prompt": True, **self.specials}
+        name = f"the chat template of {self.model.folder.name}"
+        return render_chat_template(self.chat_template(), context, name=name)
