@@ -292,6 +292,19 @@ def load_session(conn: sqlite3.Connection, session_id: str) -> dict[str, Any] | 
     return None if row is None else dict(json.loads(row["state_json"]))
 
 
+def latest_session_of(
+    conn: sqlite3.Connection, model_hash: str, source: str
+) -> dict[str, Any] | None:
+    """The most recently updated loop session of one source ("mitigate", "guard", "serve")
+    for a model: its id and saved state, or None."""
+    row = conn.execute(
+        "SELECT id, state_json FROM loop_sessions WHERE model_hash = ? AND source = ?"
+        " ORDER BY updated_at DESC LIMIT 1",
+        (model_hash, source),
+    ).fetchone()
+    return None if row is None else {"id": row["id"], **json.loads(row["state_json"])}
+
+
 def _open(db: Path | None) -> sqlite3.Connection:
     return connect(db)
 
