@@ -64,6 +64,67 @@ def describe(adjustment: Adjustment) -> str:
     )
 
 
+class LoopSession(Protocol):
+    """What a loop persists: its state and its controller's settings."""
+
+    state: LoopState
+    config: LoopConfig
+
+
+def score_and_step(
+    scorer: OutputScorer,
+    text: str,
+    state: LoopState,
+    config: LoopConfig,
+    regenerations: int = 0,
+) -> tuple[LoopState, Adjustment]:
+    """Score one output and let the controller move the scale; the adjustment is logged.
+
+    Shared by `run --bias-guard` and the served guard (edgekit.serving.guard), so both write
+    the same rows and log lines.
+    """
+    measured = scorer.score(text)
+    state, adj = step(
+        state,
+        measured.score,
+        config,
+        regenerations,
+        detail={"scorer": scorer.name, **measured.to_dict()},
+    )
+    log.info(
+        "bias guard turn %d: measured %.3f, strength %.3f -> %.3f (%s%s)",
+        adj.turn,
+        adj.measured,
+        adj.strength_before,
+        adj.strength_after,
+        adj.action,
+        ", regenerating" if adj.regenerate else "",
+    )
+    return state, adj
+
+
+def persist(
+    conn: Any,
+    session_id: str,
+    model_hash: str,
+    device: str,
+    source: str,
+    session: LoopSession,
+    adjustment: Adjustment | None,
+) -> None:
+    """The loop's state (and the adjustment that led to it) as one history transaction."""
+    state = {"state": session.state.to_dict(), "config": session.config.to_dict()}
+    store.save_session(
+        conn,
+        session_id,
+        model_hash,
+        device,
+        source,
+        state,
+        adjustment.to_dict() if adjustment else None,
+    )
+
+
 class BiasGuard:
     """Wraps a runtime's generate() with the bias feedback loop (one per chat session)."""
 
@@ -109,16 +170,7 @@ class BiasGuard:
     def _persist(self, adjustment: Adjustment | None) -> None:
         if self.conn is None:
             return
-        state = {"state": self.state.to_dict(), "config": self.config.to_dict()}
-        store.save_session(
-            self.conn,
-            self.session_id,
-            self.model_hash,
-            self.device,
-            "guard",
-            state,
-            adjustment.to_dict() if adjustment else None,
-        )
+        persist(self.conn, self.session_id, self.model_hash, self.device, "guard", self, adjustment)
 
     def generate(
         self,
@@ -130,24 +182,10 @@ class BiasGuard:
         out = GuardedResult(self._generate(tokens, params, on_token))
         regenerations = 0
         while True:
-            measured = self.scorer.score(out.result.text)
-            self.state, adj = step(
-                self.state,
-                measured.score,
-                self.config,
-                regenerations,
-                detail={"scorer": self.scorer.name, **measured.to_dict()},
+            self.state, adj = score_and_step(
+                self.scorer, out.result.text, self.state, self.config, regenerations
             )
             out.adjustments.append(adj)
-            log.info(
-                "bias guard turn %d: measured %.3f, strength %.3f -> %.3f (%s%s)",
-                adj.turn,
-                adj.measured,
-                adj.strength_before,
-                adj.strength_after,
-                adj.action,
-                ", regenerating" if adj.regenerate else "",
-            )
             self._persist(adj)
             if not adj.regenerate:
                 break
