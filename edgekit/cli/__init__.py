@@ -12,6 +12,7 @@ from edgekit.cli.eval import eval_command
 from edgekit.cli.inspect import inspect_command
 from edgekit.cli.model import model_app
 from edgekit.cli.run import run_command
+from edgekit.cli.serve import serve_command
 from edgekit.cli.tools import tools_app
 from edgekit.cli.worker import worker_command
 
@@ -22,6 +23,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command("run")(run_command)
+app.command("serve")(serve_command)
 app.command("inspect")(inspect_command)
 app.command("convert")(convert_command)
 app.command("eval")(eval_command)

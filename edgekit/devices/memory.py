@@ -10,6 +10,9 @@ parts llama.cpp allocates (see llama-context.cpp / llama-kv-cache.cpp):
   attention scores + masks per (token, KV cell), plus one row of logits;
 - vocabulary: llama.cpp keeps each token's text, score and attributes and a text->id map;
 - the process itself (interpreter and libraries), read from the running process.
+A server with several slots (llama-server -np N, KV cache not unified) gives each slot its own KV
+stream of the per-slot context (llama-context.cpp: n_ctx_seq = pad(n_ctx / n_seq_max, 256)) and
+its own row of logits: `slots` multiplies those parts.
 Constants marked "measured" were fitted on the default model on this project's x86 CI machine
 (llama-cpp-python 0.3.36) and are checked against real peak RSS by tests/test_memory_real.py.
 """
@@ -51,6 +54,7 @@ class MemoryEstimate:
     budget: int
     budget_source: str
     device_memory: bool  # the budget is GPU memory: the host-side parts do not count against it
+    slots: int = 1  # server slots, each with `context` tokens of KV cache
 
     @property
     def total(self) -> int:
@@ -78,7 +82,10 @@ def _pad(n: int) -> int:
     return -(-n // KV_PAD) * KV_PAD
 
 
-def kv_cache_bytes(info: ModelInfo, n_ctx: int, ubatch: int, kv_type: GGMLQuantizationType) -> int:
+def kv_cache_bytes(
+    info: ModelInfo, n_ctx: int, ubatch: int, kv_type: GGMLQuantizationType, slots: int = 1
+) -> int:
+    """n_ctx is one slot's context; every slot has a stream of its own (llama-kv-cache.cpp)."""
     block, size = GGML_QUANT_SIZES[kv_type]
     width = (info.head_dim_k + info.head_dim_v) * info.n_head_kv
     full_cells = _pad(n_ctx)
@@ -86,15 +93,15 @@ def kv_cache_bytes(info: ModelInfo, n_ctx: int, ubatch: int, kv_type: GGMLQuanti
     # Counted, not looped over layers: the cost must not depend on what a header claims.
     n_swa = sum(1 for i in info.swa_layers if 0 <= i < info.block_count)
     cells = n_swa * swa_cells + (info.block_count - n_swa) * full_cells
-    return cells * width * size // block
+    return slots * cells * width * size // block
 
 
-def compute_bytes(info: ModelInfo, n_ctx: int, ubatch: int) -> int:
+def compute_bytes(info: ModelInfo, n_ctx: int, ubatch: int, slots: int = 1) -> int:
     n_ff = _ffn_width(info)
     u = min(ubatch, n_ctx)
     activations = u * (FFN_BUFFERS * n_ff + EMBD_BUFFERS * info.n_embd) * 4
     attention = u * _pad(n_ctx) * (info.n_head + MASKS) * 4
-    return activations + attention + info.vocab_size * 4
+    return activations + attention + slots * info.vocab_size * 4
 
 
 def _ffn_width(info: ModelInfo) -> int:
@@ -117,24 +124,29 @@ def estimate_memory(
     profile: DeviceProfile,
     n_ctx: int | None = None,
     process_bytes: int | None = None,
+    slots: int = 1,
 ) -> MemoryEstimate:
-    """Peak memory of running `info` on `profile` with a context of n_ctx (profile's by default)."""
+    """Peak memory of running `info` on `profile` with a context of n_ctx (profile's by default)
+    for each of `slots` parallel sequences."""
     ctx = n_ctx or profile.context
     check_shape(info, ctx, profile.ubatch)
+    if slots < 1:
+        raise ValueError(f"slots must be at least 1, not {slots}")
     on_cpu = profile.gpu_layers == 0
     if process_bytes is None:
         process_bytes = psutil.Process().memory_info().rss
     return MemoryEstimate(
         weights=info.tensor_bytes,
         repacked=repacked_bytes(info) if on_cpu else 0,
-        kv_cache=kv_cache_bytes(info, ctx, profile.ubatch, profile.kv_cache_type),
-        compute=compute_bytes(info, ctx, profile.ubatch),
+        kv_cache=kv_cache_bytes(info, ctx, profile.ubatch, profile.kv_cache_type, slots),
+        compute=compute_bytes(info, ctx, profile.ubatch, slots),
         vocab=info.vocab_size * VOCAB_BYTES_PER_TOKEN,
         process=process_bytes,
         context=ctx,
         budget=profile.memory_budget_bytes,
         budget_source=profile.budget_source,
         device_memory=profile.budget_is_gpu_memory,
+        slots=slots,
     )
 
 
@@ -177,7 +189,8 @@ def check_fit(estimate: MemoryEstimate, info: ModelInfo, profile: DeviceProfile)
     raise ModelTooBigError(
         f"{info.path.name} needs about {need:,.0f} MiB on {profile.name} but the budget is "
         f"{have:,.0f} MiB ({estimate.budget_source}): weights {estimate.weights / MiB:,.0f} MiB, "
-        f"KV cache {estimate.kv_cache / MiB:,.0f} MiB at {estimate.context} tokens, "
+        f"KV cache {estimate.kv_cache / MiB:,.0f} MiB at {estimate.context} tokens"
+        f"{f' x {estimate.slots} slots' if estimate.slots > 1 else ''}, "
         f"compute {estimate.compute / MiB:,.0f} MiB",
         hint=_advice(estimate, info),
     )
@@ -185,6 +198,8 @@ def check_fit(estimate: MemoryEstimate, info: ModelInfo, profile: DeviceProfile)
 
 def _advice(estimate: MemoryEstimate, info: ModelInfo) -> str:
     tips = []
+    if estimate.slots > 1:
+        tips.append(f"fewer slots (--parallel {max(1, estimate.slots // 2)})")
     if estimate.kv_cache > 0.2 * estimate.against_budget and estimate.context > 512:
         tips.append(f"a shorter context (--ctx {max(512, estimate.context // 4)})")
     if info.bits_per_weight > 5:

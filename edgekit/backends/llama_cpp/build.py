@@ -31,6 +31,7 @@ TOOLS = (
     "llama-imatrix",
     "llama-perplexity",
     "llama-cli",
+    "llama-server",
     "llama-bench",
     "rpc-server",
 )

@@ -180,13 +180,16 @@ def _repacked(info: ModelInfo, block: int) -> int:
     )
 
 
-def kv_bytes_per_layer(info: ModelInfo, n_ctx: int, profile: DeviceProfile) -> list[int]:
+def kv_bytes_per_layer(
+    info: ModelInfo, n_ctx: int, profile: DeviceProfile, slots: int = 1
+) -> list[int]:
+    """n_ctx is one slot's context; a server's every slot has its own KV stream."""
     block, size = GGML_QUANT_SIZES[profile.kv_cache_type]
     width = (info.head_dim_k + info.head_dim_v) * info.n_head_kv
     full = -(-n_ctx // KV_PAD) * KV_PAD
     swa = min(full, -(-(info.sliding_window + profile.ubatch) // KV_PAD) * KV_PAD)
     return [
-        (swa if i in info.swa_layers else full) * width * size // block
+        slots * (swa if i in info.swa_layers else full) * width * size // block
         for i in range(info.block_count)
     ]
 
@@ -221,7 +224,7 @@ def _shares(
     fractions: tuple[float, ...],
 ) -> PoolSplit:
     per_block, output_bytes, here_bytes, tied = layer_weights(info)
-    kv = kv_bytes_per_layer(info, estimate.context, profile)
+    kv = kv_bytes_per_layer(info, estimate.context, profile, estimate.slots)
     devices = assign(info.block_count, n_gpu, fractions)
     members = [local, *workers]
     shares = []
@@ -239,7 +242,9 @@ def _shares(
         else:
             weights += tied if output else 0
             repacked = other = 0
-            compute = compute_bytes(info, estimate.context, profile.ubatch) if used else 0
+            compute = (
+                compute_bytes(info, estimate.context, profile.ubatch, estimate.slots) if used else 0
+            )
         shares.append(
             Share(
                 member=member,
@@ -324,9 +329,14 @@ def members_of(statuses: Sequence[WorkerStatus]) -> list[Member]:
 
 
 def plan_pool(
-    model: str | Path | None, device: str, n_ctx: int | None, rpc: str | Sequence[str] | None
+    model: str | Path | None,
+    device: str,
+    n_ctx: int | None,
+    rpc: str | Sequence[str] | None,
+    slots: int = 1,
 ) -> PoolPlan:
-    """Ask the workers, split the layers, refuse what does not fit; nothing is loaded yet."""
+    """Ask the workers, split the layers, refuse what does not fit; nothing is loaded yet.
+    slots: a server's parallel sequences, each with n_ctx tokens of KV cache."""
     from edgekit.backends import backend_for
     from edgekit.backends.llama_cpp.rpc.protocol import probe_all
     from edgekit.backends.runner import resolve_model
@@ -340,7 +350,7 @@ def plan_pool(
     profile = load_profile(device)
     info = load_model_info(path)
     ctx = n_ctx or min(profile.context, info.context_length)
-    estimate = estimate_memory(info, profile, ctx)
+    estimate = estimate_memory(info, profile, ctx, slots=slots)
     statuses = probe_all(worker_endpoints(rpc, profile))
     split = plan_split(info, profile, estimate, members_of(statuses))
     check_pool_fit(split, info)
