@@ -23,7 +23,7 @@ from pathlib import Path
 import gguf
 
 from benchmarks._common import verdict, write_json
-from edgekit.devices.profiles import _builtin_dir
+from edgekit.devices.profiles import builtin_dir
 from edgekit.paths import models_dir
 from tests.fixtures.fuzz_harness import (
     MEMORY_LIMIT,
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Summary]:
         start = time.perf_counter()
         results[name] = fuzz_gguf(path, work, count, args.seed)
         print(f"{name}: {count} mutants in {time.perf_counter() - start:.0f} s", flush=True)
-    profiles = sorted(_builtin_dir().glob("*.toml"))
+    profiles = sorted(builtin_dir().glob("*.toml"))
     results["profiles"] = fuzz_profiles(profiles, work, round(n * SHARES["profiles"]), args.seed)
     return results
 

@@ -102,22 +102,26 @@ def edgekit_rows(
 ) -> dict[str, tuple[Path, float]]:
     """edgekit's measured plan and `seeds` random controls at each budget (plan bits/weight);
     no controls where every node fits at 8 bits (they would be the same file)."""
-    from edgekit.backends.onnx.nbits import INT8
     from edgekit.converters.onnx import convert_to_onnx
+    from edgekit.converters.request import ConvertRequest
     from edgekit.quant.planner import RandomLayers, TargetBpw
+    from edgekit.quant.types import NBITS_8
 
     out = {}
     for label, bpw in budgets.items():
-        recipes: list[tuple[str, Any]] = [(f"edgekit @{label}", TargetBpw(bpw, high_type=INT8))]
+        recipes: list[tuple[str, Any]] = [(f"edgekit @{label}", TargetBpw(bpw, high_type=NBITS_8))]
         recipes += [
-            (f"random{s} @{label}", RandomLayers(seed=s, bpw=bpw, high_type=INT8))
+            (f"random{s} @{label}", RandomLayers(seed=s, bpw=bpw, high_type=NBITS_8))
             for s in range(seeds if label not in all_fit else 0)
         ]
         for name, recipe in recipes:
             folder = work / name.replace(" ", "_").replace("@", "at_")
             if not (folder / "model.onnx").is_file():
                 console.print(f"[dim]converting {name} (plan {bpw:.3f} bpw)[/dim]")
-                r = convert_to_onnx(src, folder, "int4", scores=profile, recipe=recipe)
+                req = ConvertRequest(
+                    src, folder, "onnx", plan_recipe=recipe, precision="int4", scores=profile
+                )
+                r = convert_to_onnx(req)
                 (folder / "convert_s.json").write_text(json.dumps(r.seconds))
             out[name] = (folder, float(json.loads((folder / "convert_s.json").read_text())))
     return out
@@ -293,9 +297,9 @@ def token_check(gguf: Path, hf: Path, folder: Path) -> dict[str, Any]:
 
 
 def plot(rows: list[dict[str, Any]], title: str, png: Path) -> None:
-    from edgekit.converters.spike_png import _pyplot
+    from edgekit.converters.spike_png import pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
     for r in rows:
         if r.get("kld") is None or r["variant"].startswith("fp32"):
@@ -398,10 +402,11 @@ def main() -> int:
     convert_s = {name: s for name, (_, s) in {**built, **ours}.items()}
     if not args.quick:
         from edgekit.converters.onnx import convert_to_onnx
+        from edgekit.converters.request import ConvertRequest
 
         opt = work / "optimum_int8"
         if not (opt / "model.onnx").is_file():
-            r = convert_to_onnx(hf, opt, "int8")
+            r = convert_to_onnx(ConvertRequest(hf, opt, "onnx", precision="int8"))
             convert_s["optimum+int8"] = r.seconds
         rows_paths["optimum+int8"] = opt
     q = quality(fp32, rows_paths, args.windows or (2 if args.quick else 4))

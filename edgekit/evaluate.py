@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -35,8 +36,34 @@ class EvalResult:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class EvalReport:
+    """Every model's row against the reference, on one text: what `eval` prints and what
+    `convert` appends to its report."""
+
+    text: str  # where the evaluation text came from
+    reference: EvalResult
+    models: list[EvalResult]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "text": self.text,
+            "reference": self.reference.to_dict(),
+            "models": [r.to_dict() for r in self.models],
+        }
+
+
+class ModelInfo(Protocol):
+    @property
+    def path(self) -> Path: ...
+    @property
+    def file_size(self) -> int: ...
+    @property
+    def bits_per_weight(self) -> float: ...
+
+
 @dataclass
-class _Acc:
+class RunningSums:
     nll: float = 0.0
     kld: float = 0.0
     agree: int = 0
@@ -66,7 +93,7 @@ class RefBlock:
         return cls(probs, neg_entropy, ref_logprobs.argmax(-1), targets)
 
 
-def compare(ref: RefBlock, cand: F32, acc: _Acc) -> None:
+def compare(ref: RefBlock, cand: F32, acc: RunningSums) -> None:
     """Fold one block of positions (rows of candidate log-probs) into the running sums."""
     rows = np.arange(len(ref.targets))
     acc.nll -= float(cand[rows, ref.targets].sum())
@@ -79,14 +106,14 @@ def compare(ref: RefBlock, cand: F32, acc: _Acc) -> None:
 def score_windows(
     n_models: int,
     wins: list[list[int]],
-    run_window: Callable[[list[int], list[_Acc]], None],
+    run_window: Callable[[list[int], list[RunningSums]], None],
     progress: Callable[[int, int], None] | None = None,
-) -> list[_Acc]:
+) -> list[RunningSums]:
     """Run every window through `run_window`, one accumulator per model; shared by the GGUF
     and ONNX evaluations, which differ only in how a window's logits are produced."""
     if not wins:
         raise EvalError("the evaluation text is too short", hint="Use a longer --eval-file.")
-    accs = [_Acc() for _ in range(n_models)]
+    accs = [RunningSums() for _ in range(n_models)]
     for i, win in enumerate(wins):
         run_window(win, accs)
         if progress:
@@ -105,10 +132,11 @@ def windows(
     return [w for w in out if len(w) > 2][:max_windows]
 
 
-def result_row(info: Any, acc: _Acc) -> EvalResult:
+def result_row(info: ModelInfo, acc: RunningSums, model: Path | None = None) -> EvalResult:
+    """One model's row, named `model` (default: `info.path`)."""
     n = max(acc.n, 1)
     return EvalResult(
-        model=str(info.path),
+        model=str(model if model is not None else info.path),
         file_size=info.file_size,
         bits_per_weight=round(info.bits_per_weight, 4),
         n_tokens=acc.n,

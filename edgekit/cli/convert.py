@@ -1,28 +1,65 @@
-"""`edgekit convert --to gguf` and `edgekit eval`: spike-aware mixed precision and its quality.
+"""`edgekit convert`: one front for every target and recipe.
 
-The heavy steps (torch calibration, HF conversion, llama.cpp) load inside the commands.
-Progress bars and tables go to stderr/stdout consoles; --json prints one object on stdout.
+The command line becomes one `ConvertRequest` (edgekit/converters/request.py), which the pipeline
+of its target and recipe turns into one `ConvertResult` (GGUF spike | target-bpw | random:
+converters/gguf.py; GGUF measured: converters/measured.py; ONNX: converters/onnx.py); the result
+is evaluated against its reference and rendered here the same way whatever produced it. The heavy
+steps (torch calibration, HF conversion, llama.cpp, onnxruntime) load inside the pipelines.
+Progress bars go to stderr; --json prints one object on stdout.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from edgekit.cli.convert_measured import MeasuredSettings, convert_measured
 from edgekit.cli.eval import eval_rows, print_eval_table
 from edgekit.cli.options import EvalFileOpt, JsonOpt, ThreadsOpt, WindowsOpt
-from edgekit.cli.render import mib, out_console, print_json, progress_bar, user_errors
+from edgekit.cli.render import err_console, mib, out_console, print_json, progress_bar, user_errors
 from edgekit.errors import ConversionError, PlanError
+from edgekit.outputs import check_output, protect_inputs
 
 if TYPE_CHECKING:
     from gguf import GGMLQuantizationType
 
-    from edgekit.evaluate import EvalResult
-    from edgekit.quant.planner import Plan, Recipe
-    from edgekit.quant.spikes import SpikeProfile
+    from edgekit.converters.request import ConvertRequest, ConvertResult
+    from edgekit.evaluate import EvalReport
+    from edgekit.quant.planner import Recipe
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    """The command line as typed; `build_request` checks and resolves it."""
+
+    source: Path | None
+    to: str
+    output: Path | None
+    precision: str
+    base_type: str
+    recipe: str | None
+    mix: str | None
+    threshold: float | None
+    top_k: int | None
+    target_bpw: float | None
+    high_type: str
+    output_type: str
+    seed: int
+    k: int | None
+    scores: Path | None
+    scores_out: Path | None
+    calib_file: Path | None
+    dry_run: bool
+    force: bool
+    no_eval: bool
+    eval_file: Path | None
+    eval_windows: int
+    trust_remote_code: bool
+    threads: int
+    verbose: bool
+    as_json: bool
 
 
 def ggml_type(name: str) -> GGMLQuantizationType:
@@ -36,59 +73,33 @@ def ggml_type(name: str) -> GGMLQuantizationType:
         ) from None
 
 
-def make_recipe(
-    recipe: str,
-    threshold: float | None,
-    top_k: int | None,
-    target_bpw: float | None,
-    seed: int,
-    k: int | None,
-    high: GGMLQuantizationType,
-) -> Recipe:
+def make_recipe(name: str, o: ConvertOptions, high: GGMLQuantizationType) -> Recipe:
     from edgekit.quant.planner import RandomLayers, Spike, TargetBpw
 
-    if recipe == "spike":
-        return Spike(threshold=threshold, top_k=top_k, high_type=high)
-    if recipe == "target-bpw":
-        if target_bpw is None:
+    if name == "spike":
+        return Spike(threshold=o.threshold, top_k=o.top_k, high_type=high)
+    if name == "target-bpw":
+        if o.target_bpw is None:
             raise PlanError("--recipe target-bpw needs --target-bpw", hint="e.g. --target-bpw 7.3")
-        return TargetBpw(bpw=target_bpw, high_type=high)
-    if recipe == "random":
-        if k is None and target_bpw is None:
+        return TargetBpw(bpw=o.target_bpw, high_type=high)
+    if name == "random":
+        if o.k is None and o.target_bpw is None:
             raise PlanError("--recipe random needs --k or --target-bpw")
-        return RandomLayers(seed=seed, k=k, bpw=target_bpw, high_type=high)
-    raise PlanError(f"unknown recipe {recipe!r}", hint="Use spike, target-bpw or random.")
+        return RandomLayers(seed=o.seed, k=o.k, bpw=o.target_bpw, high_type=high)
+    raise PlanError(f"unknown recipe {name!r}", hint="Use spike, target-bpw or random.")
 
 
-def _profile(
-    source: Path,
-    scores: Path | None,
-    calib_file: Path | None,
-    trust_remote_code: bool,
-    quiet: bool,
-) -> SpikeProfile:
-    from edgekit.converters.gguf import calibrate_source
-    from edgekit.quant.spikes import load_profile
-
-    if scores is not None:
-        return load_profile(scores)
-    text = _calib_text(calib_file)
-    with progress_bar("calibrating", quiet) as update:
-        return calibrate_source(source, text, trust_remote_code, update, quiet=quiet)
-
-
-def _calib_text(calib_file: Path | None) -> str:
+def calib_text(calib_file: Path | None) -> str | None:
+    """The --calib-file's text; None: the built-in calibration text."""
     if calib_file is None:
-        from edgekit.texts.calibration import CALIBRATION_TEXT
-
-        return CALIBRATION_TEXT
+        return None
     try:
         return calib_file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise ConversionError(f"cannot read the calibration text {calib_file}: {e}") from None
 
 
-def _default_recipe(to: str, target_bpw: float | None, *spike_options: object) -> str:
+def default_recipe(to: str, target_bpw: float | None, *spike_options: object) -> str:
     """GGUF: the measured mix, unless an option of the spike recipe was given. ONNX: the measured
     plan at --target-bpw when one is given (its probes take minutes), otherwise spike."""
     if any(o is not None for o in spike_options):
@@ -98,9 +109,109 @@ def _default_recipe(to: str, target_bpw: float | None, *spike_options: object) -
     return "measured"
 
 
-def default_output(source: Path, base_type: GGMLQuantizationType, recipe: str) -> Path:
+def default_output(source: Path, o: ConvertOptions, recipe: str) -> Path:
+    """`{name}-{recipe}-{type}.gguf`, `{name}-measured-{mix}-{type}.gguf` or
+    `{name}-onnx-{precision}` in the current folder."""
     stem = source.stem if source.is_file() else source.name
-    return Path.cwd() / f"{stem}-{recipe}-{base_type.name.lower()}.gguf"
+    if o.to == "onnx":
+        return Path.cwd() / f"{stem}-onnx-{o.precision}"
+    label = f"measured-{o.mix or 'bpw'}" if recipe == "measured" else recipe
+    return Path.cwd() / f"{stem}-{label}-{o.base_type.lower()}.gguf"
+
+
+def build_request(o: ConvertOptions) -> ConvertRequest:
+    """Check the options (cheap errors first, before any work) and resolve them."""
+    from edgekit.backends.runner import resolve_model
+    from edgekit.converters.gguf import refuse_overwriting_source
+    from edgekit.converters.request import ConvertRequest
+
+    if o.to not in ("gguf", "onnx"):
+        raise ConversionError(f"unknown output format --to {o.to}", hint="Use gguf or onnx.")
+    src = resolve_model(o.source)
+    protect_inputs(src, o.scores, o.calib_file, o.eval_file)
+    if o.scores_out is not None:
+        check_output(o.scores_out)  # before calibrating, not after
+    base_t, high = ggml_type(o.base_type), ggml_type(o.high_type)
+    recipe = o.recipe or default_recipe(o.to, o.target_bpw, o.threshold, o.top_k, o.k)
+    if recipe == "measured" and o.to != "gguf":
+        raise PlanError("the measured recipe writes GGUF only", hint="Use --to gguf.")
+    plan_recipe = None if recipe == "measured" else make_recipe(recipe, o, high)
+    out = (o.output or default_output(src, o, recipe)).expanduser()
+    if o.to == "gguf":
+        refuse_overwriting_source(src, out, o.force)
+    quiet = o.as_json
+    return ConvertRequest(
+        src,
+        out,
+        target=o.to,
+        recipe=recipe,
+        plan_recipe=plan_recipe,
+        base_type=base_t,
+        output_type=ggml_type(o.output_type),
+        mix=o.mix,
+        target_bpw=o.target_bpw,
+        precision=o.precision,
+        scores=o.scores,
+        scores_out=o.scores_out,
+        calib_text=calib_text(o.calib_file),
+        dry_run=o.dry_run,
+        evaluate=not o.no_eval,
+        trust_remote_code=o.trust_remote_code,
+        threads=o.threads,
+        quiet=quiet,
+        stage=lambda label: progress_bar(label, quiet),
+        say=(lambda _: None) if quiet else (lambda m: err_console.print(f"[dim]{m}[/dim]")),
+    )
+
+
+def run_pipeline(req: ConvertRequest) -> ConvertResult:
+    """The pipeline of the request's target and recipe."""
+    if req.target == "onnx":
+        from edgekit.converters.onnx import convert_onnx
+
+        return convert_onnx(req)
+    if req.recipe == "measured":
+        from edgekit.converters.measured import convert_measured
+
+        return convert_measured(req)
+    from edgekit.converters.gguf import convert_gguf
+
+    return convert_gguf(req)
+
+
+def evaluate(result: ConvertResult, o: ConvertOptions) -> EvalReport | None:
+    """The quality table against the result's reference, unless --no-eval or a dry run."""
+    if o.no_eval or not result.written or result.reference is None:
+        return None
+    return eval_rows(
+        result.reference, [result.output], o.eval_file, o.eval_windows, o.threads, o.as_json
+    )
+
+
+def render(result: ConvertResult, report: EvalReport | None, o: ConvertOptions) -> None:
+    p, whole_plan = result.plan, o.verbose or result.show_plan
+    if o.as_json:
+        doc: dict[str, Any] = {
+            "output": str(result.output) if result.written else None,
+            "file_size": result.file_size,
+            **result.report,
+        }
+        if whole_plan:
+            doc["plan"] = p.to_dict()
+        if report:
+            doc["eval"] = report.to_dict()
+        print_json(doc)
+        return
+    if whole_plan:
+        for line in p.lines():
+            out_console.print(line, markup=False)
+    where = str(result.output) if result.written else "dry run, nothing written"
+    out_console.print(
+        f"[bold]{result.title}[/bold]{result.subtitle}: {mib(result.file_size)}{result.measure}"
+        f" -> {where}\n{result.note}"
+    )
+    if report:
+        print_eval_table(report)
 
 
 @user_errors
@@ -154,93 +265,7 @@ def convert_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Spike-aware mixed precision: spiky layers kept high, the rest quantized lower."""
-    from edgekit.backends.runner import resolve_model
-    from edgekit.converters.gguf import (
-        base_gguf,
-        expected_file_size,
-        plan_for,
-        refuse_overwriting_source,
-        write_planned,
-    )
-
-    if to not in ("gguf", "onnx"):
-        raise ConversionError(f"unknown output format --to {to}", hint="Use gguf or onnx.")
-    src = resolve_model(source)
-    base_t, high = ggml_type(base_type), ggml_type(high_type)
-    recipe = recipe or _default_recipe(to, target_bpw, threshold, top_k, k)
-    if recipe == "measured":
-        if to != "gguf":
-            raise PlanError("the measured recipe writes GGUF only", hint="Use --to gguf.")
-        out = (output or default_output(src, base_t, f"measured-{mix or 'bpw'}")).expanduser()
-        refuse_overwriting_source(src, out, force)
-        settings = MeasuredSettings(mix, target_bpw, dry_run, no_eval, eval_file, eval_windows)
-        # The measured mix takes its spike prior from the imatrix's recorded activations; a
-        # torch calibration runs only when its profile is given or asked for.
-        profile = None
-        if scores is not None or scores_out is not None:
-            profile = _profile(src, scores, calib_file, trust_remote_code, as_json)
-        if profile is not None and scores_out is not None:
-            profile.save(scores_out)
-        text = _calib_text(calib_file)
-        convert_measured(src, out, profile, text, settings, threads, verbose, as_json)
-        return
-    rec = make_recipe(recipe, threshold, top_k, target_bpw, seed, k, high)
-    if to == "onnx":
-        from edgekit.cli.convert_onnx import convert_onnx
-
-        evaluate = None if no_eval else (eval_file, eval_windows, threads)
-        convert_onnx(
-            src, output, precision, rec, scores, calib_file, evaluate, trust_remote_code, as_json
-        )
-        return
-    out = (output or default_output(src, base_t, recipe)).expanduser()
-    refuse_overwriting_source(src, out, force)
-    with progress_bar("base GGUF", as_json) as update:
-        base = base_gguf(src, threads, update)
-    profile = _profile(src, scores, calib_file, trust_remote_code, as_json)
-    if scores_out is not None:
-        profile.save(scores_out)
-    p = plan_for(base, profile, base_t, rec, ggml_type(output_type))
-    size = expected_file_size(base, p)
-    if dry_run:
-        _report_plan(p, size, None, as_json, verbose=True)
-        return
-    with progress_bar("quantizing", as_json) as update:
-        written = write_planned(base, out, p, profile, threads, update)
-    results = None if no_eval else eval_rows(base, [out], eval_file, eval_windows, threads, as_json)
-    _report_plan(p, out.stat().st_size, written.path, as_json, verbose, results)
-
-
-def _report_plan(
-    p: Plan,
-    size: int,
-    path: Path | None,
-    as_json: bool,
-    verbose: bool,
-    results: tuple[str, EvalResult, list[EvalResult]] | None = None,
-) -> None:
-    if as_json:
-        doc: dict[str, Any] = {"output": str(path) if path else None, "file_size": size}
-        doc["plan"] = (
-            p.to_dict() if verbose else {k: v for k, v in p.to_dict().items() if k != "tensors"}
-        )
-        doc["kept"] = [{"tensor": d.tensor, "type": d.type.name, "score": d.score} for d in p.kept]
-        if results:
-            doc["eval"] = {
-                "text": results[0],
-                "reference": results[1].to_dict(),
-                "models": [r.to_dict() for r in results[2]],
-            }
-        print_json(doc)
-        return
-    if verbose:
-        for line in p.lines():
-            out_console.print(line, markup=False)
-    kept = ", ".join(f"{d.tensor} ({d.score:.1f})" for d in p.kept) or "none"
-    where = str(path) if path else "dry run, nothing written"
-    out_console.print(
-        f"[bold]{p.recipe}[/bold] over {p.base_type.name}: {mib(size)}, {p.bpw:.3f} bits/weight"
-        f" -> {where}\nkept high: {kept}"
-    )
-    if results:
-        print_eval_table(*results)
+    # Every parameter above is a field of ConvertOptions, by the same name.
+    options = ConvertOptions(**locals())
+    result = run_pipeline(build_request(options))
+    render(result, evaluate(result, options), options)

@@ -12,7 +12,7 @@ from edgekit.cli.options import EvalFileOpt, JsonOpt, ThreadsOpt, WindowsOpt
 from edgekit.cli.render import mib, out_console, print_json, progress_bar, user_errors
 
 if TYPE_CHECKING:
-    from edgekit.evaluate import EvalResult
+    from edgekit.evaluate import EvalReport
 
 
 def eval_rows(
@@ -22,24 +22,26 @@ def eval_rows(
     windows: int,
     threads: int,
     quiet: bool,
-) -> tuple[str, EvalResult, list[EvalResult]]:
+) -> EvalReport:
     """Evaluate on the back end that reads the reference (llama.cpp for GGUF, onnxruntime for
     an ONNX folder)."""
     from edgekit.backends import Capability, backend_for
+    from edgekit.evaluate import EvalReport
     from edgekit.texts.evaluation import load_eval_text
 
     backend = backend_for(reference, Capability.EVALUATE)
     text = load_eval_text(eval_file)
     with progress_bar("evaluating", quiet) as update:
         ref, rows = backend.evaluate(reference, models, text.text, windows, threads, update)
-    return text.source, ref, rows
+    return EvalReport(text.source, ref, rows)
 
 
-def print_eval_table(source: str, ref: EvalResult, rows: list[EvalResult]) -> None:
-    table = Table(title=f"Quality vs reference (text: {source})", title_justify="left")
+def print_eval_table(report: EvalReport) -> None:
+    ref = report.reference
+    table = Table(title=f"Quality vs reference (text: {report.text})", title_justify="left")
     for col in ("model", "size", "bpw", "PPL", "KLD", "top-1", "tokens"):
         table.add_column(col, justify="left" if col == "model" else "right")
-    for r in [ref, *rows]:
+    for r in [ref, *report.models]:
         name = Path(r.model).name + (" (reference)" if r is ref else "")
         table.add_row(
             name,
@@ -71,18 +73,16 @@ def eval_command(
     GGUF files are compared with a GGUF reference through llama.cpp; ONNX folders with their
     fp32 export through onnxruntime.
     """
-    source, ref, rows = eval_rows(reference, models, eval_file, eval_windows, threads, as_json)
+    report = eval_rows(reference, models, eval_file, eval_windows, threads, as_json)
     if speed:
-        for r in rows:
+        for r in report.models:
             r.decode_tok_s = _decode_speed(Path(r.model), threads)
     if as_json:
-        print_json(
-            {"text": source, "reference": ref.to_dict(), "models": [r.to_dict() for r in rows]}
-        )
+        print_json(report.to_dict())
         return
-    print_eval_table(source, ref, rows)
+    print_eval_table(report)
     if speed:
-        for r in rows:
+        for r in report.models:
             out_console.print(f"{Path(r.model).name}: {r.decode_tok_s:.1f} tok/s decode")
 
 

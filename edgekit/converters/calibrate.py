@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgekit.errors import CalibrationError, ConversionError
 from edgekit.quant.spikes import (
@@ -23,6 +23,9 @@ from edgekit.quant.spikes import (
     gguf_tensor_name,
     summarize,
 )
+
+if TYPE_CHECKING:
+    from edgekit.converters.request import ConvertRequest
 
 
 @dataclass
@@ -229,3 +232,23 @@ def calibrate(
         layers=tuple(layers),
         meta={"seq_len": seq_len, "sequences": len(seqs), "seconds": time.perf_counter() - start},
     )
+
+
+def spike_profile(req: ConvertRequest, source: Path | None = None) -> SpikeProfile:
+    """The request's spike profile: its saved scores (a JSON file or a profile in memory), else
+    a calibration run over `source` (default: the request's source); kept at --scores-out."""
+    from edgekit.converters.onnx_export import silence_false_regex_warning
+    from edgekit.quant.spikes import load_profile
+
+    if isinstance(req.scores, SpikeProfile):
+        profile = req.scores
+    elif req.scores is not None:
+        profile = load_profile(req.scores)
+    else:
+        silence_false_regex_warning()
+        loaded = load_for_calibration(source or req.source, req.trust_remote_code, req.quiet)
+        with req.stage("calibrating") as update:
+            profile = calibrate(loaded, [req.calibration_text], progress=update)
+    if req.scores_out is not None:
+        profile.save(req.scores_out)
+    return profile

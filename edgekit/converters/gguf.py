@@ -11,53 +11,44 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from gguf import GGMLQuantizationType, LlamaFileType
 
-from edgekit.backends.llama_cpp.quantize import FILE_TYPE_OF, Progress, write_gguf
-from edgekit.errors import ConversionError, OutputPathError
+from edgekit.backends.llama_cpp.quantize import Progress, write_gguf
+from edgekit.converters.calibrate import spike_profile
+from edgekit.converters.request import (
+    ConvertRequest,
+    ConvertResult,
+    kept_names,
+    kept_rows,
+    plan_record,
+)
+from edgekit.errors import ConversionError
 from edgekit.gguf.metadata import MetaValue
 from edgekit.gguf.reader import read_header
+from edgekit.outputs import check_output, write_json
 from edgekit.paths import cache_dir
 from edgekit.quant.planner import Plan, Recipe, plan
 from edgekit.quant.spikes import SpikeProfile
+from edgekit.quant.types import FILE_TYPE_OF, FLOAT_TYPES, META_PREFIX
 
 Q = GGMLQuantizationType
-FLOAT_TYPES = frozenset({Q.F32, Q.F16, Q.BF16})
-META_PREFIX = "edgekit.quant."
 
 
 def is_float_gguf(path: Path) -> bool:
     return all(t.ggml_type in FLOAT_TYPES for t in read_header(path).tensors)
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
-    except OSError:
-        return False
-
-
 def refuse_overwriting_source(source: Path, out: Path, force: bool = False) -> None:
     """An output that resolves to the source (a symlink, a hard link, `./m.gguf` vs `m.gguf`)
-    would replace the only copy of the model the user has; that needs an explicit --force."""
-    if source.is_dir():
-        inside = out.resolve().is_relative_to(source.resolve())
-        if inside and not force:
-            raise OutputPathError(
-                f"the output {out} is inside the source folder {source}",
-                hint="Write the output elsewhere, or pass --force.",
-            )
-        return
-    if _same_file(source, out) and not force:
-        raise OutputPathError(
-            f"the output {out} is the source model itself; converting would overwrite it",
-            hint="Choose another -o path, or pass --force to replace the source.",
-        )
+    would replace the only copy of the model the user has; that needs an explicit --force. The
+    output's folder is checked here too, before minutes of calibration."""
+    check_output(out, inputs=[source], force=force)
 
 
 def _fingerprint(path: Path) -> str:
@@ -89,19 +80,6 @@ def base_gguf(source: Path, threads: int = 2, progress: Progress | None = None) 
     return out
 
 
-def calibrate_source(
-    source: Path,
-    calib_text: str,
-    trust_remote_code: bool = False,
-    progress: Callable[[int, int], None] | None = None,
-    quiet: bool = False,
-) -> SpikeProfile:
-    from edgekit.converters.calibrate import calibrate, load_for_calibration
-
-    loaded = load_for_calibration(source, trust_remote_code, quiet)
-    return calibrate(loaded, [calib_text], progress=progress)
-
-
 def plan_for(
     base: Path,
     profile: SpikeProfile | None,
@@ -115,16 +93,23 @@ def plan_for(
     return plan(tensors, scores, base_type, recipe, output_type, base_mix)
 
 
-def plan_metadata(p: Plan, profile: SpikeProfile | None) -> dict[str, MetaValue]:
-    kept = p.kept
+def plan_metadata(
+    p: Plan,
+    calibration_hash: str,
+    kept: Mapping[str, float | None],
+    extra: Mapping[str, MetaValue] | None = None,
+) -> dict[str, MetaValue]:
+    """The metadata keys a planned GGUF carries: the recipe, and the tensors it chose (`kept`:
+    label -> score) with the calibration they were chosen on."""
     return {
         META_PREFIX + "method": p.recipe,
         META_PREFIX + "recipe": json.dumps(p.params, sort_keys=True),
         META_PREFIX + "base_type": p.base_type.name,
-        META_PREFIX + "kept_tensors": [d.tensor for d in kept] or [""],
-        META_PREFIX + "kept_scores": [float(d.score or 0.0) for d in kept] or [0.0],
-        META_PREFIX + "calibration_hash": profile.calibration_hash if profile else "",
+        META_PREFIX + "kept_tensors": list(kept) or [""],
+        META_PREFIX + "kept_scores": [float(s or 0.0) for s in kept.values()] or [0.0],
+        META_PREFIX + "calibration_hash": calibration_hash,
         META_PREFIX + "bits_per_weight": round(p.bpw, 4),
+        **(extra or {}),
     }
 
 
@@ -166,19 +151,50 @@ def write_planned(
         out,
         quantizable(p),
         ftype,
-        plan_metadata(p, profile),
+        plan_metadata(
+            p,
+            profile.calibration_hash if profile else "",
+            {d.tensor: d.score for d in p.kept},
+        ),
         threads,
         progress,
         expected_bytes=size,
     )
     plan_path = out.with_suffix(".plan.json")
-    doc: dict[str, Any] = {
-        **p.to_dict(),
-        "base": str(base),
-        "calibration_hash": profile.calibration_hash if profile else None,
-    }
-    plan_path.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+    chash = profile.calibration_hash if profile else None
+    write_json(plan_path, plan_record(p, base=str(base), calibration_hash=chash))
     return Written(out, plan_path, p)
+
+
+def convert_gguf(req: ConvertRequest) -> ConvertResult:
+    """The spike, target-bpw and random recipes: base GGUF, spike profile, plan, quantize."""
+    if req.plan_recipe is None:
+        raise ConversionError(f"the {req.recipe} recipe has no spike plan")
+    start = time.perf_counter()
+    with req.stage("base GGUF") as update:
+        base = base_gguf(req.source, req.threads, update)
+    profile = spike_profile(req)
+    p = plan_for(base, profile, req.base_type, req.plan_recipe, req.output_type)
+    size = expected_file_size(base, p)
+    if not req.dry_run:
+        with req.stage("quantizing") as update:
+            write_planned(base, req.output, p, profile, req.threads, update)
+        size = req.output.stat().st_size
+    return ConvertResult(
+        req.output,
+        p,
+        size,
+        time.perf_counter() - start,
+        title=p.recipe,
+        subtitle=f" over {p.base_type.name}",
+        measure=f", {p.bpw:.3f} bits/weight",
+        note=f"kept high: {kept_names(p)}",
+        report={"plan": p.to_dict(tensors=False), "kept": kept_rows(p)},
+        show_plan=req.dry_run,
+        reference=base,
+        profile=profile,
+        written=not req.dry_run,
+    )
 
 
 def read_plan_metadata(path: Path) -> dict[str, Any]:

@@ -1,58 +1,25 @@
 """What differs between the families edgekit converts: GGUF hyperparameters and weight fixes.
 
 Mirrors the per-family classes of llama.cpp's convert_hf_to_gguf.py (LlamaModel, Qwen2Model,
-Gemma3Model). Tensor names are never listed here: gguf-py's TensorNameMap maps them.
+Gemma3Model); which families these are, and their knobs, is the table in families.py. Tensor
+names are never listed here: gguf-py's TensorNameMap maps them.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import gguf
 import numpy as np
 
+from edgekit.converters.families import Family
 from edgekit.converters.hf_weights import F32Array, Weight
 from edgekit.errors import ConversionError, UnsupportedArchitectureError
 
 A = gguf.MODEL_ARCH
 T = gguf.MODEL_TENSOR
 HParams = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Family:
-    arch: gguf.MODEL_ARCH
-    # llama.cpp's LLAMA graph rotates adjacent pairs, HF's Llama rotates halves: Q/K rows are
-    # reordered to match. Qwen2 and Gemma3 use the half-rotation (NEOX) kernel, no reorder.
-    permute_qk: bool = False
-    # Gemma's RMSNorm scales by (1 + weight); llama.cpp's by weight.
-    norm_shift: float = 0.0
-    space_prefix: bool = True
-
-    @property
-    def name(self) -> str:
-        return gguf.MODEL_ARCH_NAMES[self.arch]
-
-
-FAMILIES = {
-    "llama": Family(A.LLAMA, permute_qk=True),
-    "mistral": Family(A.LLAMA, permute_qk=True),
-    "qwen2": Family(A.QWEN2),
-    "gemma3": Family(A.GEMMA3, norm_shift=1.0, space_prefix=False),
-    "gemma3_text": Family(A.GEMMA3, norm_shift=1.0, space_prefix=False),
-}
-
-
-def family_of(model_type: str) -> Family:
-    family = FAMILIES.get(model_type)
-    if family is None:
-        raise UnsupportedArchitectureError(
-            f"unsupported architecture {model_type!r}",
-            hint=f"edgekit converts: {', '.join(sorted(FAMILIES))}.",
-        )
-    return family
 
 
 def head_dim(hp: HParams) -> int:

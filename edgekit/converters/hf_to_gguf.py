@@ -24,21 +24,20 @@ from typing import Any
 import gguf
 import numpy as np
 
-from edgekit.backends.llama_cpp.quantize import FILE_TYPE_OF, atomic_output, check_writable
-from edgekit.converters.families import NATIVE_FAMILIES
+from edgekit.backends.llama_cpp.quantize import atomic_output, check_writable
+from edgekit.converters.families import NATIVE, Family, native_family
 from edgekit.converters.hf_arch import (
-    Family,
     HParams,
     add_hparams,
     check_shapes,
     extra_tensors,
-    family_of,
     fix_tensor,
 )
 from edgekit.converters.hf_source import check_hf_dir
 from edgekit.converters.hf_vocab import add_vocab
 from edgekit.converters.hf_weights import Weight, read_weights
 from edgekit.errors import ConversionError
+from edgekit.quant.types import FILE_TYPE_OF
 
 log = logging.getLogger(__name__)
 Q = gguf.GGMLQuantizationType
@@ -64,11 +63,11 @@ def convert_hf(
     """Write `out` from the Hugging Face folder `source`.
 
     `converter` is "llama.cpp" (its convert_hf_to_gguf.py, every architecture it knows), "native"
-    (this module, the families of hf_arch.FAMILIES), or "auto": native where it maps the family,
+    (this module, the native rows of families.FAMILIES), or "auto": native where it maps the family,
     since it streams one tensor at a time, llama.cpp's converter for everything else.
     """
     cfg = check_hf_dir(source)  # bad input gets its specific error first
-    native = str(cfg["model_type"]) in NATIVE_FAMILIES
+    native = str(cfg["model_type"]) in NATIVE
     if converter == "llama.cpp" or (converter == "auto" and not native):
         from edgekit.converters.llama_convert import convert_with_llama_cpp
 
@@ -81,7 +80,7 @@ def convert_native(source: Path, out: Path, out_type: gguf.GGMLQuantizationType 
     cfg = check_hf_dir(source)
     if out_type not in (Q.F32, Q.F16):
         raise ConversionError(f"base type {out_type.name} is not supported", hint="Use F32 or F16.")
-    family = family_of(str(cfg["model_type"]))
+    family = native_family(str(cfg["model_type"]))
     hp = load_hparams(source)
     check_shapes(hp)
     tensors = plan_tensors(family, hp, read_weights(source))

@@ -15,6 +15,7 @@ tokenizer with a standard pre-tokenizer converts too, and anything else is refus
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +75,9 @@ def _add_sentencepiece(w: gguf.GGUFWriter, source: Path, n_vocab: int, space_pre
         raise ConversionError(f"cannot read the SentencePiece model in {source}: {e}") from None
     tokens, scores, types = _columns(vocab.all_tokens())
     _apply_added_tokens(source, tokens, types)
-    _write(w, SentencePieceVocab.tokenizer_model, tokens, scores, types, n_vocab, source, False)
+    _write(
+        w, TokenTable(SentencePieceVocab.tokenizer_model, tokens, scores, types), n_vocab, source
+    )
     if not space_prefix:
         w.add_add_space_prefix(False)
 
@@ -85,7 +88,7 @@ def _add_llama_hf(w: gguf.GGUFWriter, source: Path, n_vocab: int) -> None:
     except (OSError, TypeError, ValueError) as e:
         raise ConversionError(f"cannot read the tokenizer in {source}: {e}") from None
     tokens, scores, types = _columns(vocab.all_tokens())
-    _write(w, LlamaHfVocab.tokenizer_model, tokens, scores, types, n_vocab, source, False)
+    _write(w, TokenTable(LlamaHfVocab.tokenizer_model, tokens, scores, types), n_vocab, source)
 
 
 def _add_byte_level_bpe(w: gguf.GGUFWriter, source: Path, tj: dict[str, Any], n_vocab: int) -> None:
@@ -100,7 +103,7 @@ def _add_byte_level_bpe(w: gguf.GGUFWriter, source: Path, tj: dict[str, Any], n_
         by_id[int(added["id"])] = (str(added["content"]).encode(), kind)
     tokens = [by_id[i][0] if i in by_id else _pad(i) for i in range(max(by_id) + 1)]
     types = [by_id[i][1] if i in by_id else TokenType.UNUSED for i in range(len(tokens))]
-    _write(w, BpeVocab.tokenizer_model, tokens, None, types, n_vocab, source, True)
+    _write(w, TokenTable(BpeVocab.tokenizer_model, tokens, None, types), n_vocab, source)
 
 
 def pre_tokenizer_name(tj: dict[str, Any]) -> str:
@@ -160,16 +163,16 @@ def _pad(i: int) -> bytes:
     return f"[PAD{i}]".encode()
 
 
-def _write(
-    w: gguf.GGUFWriter,
-    model: str,
-    tokens: list[bytes],
-    scores: list[float] | None,
-    types: list[TokenType],
-    n_vocab: int,
-    source: Path,
-    merges: bool,
-) -> None:
+@dataclass(frozen=True)
+class TokenTable:
+    model: str  # tokenizer.ggml.model
+    tokens: list[bytes]
+    scores: list[float] | None  # None: a BPE vocabulary, ranked by its merges
+    types: list[TokenType]
+
+
+def _write(w: gguf.GGUFWriter, table: TokenTable, n_vocab: int, source: Path) -> None:
+    tokens, scores, types = table.tokens, table.scores, table.types
     if len(tokens) > n_vocab:
         raise ConversionError(
             f"the tokenizer has {len(tokens)} tokens but the model only {n_vocab} embeddings",
@@ -177,10 +180,10 @@ def _write(
         )
     # llama.cpp sizes the vocabulary from the token list, which must cover every embedding row.
     extra = range(len(tokens), n_vocab)
-    w.add_tokenizer_model(model)
+    w.add_tokenizer_model(table.model)
     w.add_token_list(tokens + [_pad(i) for i in extra])
     if scores is not None:
         w.add_token_scores(scores + [-1000.0] * len(extra))
     w.add_token_types([int(t) for t in types] + [int(TokenType.UNUSED)] * len(extra))
-    special = gguf.SpecialVocab(source, load_merges=merges, n_vocab=n_vocab)
+    special = gguf.SpecialVocab(source, load_merges=scores is None, n_vocab=n_vocab)
     special.add_to_gguf(w, quiet=True)

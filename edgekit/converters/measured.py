@@ -23,34 +23,24 @@ from typing import Any
 from gguf import GGMLQuantizationType
 
 from edgekit.backends.llama_cpp import tools
-from edgekit.backends.llama_cpp.quantize import atomic_output, check_writable
-from edgekit.backends.llama_cpp.sensitivity import Costs, Measured, Probe, bits, measure
+from edgekit.backends.llama_cpp.quantize import atomic_output, check_writable, verify_types
+from edgekit.backends.llama_cpp.sensitivity import Costs, Measured, Probe, measure
+from edgekit.converters.calibrate import spike_profile
+from edgekit.converters.gguf import base_gguf, plan_metadata, quantizable
+from edgekit.converters.request import ConvertRequest, ConvertResult, plan_record
 from edgekit.errors import PlanError
 from edgekit.gguf import imatrix as imx
-from edgekit.gguf.metadata import MetaValue, add_metadata, encode_kv
+from edgekit.gguf.metadata import MetaValue, add_metadata
 from edgekit.gguf.reader import read_header
+from edgekit.outputs import write_json, write_text
 from edgekit.paths import cache_dir
-from edgekit.quant.mixplan import MixTarget, padded, plan_mix
-from edgekit.quant.planner import Plan
+from edgekit.quant.mixplan import MixTarget, padded, padded_bytes, plan_mix
+from edgekit.quant.planner import Decision, Plan
+from edgekit.quant.spikes import calibration_hash
+from edgekit.quant.types import DEFAULT_MIX, META_PREFIX, MIX_LABEL, bits
 
 Q = GGMLQuantizationType
-META_PREFIX = "edgekit.quant."
 HEADER_RESERVE = 16 * 1024  # our metadata keys and header padding, kept out of the budget
-STOCK_NAMES = ("Q2_K", "Q3_K_S", "Q3_K_M", "Q3_K_L", "IQ4_XS", "Q4_K_S", "Q4_K_M", "Q5_K_M", "Q6_K")
-# The file-type label of a measured mix: the stock name of the type holding the most bytes.
-_LABEL = {
-    Q.Q2_K: "Q2_K",
-    Q.Q3_K: "Q3_K_M",
-    Q.IQ4_XS: "IQ4_XS",
-    Q.Q4_K: "Q4_K_M",
-    Q.Q5_K: "Q5_K_M",
-    Q.Q6_K: "Q6_K",
-    Q.Q8_0: "Q8_0",
-    Q.Q4_0: "Q4_0",
-    Q.IQ4_NL: "IQ4_NL",
-    Q.Q5_0: "Q5_0",
-    Q.Q5_1: "Q5_1",
-}
 Progress = Callable[[str], None]
 log = logging.getLogger("edgekit.converters.measured")
 
@@ -88,7 +78,7 @@ class Workspace:
     def text_file(self) -> Path:
         path = self.root / "calibration.txt"
         if not path.exists():
-            path.write_text(self.text, encoding="utf-8")
+            write_text(path, self.text)
         return path
 
     @property
@@ -115,7 +105,7 @@ class Workspace:
             except CalibrationError as e:
                 log.info("own imatrix not possible (%s); running llama-imatrix", e.message)
             else:
-                self._spikes_path.write_text(json.dumps(c.spike_scores(), indent=0) + "\n")
+                write_json(self._spikes_path, c.spike_scores(), indent=0)
                 return imx.write(out, c.sums, c.counts, c.chunks, c.chunk_size, ["edgekit"])
         tools.imatrix(self.base, self.text_file, out, threads=self.threads)
         return out
@@ -126,13 +116,12 @@ class Workspace:
         name = f"{'pure' if pure else 'stock'}-{ftype}{'' if imatrix else '-noimatrix'}.gguf"
         out = self.root / name
         if not out.exists():
-            tmp = out.with_name(out.name + ".partial")
             im = self.imatrix() if imatrix else None
-            req = tools.QuantizeRequest(
-                self.base, tmp, ftype, imatrix=im, pure=pure, threads=self.threads
-            )
-            tools.quantize(req)
-            tmp.rename(out)
+            with atomic_output(out) as tmp:
+                req = tools.QuantizeRequest(
+                    self.base, tmp, ftype, imatrix=im, pure=pure, threads=self.threads
+                )
+                tools.quantize(req)
         return out
 
     def weights(self) -> dict[str, Any]:
@@ -180,7 +169,7 @@ class Workspace:
         doc = measured.to_dict() | {
             "costs": {n: {q.name: v for q, v in c.items()} for n, c in measured.costs.items()}
         }
-        path.write_text(json.dumps(doc, indent=1) + "\n")
+        write_json(path, doc)
         return measured
 
 
@@ -255,21 +244,18 @@ def label_of(p: Plan) -> str:
         if d.rule not in ("1-D", "copy") and bits(d.type) < 16:
             by_type[d.type] = by_type.get(d.type, 0) + d.n_bytes
     top = max(by_type, key=lambda q: by_type[q]) if by_type else Q.Q8_0
-    return _LABEL.get(top, "Q8_0")
+    return MIX_LABEL.get(top, "Q8_0")
 
 
 def metadata(p: Plan, measured: Measured, calibration_hash: str) -> dict[str, MetaValue]:
-    moved = [d for d in p.decisions if d.rule in ("up", "down")]
-    return {
-        META_PREFIX + "method": p.recipe,
-        META_PREFIX + "recipe": json.dumps(p.params, sort_keys=True),
-        META_PREFIX + "base_type": p.base_type.name,
-        META_PREFIX + "kept_tensors": [f"{d.tensor}={d.type.name}" for d in moved] or [""],
-        META_PREFIX + "kept_scores": [float(d.score or 0.0) for d in moved] or [0.0],
-        META_PREFIX + "calibration_hash": calibration_hash,
-        META_PREFIX + "bits_per_weight": round(p.bpw, 4),
-        META_PREFIX + "probes": [f"{p.label}={p.kld:.6g}" for p in measured.probes] or [""],
-    }
+    """The planned file's keys: the tensors moved from the stock mix, and the probes' KLDs."""
+    moved = {f"{d.tensor}={d.type.name}": d.score for d in moved_from_stock(p)}
+    probes = [f"{p.label}={p.kld:.6g}" for p in measured.probes] or [""]
+    return plan_metadata(p, calibration_hash, moved, {META_PREFIX + "probes": probes})
+
+
+def moved_from_stock(p: Plan) -> list[Decision]:
+    return [d for d in p.decisions if d.rule in ("up", "down")]
 
 
 def write_measured(
@@ -284,38 +270,64 @@ def write_measured(
     meta = metadata(p, measured, calibration_hash)
     size = sum(padded(d.type, d.n_elements) for d in p.decisions) + read_header(ws.base).data_offset
     check_writable(out, size)
-    types = {d.tensor: d.type for d in p.decisions if d.rule not in ("1-D", "copy")}
+    types = quantizable(p)
     with atomic_output(out) as tmp:
         stage = tmp.with_name(tmp.name + ".q")
         try:
             req = tools.QuantizeRequest(
                 ws.base, stage, label_of(p), types, ws.imatrix(), threads=ws.threads
             )
-            got = tools.quantize(req, progress)
+            tools.quantize(req, progress)
             add_metadata(stage, tmp, meta)
         finally:
             stage.unlink(missing_ok=True)
-        _verify(got, types)
+        verify_types(tmp, types)
     plan_path = out.with_suffix(".plan.json")
-    doc: dict[str, Any] = {**p.to_dict(), "base": str(ws.base), "sensitivity": measured.to_dict()}
-    plan_path.write_text(json.dumps(doc, indent=1, default=str) + "\n", encoding="utf-8")
+    write_json(plan_path, plan_record(p, base=str(ws.base), sensitivity=measured.to_dict()))
     return out
 
 
-def _verify(got: Mapping[str, Q], want: Mapping[str, Q]) -> None:
-    wrong = [f"{n}: {got.get(n)} != {t.name}" for n, t in want.items() if got.get(n) != t]
-    if wrong:
-        raise PlanError(
-            f"llama-quantize wrote {len(wrong)} tensor(s) in another type than planned: "
-            + "; ".join(wrong[:5]),
-            hint="This llama.cpp build may fall back differently; report it.",
-        )
-
-
-def metadata_bytes(meta: Mapping[str, MetaValue]) -> int:
-    return sum(len(encode_kv(k, v)) for k, v in meta.items())
-
-
-def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
-    t = time.perf_counter()
-    return fn(), time.perf_counter() - t
+def convert_measured(req: ConvertRequest) -> ConvertResult:
+    """The measured recipe: llama.cpp's stock mix at --mix's size (or --target-bpw), moved by
+    measured costs. Its spike prior comes from the imatrix's recorded activations; a torch
+    calibration runs only when --scores or --scores-out asks for a profile."""
+    start = time.perf_counter()
+    with req.stage("base GGUF") as update:
+        base = base_gguf(req.source, req.threads, update)
+    profile = None
+    if req.scores is not None or req.scores_out is not None:
+        profile = spike_profile(req)
+    ws = Workspace(base, req.calibration_text, req.threads)
+    mix = req.mix if req.mix is not None or req.target_bpw is not None else DEFAULT_MIX
+    req.say("measuring tensor sensitivities (cached after the first run)...")
+    target, stock = target_for(ws, mix, req.target_bpw)
+    p, measured = measured_plan(ws, target, stock, profile.scores() if profile else None)
+    size = padded_bytes(p)
+    if not req.dry_run:
+        chash = profile.calibration_hash if profile else calibration_hash([ws.text])
+        with req.stage("quantizing") as update:
+            size = write_measured(ws, req.output, p, measured, chash, update).stat().st_size
+    moved = moved_from_stock(p)
+    report = {
+        "target": target.label,
+        "budget_bytes": target.budget_bytes,
+        "bits_per_weight": round(p.bpw, 4),
+        "seconds": round(time.perf_counter() - start, 1),
+        "moved": [
+            {"tensor": d.tensor, "type": d.type.name, "rule": d.rule, "note": d.note} for d in moved
+        ],
+    }
+    return ConvertResult(
+        req.output,
+        p,
+        size,
+        time.perf_counter() - start,
+        title="measured",
+        subtitle=f" mix at {target.label}'s budget",
+        measure=f", {p.bpw:.3f} bits/weight",
+        note=f"{len(moved)} tensor(s) moved from the stock mix",
+        report=report,
+        reference=base,
+        profile=profile,
+        written=not req.dry_run,
+    )

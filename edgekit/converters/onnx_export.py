@@ -19,13 +19,11 @@ from pathlib import Path
 from gguf import Keys
 
 from edgekit.backends.onnx.model import ONNX_FILE, SIDE_FILES, TOKENIZER_FILE
+from edgekit.converters.families import EXPORTABLE
 from edgekit.converters.hf_source import check_hf_dir
 from edgekit.errors import ConversionError, UnsupportedArchitectureError
 
 TASK = "text-generation-with-past"
-# model_type values both the calibrator and optimum's exporter handle (optimum names gemma3's
-# text-only model gemma3_text).
-EXPORTABLE = ("llama", "mistral", "qwen2", "gemma3_text")
 
 
 @contextlib.contextmanager

@@ -10,7 +10,7 @@ from edgekit.quant.spike_plot import grid
 from edgekit.quant.spikes import SpikeProfile
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")  # files only, never a window
@@ -21,7 +21,7 @@ def _pyplot() -> Any:
 
 def spike_png(profile: SpikeProfile, path: Path, kept: Collection[str] = ()) -> Path:
     """max |input| per block, one line per projection; kept layers circled."""
-    plt = _pyplot()
+    plt = pyplot()
     blocks, kinds, cells = grid(profile)
     fig, ax = plt.subplots(figsize=(9, 4.5), dpi=110)
     for kind in kinds:
@@ -45,7 +45,7 @@ def spike_png(profile: SpikeProfile, path: Path, kept: Collection[str] = ()) -> 
 
 def frontier_png(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
     """KLD vs file size, one marker per family (stock, spike-aware, random)."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
     styles = {
         "llama.cpp": ("s", "tab:blue"),

@@ -20,7 +20,7 @@ import numpy.typing as npt
 from gguf import GGUF_DEFAULT_ALIGNMENT, GGMLQuantizationType, Keys
 
 from edgekit.errors import ConversionError
-from edgekit.gguf.reader import GGUFHeader, TensorInfo, _Cursor
+from edgekit.gguf.reader import Cursor, GGUFHeader, TensorInfo
 
 _CHUNK = 16 * 2**20
 F32 = npt.NDArray[np.float32]
@@ -103,7 +103,7 @@ def _header_prefix(h: GGUFHeader) -> bytes:
     """The template's magic, counts and KV section, byte for byte."""
     with h.path.open("rb") as f:
         raw = f.read(h.data_offset)
-    cur = _Cursor(raw, h.path)
+    cur = Cursor(raw, h.path)
     cur.take("<I")
     cur.take("<I")
     cur.take("<Q")  # tensor count: unchanged

@@ -21,7 +21,7 @@ from gguf import GGUF_DEFAULT_ALIGNMENT, GGUFValueType, Keys
 from edgekit.errors import NotAGGUFError
 
 # The header walker is the same one the reader uses (it skips the vocabulary without keeping it).
-from edgekit.gguf.reader import _Cursor, _tensor_info, read_header
+from edgekit.gguf.reader import Cursor, read_header, read_tensor_info
 
 MetaValue = str | bool | int | float | Sequence[str] | Sequence[float]
 
@@ -65,7 +65,7 @@ def add_metadata(src: str | Path, dst: str | Path, kv: Mapping[str, MetaValue]) 
     alignment = int(header.metadata.get(Keys.General.ALIGNMENT, GGUF_DEFAULT_ALIGNMENT))
     with src.open("rb") as f:
         raw = f.read(header.data_offset)
-    cur = _Cursor(raw, src)
+    cur = Cursor(raw, src)
     cur.take("<I")  # magic, checked by read_header
     version, n_tensors, n_kv = cur.take("<I"), cur.take("<Q"), cur.take("<Q")
     kept: list[bytes] = []
@@ -77,7 +77,7 @@ def add_metadata(src: str | Path, dst: str | Path, kv: Mapping[str, MetaValue]) 
             kept.append(raw[start : cur.pos])
     tensors_start = cur.pos
     for _ in range(n_tensors):
-        _tensor_info(cur)
+        read_tensor_info(cur)
     if cur.pos > header.data_offset:
         raise NotAGGUFError(f"{src}: tensor table runs into the data section")
     kept += [encode_kv(k, v) for k, v in kv.items()]

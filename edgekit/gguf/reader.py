@@ -131,7 +131,7 @@ class GGUFHeader:
     value_types: dict[str, GGUFValueType] = field(default_factory=dict)  # as stored in the file
 
 
-class _Cursor:
+class Cursor:
     def __init__(self, buf: mmap.mmap | bytes, path: Path) -> None:
         self.buf = buf
         self.pos = 0
@@ -259,14 +259,14 @@ def read_header(path: str | Path) -> GGUFHeader:
         if size < 24:
             raise NotAGGUFError(f"{p} is not a GGUF file ({size} bytes)")
         with p.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-            return _parse(_Cursor(buf, p), size)
+            return _parse(Cursor(buf, p), size)
     except OSError as e:  # unreadable (permissions), gone meanwhile, or a file mmap refuses
         raise ModelFileError(
             f"cannot read {p}: {e.strerror or e}", hint="Check the path."
         ) from None
 
 
-def _parse(cur: _Cursor, size: int) -> GGUFHeader:
+def _parse(cur: Cursor, size: int) -> GGUFHeader:
     magic = cur.take("<I")
     if magic != GGUF_MAGIC:
         raise NotAGGUFError(
@@ -295,7 +295,7 @@ def _parse(cur: _Cursor, size: int) -> GGUFHeader:
     return header
 
 
-def _key(cur: _Cursor, seen: dict[str, Any]) -> str:
+def _key(cur: Cursor, seen: dict[str, Any]) -> str:
     at = cur.pos
     key = cur.string(limit=1 << 16)
     if not key or key in seen:
@@ -304,7 +304,7 @@ def _key(cur: _Cursor, seen: dict[str, Any]) -> str:
     return key
 
 
-def _alignment(cur: _Cursor, md: dict[str, Any], types: dict[str, GGUFValueType]) -> int:
+def _alignment(cur: Cursor, md: dict[str, Any], types: dict[str, GGUFValueType]) -> int:
     key = Keys.General.ALIGNMENT
     if key not in md:
         return GGUF_DEFAULT_ALIGNMENT
@@ -320,14 +320,14 @@ def _alignment(cur: _Cursor, md: dict[str, Any], types: dict[str, GGUFValueType]
     return value
 
 
-def _tensor_table(cur: _Cursor, n_tensors: int, alignment: int) -> list[TensorInfo]:
+def _tensor_table(cur: Cursor, n_tensors: int, alignment: int) -> list[TensorInfo]:
     """The tensor entries, held to llama.cpp's rules: unique names, each tensor's data right
     after the previous one's (padded to the alignment)."""
     tensors: list[TensorInfo] = []
     names: set[str] = set()
     expected = 0
     for _ in range(n_tensors):
-        t = _tensor_info(cur)
+        t = read_tensor_info(cur)
         if t.name in names:
             raise TensorInfoError(
                 f"{cur.path}: tensor {t.name!r} appears twice", hint=_HINT_DAMAGED
@@ -346,7 +346,7 @@ def _tensor_table(cur: _Cursor, n_tensors: int, alignment: int) -> list[TensorIn
     return tensors
 
 
-def _tensor_info(cur: _Cursor) -> TensorInfo:
+def read_tensor_info(cur: Cursor) -> TensorInfo:
     at = cur.pos
     name = cur.string(limit=MAX_TENSOR_NAME, keep=False)
     n_dims = cur.take("<I")

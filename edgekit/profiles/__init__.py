@@ -1,1 +1,1 @@
-"""Built-in device profiles, shipped as TOML data in the wheel (see edgekit.profiles_loader)."""
+"""Built-in device profiles, shipped as TOML data in the wheel (see edgekit.devices.profiles)."""

@@ -1,8 +1,8 @@
 """Byte-budget plans for the fused graph: measured (edgekit) and random (its control). Pure.
 
 Both plan every weight node of the graph, the head and the embedding included, between 4 and 8
-bits, and count bytes the same way (mixplan.padded over the stand-in types of nbits.STANDS_FOR),
-so at one budget the two differ only in which nodes get 8 bits:
+bits, and count bytes the same way (mixplan.padded over the ONNX stand-ins of quant/types.py), so
+at one budget the two differ only in which nodes get 8 bits:
   measured: mixplan.plan_mix over each node's measured 4-bit cost (backends/onnx/sensitivity);
   random:   nodes in a seeded random order, each promoted while the budget still holds.
 """
@@ -16,26 +16,26 @@ from dataclasses import replace
 
 from gguf import GGMLQuantizationType
 
-from edgekit.backends.onnx.nbits import INT4, INT8, FusedNode
 from edgekit.errors import PlanError
 from edgekit.quant.mixplan import MixTarget, padded, plan_mix
-from edgekit.quant.planner import Decision, Plan
+from edgekit.quant.planner import Decision, Plan, TensorLike
+from edgekit.quant.types import NBITS_4, NBITS_8
 
 # plan_mix's rules, renamed to the spike planner's so plan.json and the report read alike.
 _RULES = {"up": "kept", "stock": "base", "down": "base"}
 
 
-def n_params(nodes: Sequence[FusedNode]) -> int:
+def n_params(nodes: Sequence[TensorLike]) -> int:
     return sum(n.shape[0] * n.shape[1] for n in nodes)
 
 
-def budget_for_bpw(nodes: Sequence[FusedNode], bpw: float) -> int:
+def budget_for_bpw(nodes: Sequence[TensorLike], bpw: float) -> int:
     """Plan bytes of `bpw` bits per planned weight (the GGUF path's --target-bpw meaning)."""
     return int(bpw * n_params(nodes) / 8)
 
 
-def _check(nodes: Sequence[FusedNode], budget: int) -> None:
-    smallest = sum(padded(INT4, n.shape[0] * n.shape[1]) for n in nodes)
+def _check(nodes: Sequence[TensorLike], budget: int) -> None:
+    smallest = sum(padded(NBITS_4, n.shape[0] * n.shape[1]) for n in nodes)
     if smallest > budget:
         raise PlanError(
             f"every node at 4 bits already needs {8 * smallest / n_params(nodes):.3f} bits per "
@@ -45,7 +45,7 @@ def _check(nodes: Sequence[FusedNode], budget: int) -> None:
 
 
 def measured_plan(
-    nodes: Sequence[FusedNode],
+    nodes: Sequence[TensorLike],
     costs: Mapping[str, float],
     budget: int,
     scores: Mapping[str, float] | None = None,
@@ -53,7 +53,7 @@ def measured_plan(
     """4-bit base; 8 bits where the measured cost saved per byte is highest, within `budget`."""
     _check(nodes, budget)
     options: dict[str, dict[GGMLQuantizationType, float]] = {
-        n.name: {INT4: float(costs.get(n.name, 0.0)), INT8: 0.0} for n in nodes
+        n.name: {NBITS_4: float(costs.get(n.name, 0.0)), NBITS_8: 0.0} for n in nodes
     }
     # plan_mix logs a line per tensor at INFO, and onnxruntime's quantizer (imported by then)
     # has set the root logger to INFO: the decisions go to plan.json instead of the terminal.
@@ -63,7 +63,7 @@ def measured_plan(
     try:
         got = plan_mix(
             nodes,
-            {n.name: INT4 for n in nodes},
+            {n.name: NBITS_4 for n in nodes},
             options,
             MixTarget("4-bit", budget, "measured"),
             scores,
@@ -72,12 +72,15 @@ def measured_plan(
         mix_log.setLevel(level)
     decisions = tuple(replace(d, rule=_RULES.get(d.rule, d.rule)) for d in got.decisions)
     return Plan(
-        "measured", {**got.params, "bpw": round(8 * budget / n_params(nodes), 4)}, INT4, decisions
+        "measured",
+        {**got.params, "bpw": round(8 * budget / n_params(nodes), 4)},
+        NBITS_4,
+        decisions,
     )
 
 
 def random_plan(
-    nodes: Sequence[FusedNode],
+    nodes: Sequence[TensorLike],
     budget: int,
     seed: int = 0,
     scores: Mapping[str, float] | None = None,
@@ -85,12 +88,12 @@ def random_plan(
     """The control: the same candidates and byte count as measured_plan, a random choice."""
     _check(nodes, budget)
     size = {n.name: n.shape[0] * n.shape[1] for n in nodes}
-    used = sum(padded(INT4, s) for s in size.values())
+    used = sum(padded(NBITS_4, s) for s in size.values())
     order = sorted(size)
     random.Random(seed).shuffle(order)
     kept = set()
     for name in order:
-        extra = padded(INT8, size[name]) - padded(INT4, size[name])
+        extra = padded(NBITS_8, size[name]) - padded(NBITS_4, size[name])
         if used + extra <= budget:
             kept.add(name)
             used += extra
@@ -98,7 +101,7 @@ def random_plan(
     decisions = tuple(
         Decision(
             n.name,
-            INT8 if n.name in kept else INT4,
+            NBITS_8 if n.name in kept else NBITS_4,
             "kept" if n.name in kept else "base",
             size[n.name],
             s.get(n.name),
@@ -106,4 +109,4 @@ def random_plan(
         for n in nodes
     )
     params = {"seed": seed, "budget_bytes": budget, "bpw": round(8 * budget / n_params(nodes), 4)}
-    return Plan("random", params, INT4, decisions)
+    return Plan("random", params, NBITS_4, decisions)

@@ -23,24 +23,11 @@ from typing import Any, Protocol
 from gguf import GGML_QUANT_SIZES, MODEL_TENSOR, TENSOR_NAMES, GGMLQuantizationType
 
 from edgekit.errors import PlanError
+from edgekit.quant.types import FALLBACK
 
 log = logging.getLogger("edgekit.quant.planner")
 
 Q = GGMLQuantizationType
-
-# llama.cpp's fallbacks for rows its block size does not divide (tensor_type_fallback in
-# llama-quant.cpp of the vendored 0.3.36 tree); F16 after that. Tested against the tool.
-FALLBACK: dict[GGMLQuantizationType, GGMLQuantizationType] = {
-    **dict.fromkeys((Q.TQ1_0, Q.TQ2_0, Q.Q2_K, Q.Q3_K), Q.Q4_0),
-    **dict.fromkeys(
-        (Q.IQ2_XXS, Q.IQ2_XS, Q.IQ2_S, Q.IQ3_XXS, Q.IQ3_S, Q.IQ1_S, Q.IQ1_M),
-        Q.IQ4_NL,
-    ),
-    Q.IQ4_XS: Q.IQ4_NL,
-    Q.Q4_K: Q.Q5_0,
-    Q.Q5_K: Q.Q5_1,
-    Q.Q6_K: Q.Q8_0,
-}
 
 _OUTPUT = TENSOR_NAMES[MODEL_TENSOR.OUTPUT] + ".weight"
 _TOKEN_EMBD = TENSOR_NAMES[MODEL_TENSOR.TOKEN_EMBD] + ".weight"
@@ -144,16 +131,19 @@ class Plan:
     def lines(self) -> list[str]:
         return [_line(d) for d in self.decisions]
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
+    def to_dict(self, tensors: bool = True) -> dict[str, Any]:
+        """plan.json's fields; `tensors=False` leaves out the per-tensor list."""
+        doc: dict[str, Any] = {
             "recipe": self.recipe,
             "params": self.params,
             "base_type": self.base_type.name,
             "tensor_bytes": self.n_bytes,
             "n_params": self.n_params,
             "bits_per_weight": round(self.bpw, 4),
-            "tensors": [{**asdict(d), "type": d.type.name} for d in self.decisions],
         }
+        if tensors:
+            doc["tensors"] = [{**asdict(d), "type": d.type.name} for d in self.decisions]
+        return doc
 
 
 def _line(d: Decision) -> str:

@@ -69,7 +69,6 @@ class DashboardApp(App[None]):
         Binding("ctrl+n", "new_prompt", "New prompt"),
         Binding("escape", "stop", "Stop"),
         Binding("ctrl+g", "toggle_bias_guard", "Bias guard"),
-        Binding("ctrl+t", "run_bias_suite", "Bias suite"),
         Binding("ctrl+o", "switch_model", "Model"),
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]

@@ -79,10 +79,10 @@ def test_eval_an_onnx_folder_against_its_fp32_export(spiky_llama: Path, tmp_path
 
 
 def test_target_bpw_alone_picks_the_measured_onnx_plan() -> None:
-    from edgekit.cli.convert import _default_recipe
+    from edgekit.cli.convert import default_recipe
 
-    assert _default_recipe("onnx", 5.6) == "target-bpw"
-    assert _default_recipe("onnx", None) == "spike"
-    assert _default_recipe("onnx", 5.6, 0.5) == "spike"  # a spike option was given
-    assert _default_recipe("gguf", None) == "measured"
-    assert _default_recipe("gguf", None, None, 3) == "spike"
+    assert default_recipe("onnx", 5.6) == "target-bpw"
+    assert default_recipe("onnx", None) == "spike"
+    assert default_recipe("onnx", 5.6, 0.5) == "spike"  # a spike option was given
+    assert default_recipe("gguf", None) == "measured"
+    assert default_recipe("gguf", None, None, 3) == "spike"

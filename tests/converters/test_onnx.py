@@ -21,7 +21,8 @@ from edgekit.backends.base import SamplingParams
 from edgekit.backends.onnx.eval import evaluate_onnx
 from edgekit.backends.onnx.model import plan_onnx_run
 from edgekit.backends.onnx.runtime import OnnxRuntime
-from edgekit.converters.onnx import OnnxConvertResult, convert_to_onnx
+from edgekit.converters.onnx import convert_to_onnx
+from edgekit.converters.request import ConvertRequest, ConvertResult
 from edgekit.devices.profiles import load_profile
 from edgekit.errors import (
     ConversionError,
@@ -36,6 +37,10 @@ SPIKE_NODE = "/model/layers.1/mlp/down_proj/MatMul"
 GREEDY = SamplingParams(max_tokens=40, temperature=0.0)
 
 
+def to_onnx(src: Path, out: Path, precision: str, fp32_dir: Path | None = None) -> ConvertResult:
+    return convert_to_onnx(ConvertRequest(src, out, precision=precision), fp32_dir)
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("hf")
@@ -43,14 +48,14 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def spiky(tmp_path_factory: pytest.TempPathFactory) -> dict[str, OnnxConvertResult]:
+def spiky(tmp_path_factory: pytest.TempPathFactory) -> dict[str, ConvertResult]:
     """One llama with a planted spike in block 1, in all three precisions."""
     root = tmp_path_factory.mktemp("spiky")
     src = build_tiny_hf(root / "hf", "llama", spike_block=1, spike_scale=200.0)
-    fp32 = convert_to_onnx(src, root / "fp32", "fp32")
+    fp32 = to_onnx(src, root / "fp32", "fp32")
     return {
         "fp32": fp32,
-        **{p: convert_to_onnx(src, root / p, p, fp32_dir=fp32.output) for p in ("int8", "spike")},
+        **{p: to_onnx(src, root / p, p, fp32.output) for p in ("int8", "spike")},
     }
 
 
@@ -76,7 +81,7 @@ def ops(path: Path) -> dict[str, Any]:
 def test_fp32_export_generates_pytorchs_greedy_tokens(
     arch: str, tiny: dict[str, Path], tmp_path: Path
 ) -> None:
-    out = convert_to_onnx(tiny[arch], tmp_path / "onnx", "fp32").output
+    out = to_onnx(tiny[arch], tmp_path / "onnx", "fp32").output
     assert {"model.onnx", "tokenizer.json", "config.json", "plan.json"} <= {
         p.name for p in out.iterdir()
     }
@@ -94,7 +99,7 @@ def test_fp32_export_generates_pytorchs_greedy_tokens(
 @pytest.mark.parametrize("arch", ARCHITECTURES)
 def test_spike_aware_int8_keeps_the_spike_layer_float(arch: str, tmp_path: Path) -> None:
     src = build_tiny_hf(tmp_path / "hf", arch, spike_block=1, spike_scale=200.0)
-    result = convert_to_onnx(src, tmp_path / "onnx", "spike")
+    result = to_onnx(src, tmp_path / "onnx", "spike")
     assert [d.tensor for d in result.plan.kept] == ["blk.1.ffn_down.weight"]
     graph = ops(result.output)
     op, init_types = graph[SPIKE_NODE]
@@ -112,7 +117,7 @@ def test_spike_aware_int8_keeps_the_spike_layer_float(arch: str, tmp_path: Path)
 
 
 def test_planted_spike_int8_all_loses_agreement_spike_aware_keeps(
-    spiky: dict[str, OnnxConvertResult],
+    spiky: dict[str, ConvertResult],
 ) -> None:
     text = " ".join(["the music of the river was known in the north and the south"] * 40)
     _, (int8, spike) = evaluate_onnx(
@@ -125,14 +130,14 @@ def test_planted_spike_int8_all_loses_agreement_spike_aware_keeps(
     assert spike.file_size < 0.6 * spiky["fp32"].file_size
 
 
-def test_int8_all_quantizes_every_weight_node(spiky: dict[str, OnnxConvertResult]) -> None:
+def test_int8_all_quantizes_every_weight_node(spiky: dict[str, ConvertResult]) -> None:
     plan = spiky["int8"].plan
     assert not plan.kept and {d.type.name for d in plan.decisions} == {"I8"}
     graph = ops(spiky["int8"].output)
     assert graph[SPIKE_NODE + "_quant"][0] == "MatMulInteger"
 
 
-def test_run_plan_streaming_and_chat(spiky: dict[str, OnnxConvertResult]) -> None:
+def test_run_plan_streaming_and_chat(spiky: dict[str, ConvertResult]) -> None:
     run = plan_onnx_run(spiky["spike"].output, "cpu", n_ctx=96)
     assert run.info.file_type == "ONNX spike" and run.estimate.fits
     rt = OnnxRuntime(run.info.path, run.profile, run.n_ctx)
@@ -154,11 +159,11 @@ def test_unsupported_architecture_is_one_clear_error(tmp_path: Path) -> None:
     cfg.update(model_type="gpt2", architectures=["GPT2LMHeadModel"])
     (src / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(EdgekitError):
-        convert_to_onnx(src, tmp_path / "out", "fp32")
+        to_onnx(src, tmp_path / "out", "fp32")
     cfg.update(model_type="phi3", architectures=["Phi3ForCausalLM"])
     (src / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(UnsupportedArchitectureError):
-        convert_to_onnx(src, tmp_path / "out", "fp32")
+        to_onnx(src, tmp_path / "out", "fp32")
     assert list(tmp_path.iterdir()) == [src]  # nothing partial left
 
 
@@ -166,23 +171,23 @@ def test_missing_tokenizer_and_existing_output(tmp_path: Path) -> None:
     src = build_tiny_hf(tmp_path / "hf", "qwen2")
     (tmp_path / "taken").mkdir()
     with pytest.raises(OutputPathError):
-        convert_to_onnx(src, tmp_path / "taken", "fp32")
+        to_onnx(src, tmp_path / "taken", "fp32")
     (src / "tokenizer.json").unlink()
     with pytest.raises(ConversionError, match="tokenizer"):
-        convert_to_onnx(src, tmp_path / "out", "fp32")
+        to_onnx(src, tmp_path / "out", "fp32")
 
 
 def test_failure_midway_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from edgekit.converters import onnx as onnx_convert
+    from edgekit.converters import onnx_int8
 
     src = build_tiny_hf(tmp_path / "hf", "llama")
 
     def interrupted(*_: Any, **__: Any) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(onnx_convert, "quantize_graph", interrupted)
+    monkeypatch.setattr(onnx_int8, "quantize_graph", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        convert_to_onnx(src, tmp_path / "out", "int8")
+        to_onnx(src, tmp_path / "out", "int8")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hf"]
 
 
@@ -191,7 +196,7 @@ def test_gguf_source_matches_llama_cpp_logits(tiny_q8_model: Path, tmp_path: Pat
     import llama_cpp
     import numpy as np
 
-    out = convert_to_onnx(tiny_q8_model, tmp_path / "onnx", "fp32").output
+    out = to_onnx(tiny_q8_model, tmp_path / "onnx", "fp32").output
     assert not (out / "tokenizer.model").exists()  # transformers' copy of the whole GGUF
     rt = OnnxRuntime(out, load_profile("cpu"), n_ctx=128)
     llm = llama_cpp.Llama(model_path=str(tiny_q8_model), n_ctx=128, logits_all=True, verbose=False)

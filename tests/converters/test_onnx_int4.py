@@ -23,19 +23,29 @@ import onnx
 from edgekit.backends.base import SamplingParams
 from edgekit.backends.onnx.genai import genai_greedy
 from edgekit.backends.onnx.model import load_onnx_dir
-from edgekit.backends.onnx.nbits import INT4, INT8, weight_ops
+from edgekit.backends.onnx.nbits import weight_ops
 from edgekit.backends.onnx.runtime import OnnxRuntime
-from edgekit.converters.onnx import OnnxConvertResult, convert_to_onnx
+from edgekit.converters.onnx import convert_to_onnx
 from edgekit.converters.onnx_fused import fused_cache_dir
+from edgekit.converters.request import ConvertRequest, ConvertResult
 from edgekit.devices.profiles import load_profile
 from edgekit.errors import PlanError
-from edgekit.quant.planner import RandomLayers, Spike, TargetBpw
+from edgekit.quant.planner import RandomLayers, Recipe, Spike, TargetBpw
+from edgekit.quant.spikes import SpikeProfile
+from edgekit.quant.types import NBITS_4, NBITS_8
 from tests.fixtures.env import env_var
 from tests.fixtures.onnx import build_tiny_hf
 
 PROMPT = "the river and the city of music"
 GREEDY = SamplingParams(max_tokens=24, temperature=0.0)
 SPIKE = "blk.1.ffn_down.weight"
+
+
+def int4(
+    src: Path, out: Path, scores: SpikeProfile | None = None, recipe: Recipe | None = None
+) -> ConvertResult:
+    req = ConvertRequest(src, out, "onnx", plan_recipe=recipe, precision="int4", scores=scores)
+    return convert_to_onnx(req)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -48,7 +58,7 @@ def own_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 @pytest.fixture(scope="module")
 def converted(
     tmp_path_factory: pytest.TempPathFactory,
-) -> dict[str, tuple[Path, OnnxConvertResult]]:
+) -> dict[str, tuple[Path, ConvertResult]]:
     """Each family with a planted spike in block 1, converted with the default (spike) recipe."""
     root = tmp_path_factory.mktemp("fused")
     out = {}
@@ -58,7 +68,7 @@ def converted(
         src = build_tiny_hf(
             root / f"hf-{arch}", arch, spike_block=1, spike_scale=200.0, layer_types=types
         )
-        out[arch] = (src, convert_to_onnx(src, root / f"{arch}-int4", "int4"))
+        out[arch] = (src, int4(src, root / f"{arch}-int4"))
     return out
 
 
@@ -76,7 +86,7 @@ def torch_greedy(src: Path, prompt: str, n: int) -> tuple[list[int], list[int]]:
 
 @pytest.mark.parametrize("arch", ["llama", "qwen2", "gemma3"])
 def test_fused_graph_planned_bits_and_both_runtimes(
-    arch: str, converted: dict[str, tuple[Path, OnnxConvertResult]]
+    arch: str, converted: dict[str, tuple[Path, ConvertResult]]
 ) -> None:
     _, result = converted[arch]
     folder = result.output
@@ -96,7 +106,7 @@ def test_fused_graph_planned_bits_and_both_runtimes(
     # Tied (gemma3): the Gather reads the head's 8-bit table; untied: its own, planned at 4 bits.
     assert embed == [f"GatherBlockQuantized:{8 if arch == 'gemma3' else 4}"]
     plan = json.loads((folder / "plan.json").read_text())
-    assert plan["precision"] == "int4" and plan["base_type"] == INT4.name
+    assert plan["precision"] == "int4" and plan["base_type"] == NBITS_4.name
     assert {"/model/layers.1/mlp/down_proj/MatMul", "/lm_head/MatMul"} <= set(plan["bits"]["8"])
 
     rt = OnnxRuntime(folder, load_profile("cpu"), n_ctx=128)
@@ -113,7 +123,7 @@ def test_fused_graph_planned_bits_and_both_runtimes(
 
 @pytest.mark.parametrize("arch", ["llama", "gemma3"])
 def test_cached_fp32_fused_graph_matches_pytorch(
-    arch: str, converted: dict[str, tuple[Path, OnnxConvertResult]]
+    arch: str, converted: dict[str, tuple[Path, ConvertResult]]
 ) -> None:
     src, _ = converted[arch]
     fp32 = fused_cache_dir(src)
@@ -127,7 +137,7 @@ def test_cached_fp32_fused_graph_matches_pytorch(
 
 
 def test_no_stray_fp32_copy_and_true_size(
-    converted: dict[str, tuple[Path, OnnxConvertResult]], own_cache: Path
+    converted: dict[str, tuple[Path, ConvertResult]], own_cache: Path
 ) -> None:
     src, result = converted["llama"]
     siblings = {p.name for p in result.output.parent.iterdir()}
@@ -140,15 +150,15 @@ def test_no_stray_fp32_copy_and_true_size(
 
 
 def test_target_bpw_and_random_control_share_the_budget(
-    converted: dict[str, tuple[Path, OnnxConvertResult]], tmp_path: Path
+    converted: dict[str, tuple[Path, ConvertResult]], tmp_path: Path
 ) -> None:
     src, base = converted["llama"]
     profile = base.profile
     assert profile is not None
     bpw = base.plan.bpw + 1.0
-    ours = convert_to_onnx(src, tmp_path / "ours", "int4", scores=profile, recipe=TargetBpw(bpw))
+    ours = int4(src, tmp_path / "ours", profile, TargetBpw(bpw))
     ctrl = RandomLayers(seed=1, bpw=bpw)
-    rand = convert_to_onnx(src, tmp_path / "rand", "int4", scores=profile, recipe=ctrl)
+    rand = int4(src, tmp_path / "rand", profile, ctrl)
     assert ours.plan.bpw <= bpw and rand.plan.bpw <= bpw
     assert (ours.plan.recipe, rand.plan.recipe) == ("measured", "random")
     # The planted spike's damage at 4 bits is measured, not assumed from its score.
@@ -157,7 +167,7 @@ def test_target_bpw_and_random_control_share_the_budget(
     assert {"kind:head", "kind:mlp/down_proj", "block:1", f"alone:{SPIKE}"} <= labels
     assert max(record["costs"], key=record["costs"].get) == SPIKE
     assert SPIKE in {d.tensor for d in ours.plan.kept}
-    assert {d.type for d in ours.plan.kept} == {INT8}
+    assert {d.type for d in ours.plan.kept} == {NBITS_8}
     # Written bytes follow the plan (within the k_quant zero points the stand-in type omits).
     for r in (ours, rand):
         assert abs(r.file_size - base.file_size - (r.plan.n_bytes - base.plan.n_bytes)) < 0.05 * (
@@ -166,18 +176,18 @@ def test_target_bpw_and_random_control_share_the_budget(
 
 
 def test_float_high_type_keeps_a_matmul_float(
-    converted: dict[str, tuple[Path, OnnxConvertResult]], tmp_path: Path
+    converted: dict[str, tuple[Path, ConvertResult]], tmp_path: Path
 ) -> None:
     import gguf
 
     src, base = converted["qwen2"]
     recipe = Spike(top_k=1, high_type=gguf.GGMLQuantizationType.F16)
-    out = convert_to_onnx(src, tmp_path / "f", "int4", scores=base.profile, recipe=recipe)
+    out = int4(src, tmp_path / "f", base.profile, recipe)
     ops = weight_ops(out.output / "model.onnx")
     assert ops["/model/layers.1/mlp/down_proj/MatMul"] == "MatMul"
     with pytest.raises(PlanError):
         bad = Spike(high_type=gguf.GGMLQuantizationType.IQ2_XS)
-        convert_to_onnx(src, tmp_path / "g", "int4", scores=base.profile, recipe=bad)
+        int4(src, tmp_path / "g", base.profile, bad)
     assert not (tmp_path / "g").exists()
 
 
@@ -186,7 +196,7 @@ def test_gemma3_layer_pattern_the_builder_would_get_wrong_is_refused(tmp_path: P
 
     src = build_tiny_hf(tmp_path / "hf", "gemma3")  # layer 1 global: not every 6th
     with pytest.raises(UnsupportedArchitectureError, match="pattern"):
-        convert_to_onnx(src, tmp_path / "out", "int4")
+        int4(src, tmp_path / "out")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hf"]
 
 
@@ -221,7 +231,7 @@ def test_false_mistral_regex_warning_is_dropped_only_for_other_families(
 
 
 def test_assembled_graph_equals_onnxruntimes_own_mixed_quantization(
-    converted: dict[str, tuple[Path, OnnxConvertResult]],
+    converted: dict[str, tuple[Path, ConvertResult]],
 ) -> None:
     """Mixed plans are assembled from whole-graph 4- and 8-bit results (cached); the weights must
     be exactly what one MatMulNBitsQuantizer call with per-node bits writes."""
@@ -258,7 +268,7 @@ def test_assembled_graph_equals_onnxruntimes_own_mixed_quantization(
 
 
 def test_agreement_with_genai_and_load_errors(
-    converted: dict[str, tuple[Path, OnnxConvertResult]], tmp_path: Path
+    converted: dict[str, tuple[Path, ConvertResult]], tmp_path: Path
 ) -> None:
     import shutil
 

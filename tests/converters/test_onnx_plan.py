@@ -12,11 +12,12 @@ from pathlib import Path
 import gguf
 import pytest
 
-from edgekit.backends.onnx.nbits import INT4, INT8, FusedNode
+from edgekit.backends.onnx.nbits import FusedNode
 from edgekit.backends.onnx.sensitivity import Probe, distribute, make_probes
 from edgekit.errors import PlanError
 from edgekit.quant.mixplan import padded
 from edgekit.quant.onnx_plan import budget_for_bpw, measured_plan, random_plan
+from edgekit.quant.types import NBITS_4, NBITS_8
 
 
 def _node(bid: int | None, module: str, k: int = 64, n: int = 64) -> FusedNode:
@@ -73,7 +74,7 @@ def test_measured_and_random_plans_spend_the_same_budget_on_the_same_candidates(
     budget = budget_for_bpw(NODES, 8.0)
     ours = measured_plan(NODES, costs, budget)
     assert {d.tensor for d in ours.kept} >= {"blk.1.down_proj.weight"}
-    assert {d.type for d in ours.decisions} == {INT4, INT8}
+    assert {d.type for d in ours.decisions} == {NBITS_4, NBITS_8}
     picks = set()
     for seed in range(20):
         rand = random_plan(NODES, budget, seed)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from edgekit.devices.profiles import _builtin_dir
+from edgekit.devices.profiles import builtin_dir
 from tests.fixtures.fuzz_harness import Summary, fuzz_gguf, fuzz_profiles
 
 SEED = 14
@@ -44,7 +44,7 @@ def test_fuzz_gguf_header_and_memory_estimate(
 
 def test_fuzz_profile_parser(tmp_path: Path) -> None:
     start = time.perf_counter()
-    summary = fuzz_profiles(sorted(_builtin_dir().glob("*.toml")), tmp_path, N_PROFILES, SEED)
+    summary = fuzz_profiles(sorted(builtin_dir().glob("*.toml")), tmp_path, N_PROFILES, SEED)
     assert not summary.findings(), _report(summary)
     kinds = summary.kinds()
     assert kinds["ok"] > 0 and {"error:ProfileKeyError", "error:ProfileValueError"} <= set(kinds)

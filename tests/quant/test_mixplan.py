@@ -36,7 +36,7 @@ def stock_of(tensors: list[T], q: GGMLQuantizationType = Q.Q4_K) -> dict[str, GG
 
 def costs_for(tensors: list[T], weight: dict[str, float]) -> dict[str, dict[Q, float]]:
     """Cost falls 4x per extra bit (MSE of a b-bit quantizer), scaled per tensor."""
-    from edgekit.backends.llama_cpp.sensitivity import bits
+    from edgekit.quant.types import bits
 
     return {
         t.name: {q: weight.get(t.name, 1.0) * 4.0 ** (-bits(q)) for q in LADDER}
@@ -129,7 +129,7 @@ def test_probe_type_skips_a_grid_the_weights_already_sit_on() -> None:
 
 
 def test_unprobed_kinds_take_the_measured_rates() -> None:
-    from edgekit.backends.llama_cpp.sensitivity import Probe, _costs
+    from edgekit.backends.llama_cpp.sensitivity import Probe, kind_costs
     from edgekit.gguf.reader import TensorInfo
 
     kinds = {
@@ -142,8 +142,8 @@ def test_unprobed_kinds_take_the_measured_rates() -> None:
         Probe("b", "ffn_down.weight", Q.Q4_K, kld=0.04, error=10.0),
     ]
     weights = {n: None for n in errors}
-    lo = _costs(kinds, errors, probes, min, weights)
-    hi = _costs(kinds, errors, probes, max, weights)
+    lo = kind_costs(kinds, errors, probes, min, weights)
+    hi = kind_costs(kinds, errors, probes, max, weights)
     assert lo["blk.0.attn_v.weight"][Q.Q4_K] == pytest.approx(0.01)
     assert hi["blk.0.attn_v.weight"][Q.Q4_K] == pytest.approx(0.04)
     assert hi["blk.0.ffn_down.weight"][Q.Q4_K] == pytest.approx(0.04)

@@ -9,7 +9,6 @@ from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
 from edgekit.errors import PlanError
 from edgekit.quant.planner import (
-    FALLBACK,
     RandomLayers,
     Spike,
     TargetBpw,
@@ -17,6 +16,7 @@ from edgekit.quant.planner import (
     nbytes,
     plan,
 )
+from edgekit.quant.types import FALLBACK
 
 Q = GGMLQuantizationType
 

@@ -19,7 +19,7 @@ from edgekit.evaluate import (
     F32,
     EvalResult,
     RefBlock,
-    _Acc,
+    RunningSums,
     compare,
     log_softmax,
     result_row,
@@ -132,7 +132,7 @@ def perplexity_chunks(
 
 
 def _run_window(
-    models: Sequence[_Model], win: list[int], n_batch: int, accs: list[_Acc], first: int = 0
+    models: Sequence[_Model], win: list[int], n_batch: int, accs: list[RunningSums], first: int = 0
 ) -> None:
     """Feed `win` to every model; score the predictions made at positions >= `first`."""
     for m in models:

@@ -39,7 +39,7 @@ class _Traits(ctypes.Structure):
 
 
 @functools.cache
-def _lib() -> Any:
+def ggml_lib() -> Any:
     from edgekit.backends.llama_cpp.hidden import ggml_base
     from edgekit.backends.llama_cpp.runtime import import_llama_cpp
 
@@ -75,7 +75,7 @@ def quantize(
     rows: F32, q: GGMLQuantizationType, imatrix: F32 | None = None, threads: int = 1
 ) -> U8:
     """Quantize a (n_rows, n_per_row) float32 array to `q`, as llama-quantize would."""
-    ggml = _lib()
+    ggml = ggml_lib()
     x = np.ascontiguousarray(rows, dtype=np.float32)
     n_rows, n_per_row = x.shape
     if n_per_row % GGML_QUANT_SIZES[q][0]:
@@ -128,7 +128,7 @@ def dequantize(data: U8, q: GGMLQuantizationType, n_per_row: int, threads: int =
     if q == GGMLQuantizationType.F32:
         out[:] = data.view(np.float32)
         return out.reshape(-1, n_per_row)
-    fn = _TO_FLOAT(_lib().ggml_get_type_traits(int(q)).contents.to_float)
+    fn = _TO_FLOAT(ggml_lib().ggml_get_type_traits(int(q)).contents.to_float)
     src = np.ascontiguousarray(data)
 
     def part(a: int, b: int) -> None:

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from edgekit.backends.llama_cpp.ggml_quant import _lib as _ggml
+from edgekit.backends.llama_cpp.ggml_quant import ggml_lib as _ggml
 from edgekit.backends.llama_cpp.runtime import import_llama_cpp
 from edgekit.errors import CalibrationError
 

@@ -29,13 +29,13 @@ import numpy.typing as npt
 
 from edgekit.backends.llama_cpp.runtime import import_llama_cpp
 from edgekit.errors import EvalError
-from edgekit.evaluate import F32, RefBlock, _Acc, compare, log_softmax, windows
+from edgekit.evaluate import F32, RefBlock, RunningSums, compare, log_softmax, windows
 
 U8 = npt.NDArray[np.uint8]
 Patch = tuple[int, U8]  # (byte offset in the file, the bytes to put there)
 
 
-class _Bare:
+class BareModel:
     """A model and a context through llama.cpp's C API, on the CPU and computing with the
     file's mapped pages (no repacked copies), so that a patched file is what it reads."""
 
@@ -110,7 +110,7 @@ class ProbeKld:
         self.lib = import_llama_cpp()
         self.refs: list[RefBlock] = []
         self.wins: list[list[int]] = []
-        self._held: _Bare | None = None
+        self._held: BareModel | None = None
         self._scratch: Path | None = None  # the loaded copy that patches are written over
         self._original: Path | None = None
 
@@ -121,7 +121,7 @@ class ProbeKld:
         if scratch is not None:
             shutil.copyfile(model, scratch)  # a kernel-side copy on Linux
             self._scratch, self._original = scratch, model
-        m = _Bare(self.lib, scratch or model, self.n_ctx, self.threads)
+        m = BareModel(self.lib, scratch or model, self.n_ctx, self.threads)
         self._held = m
         bos = m.bos
         wins = windows(m.tokenize(self.text), self.n_ctx, bos if bos >= 0 else None, self.n_windows)
@@ -136,15 +136,15 @@ class ProbeKld:
             for w in self.wins
         ]
 
-    def _score(self, m: _Bare) -> float:
-        acc = _Acc()
+    def _score(self, m: BareModel) -> float:
+        acc = RunningSums()
         for win, ref in zip(self.wins, self.refs, strict=True):
             compare(ref, m.logprobs(win, self.first), acc)
         return acc.kld / max(acc.n, 1)
 
     def kld(self, model: Path) -> float:
         """KL divergence of another model file from the reference."""
-        m = _Bare(self.lib, model, self.n_ctx, self.threads)
+        m = BareModel(self.lib, model, self.n_ctx, self.threads)
         try:
             return self._score(m)
         finally:

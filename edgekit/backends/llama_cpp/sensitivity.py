@@ -9,7 +9,7 @@ Two measurements, one cheap and per tensor, one on the output and per kind of te
   2. the KL divergence on calibration text of a probe: the float base with ONE kind of tensor
      (all ffn_down, all attn_v, the token embedding...) at one type, scored in process against
      the base's own logits, which are computed once. The base stays loaded; each probe is
-     written over a copy of it in place and undone (`_Probes`), so a probe costs its
+     written over a copy of it in place and undone (`Probes`), so a probe costs its
      quantization and one short forward pass, not a model file written and loaded.
 
 A kind's probe gives its exchange rate alpha = KLD / sum of its tensors' E at the probe type;
@@ -32,18 +32,16 @@ from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
-from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+from gguf import GGMLQuantizationType
 
 from edgekit.backends.llama_cpp import ggml_quant
 from edgekit.errors import PlanError
 from edgekit.gguf.compose import Source, float_rows, write_gguf
 from edgekit.gguf.reader import GGUFHeader, TensorInfo, read_header
 from edgekit.quant.planner import compatible
+from edgekit.quant.types import CEILING, LADDER, bits
 
 Q = GGMLQuantizationType
-# The ladder each tensor may climb (llama.cpp falls back for rows these do not divide).
-LADDER = (Q.Q2_K, Q.Q3_K, Q.IQ4_XS, Q.Q4_K, Q.Q5_K, Q.Q6_K, Q.Q8_0)
-CEILING = Q.Q8_0  # the most bits a tensor is given: the zero of the costs
 SAMPLE_VALUES = 1 << 15  # per tensor for the weighted error; the same rows for every type
 MIN_PROBES = 2
 _BLOCK = re.compile(r"^blk\.\d+\.")
@@ -57,11 +55,6 @@ class ProbeScorer(Protocol):
     def kld(self, model: Path) -> float: ...
     def kld_patched(self, patches: Sequence[tuple[int, npt.NDArray[np.uint8]]]) -> float: ...
     def close(self) -> None: ...
-
-
-def bits(q: GGMLQuantizationType) -> float:
-    block, size = GGML_QUANT_SIZES[q]
-    return 8 * size / block
 
 
 def kind_of(tensor: str) -> str:
@@ -168,7 +161,7 @@ def probe_type(error: Mapping[GGMLQuantizationType, float]) -> GGMLQuantizationT
     return min(mid, key=lambda q: (_QUANT_TIME.get(q, 4), bits(q)))
 
 
-class _Probes:
+class Probes:
     """Probes of the float base: written in place over the scorer's loaded copy of it (the
     kind's tensors at the probe type's values, in the base's own float type: same slot, same
     size) or, where the loaded model does not read the file's pages (a patch then scores
@@ -250,7 +243,7 @@ def measure(
     kinds: dict[str, list[TensorInfo]] = {}
     for t in tensors:
         kinds.setdefault(kind_of(t.name), []).append(t)
-    prober = _Probes(h, weights, threads)
+    prober = Probes(h, weights, threads)
     probes: list[Probe] = []
     try:
         scorer.set_reference(base, scratch=work / "reference.gguf")
@@ -260,7 +253,7 @@ def measure(
                 break
     finally:
         scorer.close()
-    costs = _costs(kinds, errors, probes, _geomean, weights)
+    costs = kind_costs(kinds, errors, probes, _geomean, weights)
     record = {
         "kinds": {k: len(v) for k, v in kinds.items()},
         "probed": [p.kind for p in probes],
@@ -274,7 +267,7 @@ def measure(
 def _probe(
     kind: str,
     members: Sequence[TensorInfo],
-    prober: _Probes,
+    prober: Probes,
     errors: Mapping[str, Mapping[GGMLQuantizationType, float]],
     scorer: ProbeScorer,
     work: Path,
@@ -307,7 +300,7 @@ def _settled(
 ) -> bool:
     if len(probes) == len(kinds) or len(_alike(kinds, probes, weights)) < MIN_PROBES:
         return False
-    lo, hi = (_costs(kinds, errors, probes, pick, weights) for pick in (min, max))
+    lo, hi = (kind_costs(kinds, errors, probes, pick, weights) for pick in (min, max))
     return settled(lo, hi)
 
 
@@ -316,7 +309,7 @@ def _geomean(rates: Sequence[float]) -> float:
     return math.exp(sum(math.log(r) for r in pos) / len(pos)) if pos else 0.0
 
 
-def _costs(
+def kind_costs(
     kinds: Mapping[str, Sequence[TensorInfo]],
     errors: Mapping[str, Mapping[GGMLQuantizationType, float]],
     probes: Sequence[Probe],

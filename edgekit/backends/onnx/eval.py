@@ -21,9 +21,10 @@ from edgekit.errors import EvalError
 from edgekit.evaluate import (
     EvalResult,
     RefBlock,
-    _Acc,
+    RunningSums,
     compare,
     log_softmax,
+    result_row,
     score_windows,
     windows,
 )
@@ -31,22 +32,12 @@ from edgekit.evaluate import (
 PREFILL_CHUNK = 64  # positions per graph call in prompt-processing mode; see evaluate_onnx
 
 
-def _row(path: Path, acc: _Acc) -> EvalResult:
-    info = onnx_model_info(load_onnx_dir(path))
-    n = max(acc.n, 1)
-    return EvalResult(
-        model=str(path),
-        file_size=info.file_size,
-        bits_per_weight=round(info.bits_per_weight, 4),
-        n_tokens=acc.n,
-        ppl=float(np.exp(acc.nll / n)),
-        kld=acc.kld / n,
-        top1=acc.agree / n,
-    )
+def _row(path: Path, acc: RunningSums) -> EvalResult:
+    return result_row(onnx_model_info(load_onnx_dir(path)), acc, model=path)
 
 
 def _window(
-    models: Sequence[OnnxRuntime], win: list[int], accs: Sequence[_Acc], chunk: int
+    models: Sequence[OnnxRuntime], win: list[int], accs: Sequence[RunningSums], chunk: int
 ) -> None:
     targets_all = np.asarray(win[1:], dtype=np.int64)
     streams = [m.iter_logits(win[:-1], chunk) for m in models]
@@ -69,14 +60,13 @@ def evaluate_onnx(
     max_windows: int = 8,
     profile: DeviceProfile | None = None,
     progress: Callable[[int, int], None] | None = None,
-    chunk: int = PREFILL_CHUNK,
 ) -> tuple[EvalResult, list[EvalResult]]:
-    """(reference's own PPL row, one row per candidate), like edgekit.evaluate.evaluate.
+    """(reference's own PPL row, one row per candidate), as the llama.cpp back end's evaluate.
 
-    `chunk` is how many positions go through the graph per call (default: a prompt-processing
-    block of 64). It matters for int8: onnxruntime's dynamic quantization scales each MatMul
-    input per tensor, so a block of tokens shares one scale and its largest token sets it.
-    chunk=1 measures what decoding one token at a time sees; a block, prompt processing.
+    PREFILL_CHUNK positions go through the graph per call (a prompt-processing block). It
+    matters for int8: onnxruntime's dynamic quantization scales each MatMul input per tensor, so
+    a block of tokens shares one scale and its largest token sets it; one position per call
+    would measure what decoding one token at a time sees instead.
     """
     prof = profile or load_profile("cpu")
     paths = [reference, *candidates]
@@ -91,7 +81,7 @@ def evaluate_onnx(
         body = tok.tok.encode(text, add_special_tokens=False).ids
         wins = windows(body, n_ctx, tok.bos_id, max_windows)
         accs = score_windows(
-            len(models), wins, lambda win, accs: _window(models, win, accs, chunk), progress
+            len(models), wins, lambda win, accs: _window(models, win, accs, PREFILL_CHUNK), progress
         )
     finally:
         for m in models:

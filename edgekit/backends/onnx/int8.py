@@ -28,10 +28,10 @@ from gguf import GGMLQuantizationType
 from edgekit.errors import ConversionError, PlanError
 from edgekit.quant.planner import Plan, Recipe, Spike, plan
 from edgekit.quant.spikes import SpikeProfile, gguf_tensor_name
+from edgekit.quant.types import DYNAMIC_INT8, ONNX_FLOAT
 
 Q = GGMLQuantizationType
 PRECISIONS = ("fp32", "int8", "spike")
-INT8, FLOAT = Q.I8, Q.F32
 _NODE = re.compile(r"^/(?P<module>.+)/(?P<op>MatMul|Gather)$")
 
 
@@ -44,7 +44,7 @@ class WeightNode:
     name: str  # GGUF tensor name, e.g. blk.1.ffn_down.weight
     module: str  # HF module, e.g. model.layers.1.mlp.down_proj
     shape: tuple[int, ...]  # GGUF order: shape[0] is the row length
-    ggml_type: GGMLQuantizationType = FLOAT
+    ggml_type: GGMLQuantizationType = ONNX_FLOAT
 
 
 def weight_nodes(model: Any, architecture: str, n_blocks: int) -> list[WeightNode]:
@@ -86,15 +86,15 @@ def plan_onnx(
             f"unknown ONNX precision {precision!r}", hint=f"Choose one of {', '.join(PRECISIONS)}."
         )
     # Whatever the recipe says, "kept" means fp32 here: onnxruntime's CPU MatMul has no fp16.
-    keep = dataclasses.replace(recipe or Spike(), high_type=FLOAT)
+    keep = dataclasses.replace(recipe or Spike(), high_type=ONNX_FLOAT)
     if precision == "fp32":
-        return plan(nodes, {}, FLOAT, keep, output_type=FLOAT)
+        return plan(nodes, {}, ONNX_FLOAT, keep, output_type=ONNX_FLOAT)
     scores: Mapping[str, float] = {}
     if precision == "spike":
         if profile is None:
             raise PlanError("spike-aware int8 needs a spike profile (calibrate first)")
         scores = profile.scores("input")
-    return plan(nodes, scores, INT8, keep, output_type=INT8)
+    return plan(nodes, scores, DYNAMIC_INT8, keep, output_type=DYNAMIC_INT8)
 
 
 @contextlib.contextmanager
@@ -117,8 +117,8 @@ def quantize_graph(
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     types = the_plan.types
-    quantize = [n.node for n in nodes if types[n.name] == INT8]
-    exclude = [n.node for n in nodes if types[n.name] != INT8]
+    quantize = [n.node for n in nodes if types[n.name] == DYNAMIC_INT8]
+    exclude = [n.node for n in nodes if types[n.name] != DYNAMIC_INT8]
     with _quiet_root_logger():
         quantize_dynamic(
             src,

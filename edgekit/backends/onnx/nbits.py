@@ -4,10 +4,8 @@ Every weight node of the builder's graph (`/model/layers.3/attn/qkv_proj/MatMul`
 the embedding Gather) maps to a GGUF tensor name so the spike profile and the planner see the same
 names as on the GGUF path; a packed node (qkv) is one tensor, scored by the highest of its parts
 (they read the same input). The planner gets three types that stand in for what onnxruntime
-writes, chosen because their bytes per block of 32 match (`STANDS_FOR`):
-  Q4_1 -> MatMulNBits bits=4 (16 B codes + fp32 scale per 32 weights; k_quant adds a 4-bit zero)
-  Q8_1 -> MatMulNBits bits=8 (32 B codes + fp32 scale per 32 weights; k_quant adds an 8-bit zero)
-  F32  -> left as a float MatMul.
+writes, chosen because their bytes per block of 32 match (edgekit.quant.types.STANDS_FOR:
+NBITS_4 = Q4_1, NBITS_8 = Q8_1, ONNX_FLOAT = F32).
 So `--target-bpw` and the recipes work unchanged, and plan.json reads like the GGUF one.
 
 onnxruntime's `MatMulNBitsQuantizer` writes the MatMuls, per node (`customized_weight_config`),
@@ -34,11 +32,9 @@ from gguf import MODEL_TENSOR, TENSOR_NAMES, GGMLQuantizationType
 
 from edgekit.errors import ConversionError, PlanError
 from edgekit.quant.planner import Plan, Recipe, Spike, plan
+from edgekit.quant.types import NBITS, NBITS_4, NBITS_8, NBITS_TYPE_OF, ONNX_FLOAT
 
 Q = GGMLQuantizationType
-INT4, INT8, FLOAT = Q.Q4_1, Q.Q8_1, Q.F32
-STANDS_FOR = {INT4: "MatMulNBits bits=4", INT8: "MatMulNBits bits=8", FLOAT: "float MatMul"}
-BITS = {INT4: 4, INT8: 8}
 ALGORITHMS = ("k_quant", "rtn")
 BLOCK_SIZE = 32
 ONNX_DATA = "model.onnx.data"
@@ -76,7 +72,7 @@ class FusedNode:
     parts: tuple[str, ...]  # GGUF tensors it holds (their spike scores)
     weight: str  # initializer name
     shape: tuple[int, ...]  # GGUF order: shape[0] is the row length (K)
-    ggml_type: GGMLQuantizationType = FLOAT
+    ggml_type: GGMLQuantizationType = ONNX_FLOAT
 
 
 def fused_nodes(model: Any) -> list[FusedNode]:
@@ -132,21 +128,27 @@ def node_scores(nodes: list[FusedNode], scores: Mapping[str, float]) -> dict[str
     return out
 
 
+def nbits_type(q: GGMLQuantizationType) -> GGMLQuantizationType:
+    """What a GGUF-minded type (--high-type, the head's type) means on MatMulNBits."""
+    got = NBITS_TYPE_OF.get(q)
+    if got is None:
+        raise PlanError(
+            f"{q.name} has no MatMulNBits counterpart",
+            hint="For ONNX use Q8_0 (8-bit), Q4_0 (4-bit) or F32 (float).",
+        )
+    return got
+
+
 def plan_nbits(
     nodes: list[FusedNode],
     scores: Mapping[str, float],
     recipe: Recipe | None = None,
-    head: GGMLQuantizationType = INT8,
+    head: GGMLQuantizationType = NBITS_8,
 ) -> Plan:
     """4-bit base; the head (and the tied embedding) at `head`; the recipe's picks at 8 bits."""
-    for t in (head, *((recipe.high_type,) if recipe else ())):
-        if t not in STANDS_FOR:
-            raise PlanError(
-                f"{t.name} has no MatMulNBits counterpart",
-                hint="For ONNX use Q4_1 (4-bit), Q8_1 (8-bit) or F32 (float).",
-            )
-    chosen = recipe or Spike(high_type=INT8)
-    return plan(nodes, node_scores(nodes, scores), INT4, chosen, output_type=head)
+    chosen = recipe or Spike(high_type=NBITS_8)
+    chosen = replace(chosen, high_type=nbits_type(chosen.high_type))
+    return plan(nodes, node_scores(nodes, scores), NBITS_4, chosen, output_type=nbits_type(head))
 
 
 @contextlib.contextmanager
@@ -289,7 +291,9 @@ class NbitsParts:
         import onnx
 
         bits_of = {
-            n.node: BITS[types[n.name]] for n in nodes if n.op == "MatMul" and types[n.name] in BITS
+            n.node: NBITS[types[n.name]]
+            for n in nodes
+            if n.op == "MatMul" and types[n.name] in NBITS
         }
         out = onnx.ModelProto()
         out.CopyFrom(self.fp32())
@@ -315,7 +319,7 @@ class NbitsParts:
         )  # fmt: skip
         by_bits: dict[str, list[str]] = {"4": [], "8": [], "float": []}
         for n in nodes:
-            by_bits[str(BITS.get(types[n.name], "float"))].append(n.node)
+            by_bits[str(NBITS.get(types[n.name], "float"))].append(n.node)
         return by_bits
 
 
@@ -419,7 +423,7 @@ def _quantize_embedding(
     model: Any, embed: FusedNode, qtype: GGMLQuantizationType, block: int
 ) -> None:
     """Untied table: the MatMuls' k_quant search and layout, read by GatherBlockQuantized."""
-    if qtype not in BITS:
+    if qtype not in NBITS:
         return
     from onnx import numpy_helper
     from onnxruntime.quantization.neural_compressor.weight_only import (
@@ -427,7 +431,7 @@ def _quantize_embedding(
         quant_tensor_k_quant_cpu,
     )
 
-    bits = BITS[qtype]
+    bits = NBITS[qtype]
     init = _init(model, embed.weight)
     table = numpy_helper.to_array(init).astype("float32")  # (vocab, hidden)
     vocab, hidden = table.shape

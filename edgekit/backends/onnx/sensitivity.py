@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.backends.onnx.model import ONNX_FILE
-from edgekit.backends.onnx.nbits import INT4, INT8, FusedNode, NbitsParts
-from edgekit.devices.profiles import DeviceProfile
+from edgekit.backends.onnx.nbits import FusedNode, NbitsParts
+from edgekit.quant.types import NBITS_4, NBITS_8
 
 Log = Callable[[str], None]
 HEAD = "head"
@@ -41,6 +41,8 @@ EMBEDDING = "embedding"
 # Probes evaluated side by side: each is a session of the graph's size, and the background runs
 # once per group, so a few at a time keeps memory bounded on a small machine.
 GROUP = 4
+WINDOWS = 4  # evaluation windows per probe
+ALONE = 4  # the prior's top nodes probed alone
 _VERSION = "1"
 
 
@@ -142,7 +144,7 @@ def _write(
     folder: Path,
     side: Path,
 ) -> Path:
-    types = {n.name: (INT4 if n.name in low else INT8) for n in nodes}
+    types = {n.name: (NBITS_4 if n.name in low else NBITS_8) for n in nodes}
     parts.write(folder / ONNX_FILE, nodes, types)
     for f in side.iterdir():  # tokenizer and config beside each probe (links: Gemma's is 33 MB)
         if f.is_file() and not f.name.startswith(ONNX_FILE):
@@ -166,10 +168,6 @@ def measure(
     nodes: list[FusedNode],
     scores: Mapping[str, float],
     text: str,
-    *,
-    windows: int = 4,
-    alone: int = 4,
-    profile: DeviceProfile | None = None,
     log: Log | None = None,
 ) -> SensitivityResult:
     """Probe the graph and return each node's 4-bit cost; cached beside the fp32 graph."""
@@ -177,8 +175,8 @@ def measure(
 
     say = log or (lambda _: None)
     side = parts.src.parent
-    cache_file = side.parent / f"sensitivity-{cache_key(text, parts, windows, alone)}.json"
-    probes = make_probes(nodes, scores, alone)
+    cache_file = side.parent / f"sensitivity-{cache_key(text, parts, WINDOWS, ALONE)}.json"
+    probes = make_probes(nodes, scores, ALONE)
     if cache_file.is_file():
         doc = json.loads(cache_file.read_text(encoding="utf-8"))
         got = {p["label"]: float(p["kld"]) for p in doc["probes"]}
@@ -197,7 +195,7 @@ def measure(
                 _write(parts, nodes, p.members, tmp / f"probe{i + j}", side)
                 for j, p in enumerate(group)
             ]
-            _, rows = evaluate_onnx(background, dirs, text, max_windows=windows, profile=profile)
+            _, rows = evaluate_onnx(background, dirs, text, max_windows=WINDOWS)
             for p, row, d in zip(group, rows, dirs, strict=True):
                 p.kld = row.kld
                 shutil.rmtree(d, ignore_errors=True)
@@ -206,7 +204,7 @@ def measure(
     costs = distribute(nodes, probes)
     record = {
         "method": "4-bit probes in an 8-bit background, KLD on calibration text",
-        "windows": windows,
+        "windows": WINDOWS,
         "seconds": round(seconds, 1),
         "probes": [{"label": p.label, "kld": p.kld, "n": len(p.members)} for p in probes],
         "costs": costs,

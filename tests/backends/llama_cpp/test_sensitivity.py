@@ -12,7 +12,7 @@ import numpy.typing as npt
 import pytest
 
 from edgekit.backends.llama_cpp import ggml_quant
-from edgekit.backends.llama_cpp.sensitivity import _Probes, as_float
+from edgekit.backends.llama_cpp.sensitivity import Probes, as_float
 from edgekit.gguf.compose import float_rows
 from edgekit.gguf.reader import read_header
 from tests.fixtures.tiny_models import write_tiny_llama
@@ -56,7 +56,7 @@ def test_a_patch_that_moves_nothing_falls_back_to_probe_files(tmp_path: Path) ->
     base = write_tiny_llama(tmp_path / "f16.gguf", n_embd=256, n_ff=512, weight_type=Q.F16)
     h = read_header(base)
     down = [t for t in h.tensors if t.name.endswith("ffn_down.weight")]
-    probes, scorer = _Probes(h, {}, threads=1), _NoSharedPages()
+    probes, scorer = Probes(h, {}, threads=1), _NoSharedPages()
     assert probes.score(scorer, down, Q.Q4_K, tmp_path) == 0.25
     assert not probes.in_place  # later probes go straight to files
     assert probes.score(scorer, down[:1], Q.Q6_K, tmp_path) == 0.25
@@ -70,7 +70,7 @@ def test_a_patch_holds_the_probe_types_values_in_the_bases_type(tmp_path: Path) 
     base = write_tiny_llama(tmp_path / "f16.gguf", n_embd=256, n_ff=512, weight_type=Q.F16)
     h = read_header(base)
     t = next(t for t in h.tensors if t.name == "blk.0.ffn_down.weight")
-    at, data = _Probes(h, {}, threads=2).patch(t, Q.Q3_K)
+    at, data = Probes(h, {}, threads=2).patch(t, Q.Q3_K)
     assert at == h.data_offset + t.offset and len(data) == t.n_bytes
     x = float_rows(h, t)
     want = ggml_quant.dequantize(ggml_quant.quantize(x, Q.Q3_K), Q.Q3_K, t.shape[0])

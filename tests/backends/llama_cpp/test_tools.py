@@ -260,7 +260,7 @@ def test_cli_measured_convert_needs_no_torch_calibration(
     def no_torch(*_: object, **__: object) -> None:
         raise AssertionError("the measured recipe ran a torch calibration")
 
-    monkeypatch.setattr("edgekit.converters.gguf.calibrate_source", no_torch)
+    monkeypatch.setattr("edgekit.converters.calibrate.calibrate", no_torch)
 
     import typer
     from typer.testing import CliRunner

@@ -27,7 +27,7 @@ from pathlib import Path
 from edgekit.errors import RuntimeBackendError
 
 # ggml-rpc.h of the llama.cpp that llama-cpp-python 0.3.36 vendors (RPC_PROTO_*_VERSION);
-# tests/test_rpc_protocol.py checks these against the vendored header.
+# tests/backends/llama_cpp/rpc/test_workers.py checks these against the vendored header.
 RPC_PROTOCOL = (7, 0, 0)
 DEFAULT_PORT = 50052
 

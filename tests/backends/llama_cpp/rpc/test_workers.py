@@ -1,7 +1,7 @@
 """RPC workers on loopback: the protocol checks, --mem, the split, and the failure cases.
 
 Every worker is llama.cpp's rpc-server (tests/fixtures/rpc.py); the model is the tiny GGUF built
-on the fly, so these run in seconds. The default model's run is in test_rpc_real.py.
+on the fly, so these run in seconds. The default model's run is in test_real_model.py.
 """
 
 from __future__ import annotations
