@@ -9,7 +9,6 @@ Progress and messages go through the request's `stage` and `say`, so no pipeline
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -18,6 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gguf import GGMLQuantizationType
+
+from edgekit.outputs import partial_path, remove_stale_partials
 
 if TYPE_CHECKING:
     from edgekit.quant.planner import Plan, Recipe
@@ -117,9 +118,11 @@ def written_size(folder: Path, prefix: str) -> int:
 
 @contextlib.contextmanager
 def partial_folder(out: Path) -> Iterator[Path]:
-    """A work folder beside `out` (`.NAME.PID.partial`), removed whatever happens: a pipeline
-    writing a folder builds it inside and renames it to `out` as its last step."""
-    work = out.parent / f".{out.name}.{os.getpid()}.partial"
+    """A work folder beside `out` (named as every partial output is, outputs.partial_path),
+    removed whatever happens: a pipeline writing a folder builds it inside and renames it to
+    `out` as its last step. Work folders of killed runs are removed first."""
+    remove_stale_partials(out)
+    work = partial_path(out)
     work.mkdir()
     try:
         yield work
