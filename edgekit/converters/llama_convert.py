@@ -19,16 +19,16 @@ from edgekit.backends.llama_cpp.build import llama_cpp_source
 from edgekit.backends.llama_cpp.quantize import atomic_output, check_writable
 from edgekit.converters.hf_source import check_hf_dir
 from edgekit.errors import ConversionError, UnsupportedArchitectureError
+from edgekit.quant.types import CONVERTER_OUTTYPE
 
 Q = gguf.GGMLQuantizationType
-_OUTTYPE = {Q.F32: "f32", Q.F16: "f16", Q.BF16: "bf16", Q.Q8_0: "q8_0"}
 _TIMEOUT_S = 3600
 
 
 def convert_with_llama_cpp(source: Path, out: Path, out_type: Q = Q.F32) -> Path:
     """Write `out` from the Hugging Face folder `source` with llama.cpp's converter."""
     check_hf_dir(source)
-    if out_type not in _OUTTYPE:
+    if out_type not in CONVERTER_OUTTYPE:
         raise ConversionError(
             f"base type {out_type.name} is not supported by llama.cpp's converter",
             hint="Use F32, F16, BF16 or Q8_0.",
@@ -38,7 +38,7 @@ def convert_with_llama_cpp(source: Path, out: Path, out_type: Q = Q.F32) -> Path
     script = llama_cpp_source() / "convert_hf_to_gguf.py"
     with atomic_output(out) as tmp:
         command = [sys.executable, str(script), str(source), "--outfile", str(tmp)]
-        result = _run([*command, "--outtype", _OUTTYPE[out_type]])
+        result = _run([*command, "--outtype", CONVERTER_OUTTYPE[out_type]])
         if result.returncode != 0:
             raise _error(source, result.stdout + result.stderr)
     return out

@@ -28,11 +28,8 @@ from edgekit.devices.profiles import DeviceProfile, MiB
 from edgekit.errors import MetadataValueError, ModelTooBigError
 from edgekit.gguf.reader import ModelInfo
 from edgekit.gguf.values import MAX_CONTEXT
+from edgekit.quant.types import REPACKED_ON_CPU
 
-# Types llama.cpp's CPU back end repacks (ggml-cpu "extra" buffer types) on x86 and ARM.
-REPACKED_ON_CPU = frozenset(
-    {GGMLQuantizationType.Q4_0, GGMLQuantizationType.Q4_K, GGMLQuantizationType.IQ4_NL}
-)
 VOCAB_BYTES_PER_TOKEN = 200  # measured: 51 MiB for Gemma 3's 262,144 tokens (vocab_only load)
 # Per-token activation floats: FFN gate/up/act (3 x n_ff) and ~6 residual-width buffers (measured
 # against a full 512-token micro-batch: 19.5 MiB).

@@ -6,6 +6,8 @@ here is edgekit's own knowledge about them:
   - LADDER / CEILING: the types the measured mix moves tensors between;
   - FILE_TYPE_OF / MIX_LABEL / STOCK_MIXES: the file-type labels and llama.cpp's named mixes;
   - META_PREFIX: the GGUF metadata keys a plan is recorded under;
+  - QUANTIZE_TIME / REPACKED_ON_CPU / CONVERTER_OUTTYPE: what llama.cpp does with each type
+    (how long it takes to quantize, which its CPU back end repacks, convert_hf_to_gguf's names);
   - the ONNX stand-ins: the GGUF types the planner counts bytes with for what onnxruntime writes.
     NBITS_4 / NBITS_8 are MatMulNBits (fused graph); DYNAMIC_INT8 is quantize_dynamic's
     MatMulInteger (unfused graph). Each name means one thing only.
@@ -60,10 +62,18 @@ FILE_TYPE_OF: dict[GGMLQuantizationType, LlamaFileType] = {
     Q.IQ4_NL: F.MOSTLY_IQ4_NL,
 }
 
+# Relative time llama.cpp's kernels take to quantize with an imatrix (measured here on 1.3M
+# values: Q5_0/Q6_K ~65 ms, Q3_K 80, Q4_0 200, Q4_K/Q5_K/Q5_1/Q2_K ~250, IQ4_XS/IQ4_NL ~350).
+QUANTIZE_TIME = {Q.Q8_0: 0, Q.Q5_0: 1, Q.Q6_K: 1, Q.Q3_K: 1.2, Q.Q4_0: 3, Q.IQ4_XS: 5, Q.IQ4_NL: 5}
+
+# Types llama.cpp's CPU back end repacks (ggml-cpu "extra" buffer types) on x86 and ARM.
+REPACKED_ON_CPU = frozenset({Q.Q4_0, Q.Q4_K, Q.IQ4_NL})
+
+# convert_hf_to_gguf.py's --outtype for the float (and Q8_0) files it writes.
+CONVERTER_OUTTYPE = {Q.F32: "f32", Q.F16: "f16", Q.BF16: "bf16", Q.Q8_0: "q8_0"}
+
 # llama.cpp's named mixes a measured convert can match in size (--mix).
-STOCK_MIXES = (
-    "Q2_K", "Q3_K_S", "Q3_K_M", "Q3_K_L", "IQ4_XS", "Q4_K_S", "Q4_K_M", "Q5_K_M", "Q6_K"
-)  # fmt: skip
+STOCK_MIXES = ("Q2_K", "Q3_K_S", "Q3_K_M", "Q3_K_L", "IQ4_XS", "Q4_K_S", "Q4_K_M", "Q5_K_M", "Q6_K")
 DEFAULT_MIX = "Q4_K_M"
 
 # The file-type label of a measured mix: the stock name of the type holding the most bytes.
@@ -81,9 +91,11 @@ MIX_LABEL: dict[GGMLQuantizationType, str] = {
     Q.Q5_1: "Q5_1",
 }
 
-# ONNX stand-ins, chosen because their bytes per block of 32 match what onnxruntime stores:
-#   Q4_1 -> MatMulNBits bits=4 (16 B codes + fp32 scale per 32 weights; k_quant adds a 4-bit zero)
-#   Q8_1 -> MatMulNBits bits=8 (32 B codes + fp32 scale per 32 weights; k_quant adds an 8-bit zero)
+# ONNX stand-ins: GGUF types whose bytes per block of 32 are close to what onnxruntime stores.
+#   Q4_1 -> MatMulNBits bits=4: 16 B codes + fp32 scale = 20 B, as Q4_1 (k_quant's 4-bit zero
+#           adds 0.5 B)
+#   Q8_1 -> MatMulNBits bits=8: 32 B codes + fp32 scale + 8-bit zero = 37 B; gguf-py counts
+#           Q8_1 as 40 B, so budgets overcount 8-bit nodes by 3 B per 32 weights (8%)
 #   F32  -> left as a float MatMul
 #   I8   -> quantize_dynamic's MatMulInteger (one byte per weight, unfused graph only)
 NBITS_4, NBITS_8, ONNX_FLOAT, DYNAMIC_INT8 = Q.Q4_1, Q.Q8_1, Q.F32, Q.I8

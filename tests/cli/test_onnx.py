@@ -14,7 +14,7 @@ pytest.importorskip("onnxruntime")
 from typer.testing import CliRunner
 
 from edgekit.cli import app
-from tests.fixtures.onnx import build_tiny_hf
+from tests.fixtures.hf_checkpoints import build_tiny_hf
 
 runner = CliRunner()
 
@@ -25,9 +25,8 @@ def spiky_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("EDGEKIT_CACHE_DIR", str(tmp_path / "cache"))
-    return tmp_path / "cache"
+def own_cache(isolated_cache: Path) -> Path:
+    return isolated_cache
 
 
 @pytest.mark.parametrize("precision", ["int4", "spike"])
@@ -60,6 +59,16 @@ def test_convert_to_onnx_then_run(
 def test_unknown_format_is_one_clear_error(spiky_llama: Path) -> None:
     done = runner.invoke(app, ["convert", str(spiky_llama), "--to", "tflite"])
     assert done.exit_code == 2 and "unknown output format" in done.stderr
+
+
+def test_the_measured_recipe_is_refused_for_onnx_before_any_work(
+    spiky_llama: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "never"
+    args = ["convert", str(spiky_llama), "--to", "onnx", "--recipe", "measured", "-o", str(out)]
+    done = runner.invoke(app, args)
+    assert done.exit_code == 2 and "writes GGUF only" in done.stderr
+    assert not out.exists()
 
 
 def test_eval_an_onnx_folder_against_its_fp32_export(spiky_llama: Path, tmp_path: Path) -> None:

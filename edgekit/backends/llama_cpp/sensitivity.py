@@ -39,7 +39,7 @@ from edgekit.errors import PlanError
 from edgekit.gguf.compose import Source, float_rows, write_gguf
 from edgekit.gguf.reader import GGUFHeader, TensorInfo, read_header
 from edgekit.quant.planner import compatible
-from edgekit.quant.types import CEILING, LADDER, bits
+from edgekit.quant.types import CEILING, LADDER, QUANTIZE_TIME, bits
 
 Q = GGMLQuantizationType
 SAMPLE_VALUES = 1 << 15  # per tensor for the weighted error; the same rows for every type
@@ -145,11 +145,6 @@ def _prior(kinds: Mapping[str, Sequence[TensorInfo]], scores: Mapping[str, float
     return sorted(kinds, key=lambda k: (-weight(k), k))
 
 
-# Relative time llama.cpp's kernels take to quantize with an imatrix (measured here on 1.3M
-# values: Q5_0/Q6_K ~65 ms, Q3_K 80, Q4_0 200, Q4_K/Q5_K/Q5_1/Q2_K ~250, IQ4_XS/IQ4_NL ~350).
-_QUANT_TIME = {Q.Q8_0: 0, Q.Q5_0: 1, Q.Q6_K: 1, Q.Q3_K: 1.2, Q.Q4_0: 3, Q.IQ4_XS: 5, Q.IQ4_NL: 5}
-
-
 def probe_type(error: Mapping[GGMLQuantizationType, float]) -> GGMLQuantizationType:
     """A type in the range where the budgets' decisions lie (3 to 6 bits) that injects a real
     error (10x the ceiling's: a type the weights already sit on exactly, as a dequantized
@@ -158,7 +153,7 @@ def probe_type(error: Mapping[GGMLQuantizationType, float]) -> GGMLQuantizationT
     floor = 10 * error.get(CEILING, 0.0)
     lossy = [q for q in error if q != CEILING and error[q] > floor]
     mid = [q for q in lossy if 3.0 <= bits(q) < 6.0] or lossy or list(error)
-    return min(mid, key=lambda q: (_QUANT_TIME.get(q, 4), bits(q)))
+    return min(mid, key=lambda q: (QUANTIZE_TIME.get(q, 4), bits(q)))
 
 
 class Probes:

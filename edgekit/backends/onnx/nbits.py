@@ -4,7 +4,7 @@ Every weight node of the builder's graph (`/model/layers.3/attn/qkv_proj/MatMul`
 the embedding Gather) maps to a GGUF tensor name so the spike profile and the planner see the same
 names as on the GGUF path; a packed node (qkv) is one tensor, scored by the highest of its parts
 (they read the same input). The planner gets three types that stand in for what onnxruntime
-writes, chosen because their bytes per block of 32 match (edgekit.quant.types.STANDS_FOR:
+writes, chosen because their bytes per block of 32 are close (edgekit.quant.types.STANDS_FOR:
 NBITS_4 = Q4_1, NBITS_8 = Q8_1, ONNX_FLOAT = F32).
 So `--target-bpw` and the recipes work unchanged, and plan.json reads like the GGUF one.
 

@@ -28,7 +28,6 @@ from gguf import GGML_QUANT_SIZES
 from edgekit.backends.base import RunPlan
 from edgekit.devices.memory import (
     KV_PAD,
-    REPACKED_ON_CPU,
     VOCAB_BYTES_PER_TOKEN,
     MemoryEstimate,
     compute_bytes,
@@ -37,6 +36,7 @@ from edgekit.devices.memory import (
 from edgekit.devices.profiles import DeviceProfile, MiB, load_profile
 from edgekit.errors import ModelTooBigError, UnsupportedModelError
 from edgekit.gguf.reader import ModelInfo, load_model_info
+from edgekit.quant.types import REPACKED_ON_CPU
 
 if TYPE_CHECKING:
     from edgekit.backends.llama_cpp.rpc.protocol import Endpoint, WorkerStatus
