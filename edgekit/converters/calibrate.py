@@ -133,16 +133,9 @@ def _load_gguf(path: Path) -> LoadedModel:
 
 def _llama_tokenizer(path: Path) -> tuple[Callable[[str], list[int]], int | None]:
     """The GGUF's own tokenizer, through llama.cpp (exactly what inference will use)."""
-    from edgekit.backends.llama_cpp.runtime import import_llama_cpp
+    from edgekit.backends.llama_cpp.lib import file_tokenizer
 
-    lib = import_llama_cpp()
-    llm = lib.Llama(model_path=str(path), vocab_only=True, verbose=False)
-    bos = int(llm.token_bos())
-
-    def tokenize(text: str) -> list[int]:
-        return list(llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
-
-    return tokenize, (bos if bos >= 0 else None)
+    return file_tokenizer(path)
 
 
 def sequences(

@@ -50,6 +50,10 @@ from edgekit.gguf.values import (
     MAX_WIDTH,
     MetadataReader,
     SkippedArray,  # re-exported: part of this module's results (GGUFHeader.metadata)
+    VocabSummary,
+    check_attention,
+    check_rope,
+    check_vocab,
     file_type_name,
     swa_layers,
     token_count,
@@ -59,9 +63,11 @@ from edgekit.gguf.values import (
 # the reader loop for minutes or fill memory. Each is far above any released model. llama.cpp's
 # own (ggml/src/gguf.cpp: 2^30 elements or bytes) are looser: it allocates in C++, we in Python
 # objects, and we must stay fast (a full read of the default model's header takes ~30 ms of CPU).
-MAX_KV = 1 << 16  # real models have ~30-60 metadata keys
+# llama-cpp-python reads every key back through llama.cpp one by one at load, in time that grows
+# with the square of the count: 60,000 keys took 57 s here, 4,096 take ~0.3 s.
+MAX_KV = 1 << 12  # real models have ~30-60 metadata keys, a few hundred at most
 MAX_TENSORS = 1 << 20  # the largest MoE files have a few thousand
-MAX_ARRAY = 1 << 24  # vocabularies and merges: ~300k at most today
+MAX_ARRAY = 1 << 22  # vocabularies and merges: ~300k at most today
 MAX_STRING = 1 << 26  # a whole tokenizer.json fits
 MAX_KEPT_TEXT = 1 << 26  # all kept metadata text together (long arrays are skipped, not kept)
 MAX_TENSOR_NAME = 63  # GGML_MAX_NAME - 1
@@ -129,6 +135,7 @@ class GGUFHeader:
     file_size: int
     extra: dict[str, Any] = field(default_factory=dict)
     value_types: dict[str, GGUFValueType] = field(default_factory=dict)  # as stored in the file
+    vocab: VocabSummary = field(default_factory=VocabSummary)  # what llama.cpp's loader asserts on
 
 
 class Cursor:
@@ -139,6 +146,7 @@ class Cursor:
         self.size = len(buf)
         self.kept_text = 0
         self.key = ""  # the metadata key being read, for messages
+        self.vocab = VocabSummary()
 
     def remaining(self) -> int:
         return max(0, self.size - self.pos)
@@ -219,6 +227,11 @@ class Cursor:
             )
         if item_type == GGUFValueType.STRING:
             n = self.count("array elements", 8, MAX_ARRAY)
+            if self.key == Keys.Tokenizer.LIST:
+                self.vocab.tokens = self._token_texts(n)
+                if n <= _MAX_KEPT_ARRAY:
+                    return [t.decode("utf-8", errors="replace") for t in self.vocab.tokens]
+                return SkippedArray(item_type, n)
             if n <= _MAX_KEPT_ARRAY:
                 return [self.string() for _ in range(n)]
             self._skip_strings(n)
@@ -226,12 +239,34 @@ class Cursor:
         fmt = SCALAR_FORMATS[item_type]
         width = struct.calcsize(fmt)
         n = self.count("array elements", width, MAX_ARRAY)
+        if self.key == Keys.Tokenizer.TOKEN_TYPE and item_type == GGUFValueType.INT32:
+            self.vocab.token_types = bytes(self.buf[self.pos : self.pos + n * width])
         if n > _MAX_KEPT_NUMERIC_ARRAY:
             self.pos += n * width  # in bounds: count() checked n * width against the file
             return SkippedArray(item_type, n)
         values = list(struct.unpack_from(f"<{n}{fmt[1]}", self.buf, self.pos))
         self.pos += n * width
         return values
+
+    def _token_texts(self, n: int) -> list[bytes]:
+        """The vocabulary's token texts: llama.cpp's loader asserts on duplicates and throws
+        from C++ (an abort) where a byte token is missing, so they are checked (check_vocab).
+        ~60 ms for a 262k-token vocabulary."""
+        buf, pos, end, unpack = self.buf, self.pos, self.size, _U64.unpack_from
+        texts: list[bytes] = []
+        for _ in range(n):
+            if pos + 8 > end:
+                self.pos = min(pos, end)
+                raise self.truncated("the token list")
+            length = unpack(buf, pos)[0]
+            pos += 8
+            if pos + length > end:
+                self.pos = end
+                raise self.truncated("the token list")
+            texts.append(buf[pos : pos + length])
+            pos += length
+        self.pos = pos
+        return texts
 
     def _skip_strings(self, n: int) -> None:
         # The vocabulary walk: the hot loop of the reader, so it avoids method calls.
@@ -291,6 +326,7 @@ def _parse(cur: Cursor, size: int) -> GGUFHeader:
     data_offset = -(-cur.pos // alignment) * alignment
     header = GGUFHeader(cur.path, version, metadata, tensors, data_offset, size)
     header.value_types = types
+    header.vocab = cur.vocab
     _check_complete(header)
     return header
 
@@ -316,6 +352,14 @@ def _alignment(cur: Cursor, md: dict[str, Any], types: dict[str, GGUFValueType])
     if value <= 0 or value & (value - 1):
         raise MetadataValueError(
             f"{cur.path}: {key} is {value}, not a power of two", hint=_HINT_DAMAGED
+        )
+    if value < GGUF_DEFAULT_ALIGNMENT:
+        # llama.cpp maps tensor data and hands it to its CPU back end, which aborts on a buffer
+        # that is not 32-byte aligned (TENSOR_ALIGNMENT in ggml-backend.cpp).
+        raise MetadataValueError(
+            f"{cur.path}: {key} is {value}; llama.cpp needs tensor data aligned to at least "
+            f"{GGUF_DEFAULT_ALIGNMENT} bytes",
+            hint=_HINT_DAMAGED,
         )
     return value
 
@@ -454,6 +498,11 @@ def model_info(header: GGUFHeader) -> ModelInfo:
         )
     vocab_size = r.integer(key(Keys.LLM.VOCAB_SIZE), 1, MAX_VOCAB, token_count(r))
     r.token_ids(_SPECIAL_TOKEN_KEYS, vocab_size)
+    check_vocab(r, header.vocab)
+    names = {t.name for t in header.tensors}
+    check_attention(r, arch, n_layers, names)
+    head_dim_k = r.integer(key(Keys.Attention.KEY_LENGTH), 1, MAX_HEAD_DIM, head_dim)
+    check_rope(r, arch, head_dim_k)
     counts: Counter[str] = Counter()
     sizes: Counter[str] = Counter()
     for t in header.tensors:
@@ -470,7 +519,7 @@ def model_info(header: GGUFHeader) -> ModelInfo:
         ),
         n_head=n_head,
         n_head_kv=n_head_kv,
-        head_dim_k=r.integer(key(Keys.Attention.KEY_LENGTH), 1, MAX_HEAD_DIM, head_dim),
+        head_dim_k=head_dim_k,
         head_dim_v=r.integer(key(Keys.Attention.VALUE_LENGTH), 1, MAX_HEAD_DIM, head_dim),
         context_length=r.integer(key(Keys.LLM.CONTEXT_LENGTH), 1, MAX_CONTEXT, 2048),
         sliding_window=r.integer(key(Keys.Attention.SLIDING_WINDOW), 0, MAX_CONTEXT, 0),

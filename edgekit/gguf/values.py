@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from gguf import GGUFValueType, Keys, LlamaFileType
 
 from edgekit.errors import MetadataTypeError, MetadataValueError, UnsupportedModelError
@@ -204,3 +205,155 @@ def file_type_name(r: MetadataReader) -> str:
         return LlamaFileType(value).name.removeprefix("MOSTLY_")
     except ValueError:
         return f"type {value}"
+
+
+# --- what llama.cpp's loader asserts on ------------------------------------------------------
+# Each check below stands for a GGML_ASSERT / GGML_ABORT (or a C++ exception thrown through the C
+# API, which ends in std::terminate) that a one-field edit reaches in llama.cpp 0.3.36's loader:
+# the process dies with SIGABRT and no message, so these are refused before anything loads.
+
+# tokenizer.ggml.model values llama.cpp knows (src/llama-vocab.cpp, llama_vocab::impl::load)
+TOKENIZER_MODELS = frozenset(
+    {"no_vocab", "none", "llama", "bert", "gpt2", "hybriddna", "whitespace", "t5", "rwkv",
+     "plamo2", "gemma4"}
+)  # fmt: skip
+_TOKEN_TYPE_BYTE = 6  # LLAMA_TOKEN_TYPE_BYTE
+# Vocabulary types whose token_to_byte reads "<0xXX>" (and aborts for any other type).
+_BYTE_TOKEN_MODELS = frozenset({"llama", "t5", "gpt2", "hybriddna", "whitespace", "gemma4"})
+TOKEN_TYPE_KEY = "tokenizer.ggml.token_type"
+TOKENIZER_MODEL_KEY = "tokenizer.ggml.model"
+
+
+@dataclass
+class VocabSummary:
+    """The token texts and types the header reader saw (not kept in ModelInfo)."""
+
+    tokens: list[bytes] | None = None
+    token_types: bytes | None = None  # little-endian int32 per token
+
+
+def _byte_tokens(summary: VocabSummary, n_tokens: int) -> list[int]:
+    """Ids of the tokens typed BYTE."""
+    raw = summary.token_types or b""
+    types = np.frombuffer(raw[: 4 * n_tokens], dtype="<i4", count=min(len(raw) // 4, n_tokens))
+    return [int(i) for i in np.flatnonzero(types == _TOKEN_TYPE_BYTE)]
+
+
+def check_vocab(r: MetadataReader, summary: VocabSummary) -> None:
+    """A vocabulary llama.cpp can load and tokenize with (module section comment)."""
+    if TOKENIZER_MODEL_KEY not in r.md:
+        return
+    model = r.string(TOKENIZER_MODEL_KEY)
+    if model not in TOKENIZER_MODELS:
+        raise UnsupportedModelError(
+            f"{r.path}: {TOKENIZER_MODEL_KEY} is {model[:40]!r}, a tokenizer llama.cpp does not "
+            f"know ({', '.join(sorted(TOKENIZER_MODELS))})",
+            hint=_HINT,
+        )
+    bpe = model in {"gpt2", "hybriddna", "whitespace", "gemma4"}
+    if bpe and "tokenizer.ggml.merges" not in r.md and r.md.get("tokenizer.ggml.pre") != "kimi-k2":
+        raise MetadataValueError(
+            f"{r.path}: the {model!r} tokenizer needs tokenizer.ggml.merges, which is missing",
+            hint=_HINT,
+        )
+    tokens = summary.tokens
+    if tokens is None:
+        return
+    seen = set(tokens)
+    n_empty = tokens.count(b"")  # empty tokens get unique names at load
+    if len(seen) < len(tokens) - max(0, n_empty - 1):
+        _raise_duplicate(r, tokens)
+    byte_tokens = _byte_tokens(summary, len(tokens))
+    if byte_tokens and model not in _BYTE_TOKEN_MODELS:
+        raise MetadataValueError(
+            f"{r.path}: the vocabulary has byte tokens (token {byte_tokens[0]}), which the "
+            f"{model!r} tokenizer cannot decode: llama.cpp aborts on them",
+            hint=_HINT,
+        )
+    short = next((i for i in byte_tokens if len(tokens[i]) < 3), None)
+    if short is not None:  # llama.cpp reads the XX of <0xXX> with substr(3, 2), which throws
+        raise MetadataValueError(
+            f"{r.path}: byte token {short} is {tokens[short]!r}, not of the form <0xXX>",
+            hint=_HINT,
+        )
+    if model == "llama":
+        _check_byte_fallback(r, seen)
+
+
+def _raise_duplicate(r: MetadataReader, tokens: list[bytes]) -> None:
+    first: dict[bytes, int] = {}
+    for i, text in enumerate(tokens):
+        if text and first.setdefault(text, i) != i:
+            raise MetadataValueError(
+                f"{r.path}: token {i} ({text[:40]!r}) repeats token {first[text]} in "
+                "tokenizer.ggml.tokens; llama.cpp aborts on a duplicated token",
+                hint=_HINT,
+            )
+
+
+def _check_byte_fallback(r: MetadataReader, seen: set[bytes]) -> None:
+    """A SentencePiece vocabulary spells text it has no token for as byte tokens; llama.cpp
+    throws through its C API (an abort) when one of those is missing. Vocabularies without byte
+    fallback at all are left alone: they map unknown text to <unk> before that point."""
+    missing = [
+        b
+        for b in range(256)
+        if f"<0x{b:02X}>".encode() not in seen and (b == 0 or bytes([b]) not in seen)
+    ]
+    if missing and len(missing) < 256:
+        raise MetadataValueError(
+            f"{r.path}: the vocabulary lacks {len(missing)} of its 256 byte tokens (e.g. "
+            f"<0x{missing[0]:02X}>); llama.cpp aborts on text that needs one",
+            hint=_HINT,
+        )
+
+
+def _per_layer_list(r: MetadataReader, key: str, n_layers: int, default: list[int]) -> list[int]:
+    value = r.md.get(key)
+    if isinstance(value, list):
+        return [int(v) for v in value]
+    if isinstance(value, int):
+        return [int(value)] * n_layers
+    return default
+
+
+def check_attention(r: MetadataReader, arch: str, n_layers: int, tensors: set[str]) -> None:
+    """Every block that has attention weights has heads, and its query heads divide evenly into
+    its KV heads (ggml_mul_mat asserts on the broadcast). A zero KV head count is right only for
+    blocks without attention (recurrent layers of hybrid models)."""
+    heads_key = Keys.Attention.HEAD_COUNT.format(arch=arch)
+    kv_key = Keys.Attention.HEAD_COUNT_KV.format(arch=arch)
+    heads = _per_layer_list(r, heads_key, n_layers, [0] * n_layers)
+    kv = _per_layer_list(r, kv_key, n_layers, heads)
+    for i in range(n_layers):
+        if not any(f"blk.{i}.attn_{w}.weight" in tensors for w in ("q", "k", "qkv")):
+            continue
+        if heads[i] <= 0 or kv[i] <= 0:
+            key = heads_key if heads[i] <= 0 else kv_key
+            raise MetadataValueError(
+                f"{r.path}: block {i} has attention weights, but {key} gives it no heads",
+                hint=_HINT,
+            )
+        if heads[i] % kv[i]:
+            raise MetadataValueError(
+                f"{r.path}: block {i} has {heads[i]} query heads, not a multiple of its "
+                f"{kv[i]} KV heads",
+                hint=_HINT,
+            )
+
+
+def check_rope(r: MetadataReader, arch: str, head_dim_k: int) -> None:
+    """RoPE rotates pairs of a head's values: an odd count or more than the head holds makes
+    ggml abort, and 0 made llama.cpp spin at 100% CPU here."""
+    for suffix, width in (("", head_dim_k), ("_swa", None)):
+        key = f"{arch}.rope.dimension_count{suffix}"
+        if key not in r.md:
+            continue
+        if width is None:
+            width = r.integer(f"{arch}.attention.key_length_swa", 1, MAX_HEAD_DIM, head_dim_k)
+        n_rot = r.integer(key, 2, width)
+        if n_rot % 2:
+            raise MetadataValueError(
+                f"{r.path}: {key} is {n_rot}; RoPE needs an even number of dimensions",
+                hint=_HINT,
+            )

@@ -8,6 +8,7 @@ dependency is installed.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,6 +21,10 @@ if TYPE_CHECKING:
     from edgekit.evaluate import EvalResult
 
 GGUF_MAGIC = b"GGUF"
+# ggml answers an abort by attaching gdb and printing ~20 KB of backtrace, on stdout too, which
+# breaks --json; set before llama.cpp loads, and inherited by every child (probes, RPC runtime,
+# rpc-server). The crash itself is reported by edgekit (probe.py, rpc/runtime.py).
+os.environ.setdefault("GGML_NO_BACKTRACE", "1")
 
 
 class LlamaCppBackend:
@@ -47,10 +52,11 @@ class LlamaCppBackend:
         return RunPlan(info, profile, ctx, estimate, backend=self.name)
 
     def open(self, plan: RunPlan, verbose: bool = False) -> LlamaCppRuntime:
-        from edgekit.backends.llama_cpp.probe import ensure_build_works
+        from edgekit.backends.llama_cpp.probe import ensure_build_works, ensure_model_loads
         from edgekit.backends.llama_cpp.runtime import LlamaCppRuntime
 
-        ensure_build_works(plan.info.path, plan.profile.threads)
+        ensure_build_works(plan.profile.threads)
+        ensure_model_loads(plan.info.path, plan.profile.threads)
         return LlamaCppRuntime(
             plan.info, plan.profile, plan.n_ctx, verbose=verbose, threads=plan.threads
         )

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.backends.llama_cpp.runtime import import_llama_cpp
+from edgekit.backends.llama_cpp.lib import fill_batch, import_llama_cpp
 from edgekit.errors import EvalError
 from edgekit.evaluate import (
     F32,
@@ -53,12 +53,8 @@ class _Model:
 
     def logprobs(self, tokens: Sequence[int], pos0: int) -> F32:
         """Decode `tokens` at positions pos0.. and return log-softmax of every position's logits."""
-        b = self.batch
-        for i, tok in enumerate(tokens):
-            b.token[i], b.pos[i], b.n_seq_id[i], b.logits[i] = tok, pos0 + i, 1, True
-            b.seq_id[i][0] = 0
-        b.n_tokens = len(tokens)
-        if self.lib.llama_decode(self.llm.ctx, b) != 0:
+        fill_batch(self.batch, tokens, pos0)
+        if self.lib.llama_decode(self.llm.ctx, self.batch) != 0:
             raise EvalError("llama.cpp failed to decode an evaluation batch")
         ptr = self.lib.llama_get_logits(self.llm.ctx)
         raw = np.ctypeslib.as_array(

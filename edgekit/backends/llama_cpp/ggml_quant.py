@@ -40,8 +40,7 @@ class _Traits(ctypes.Structure):
 
 @functools.cache
 def ggml_lib() -> Any:
-    from edgekit.backends.llama_cpp.hidden import ggml_base
-    from edgekit.backends.llama_cpp.runtime import import_llama_cpp
+    from edgekit.backends.llama_cpp.lib import ggml_base, import_llama_cpp
 
     import_llama_cpp()  # a missing or broken build is reported as the runtime reports it
     ggml = ggml_base()

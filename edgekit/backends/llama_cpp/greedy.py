@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import ctypes
 import sys
+from pathlib import Path
 from typing import Any
 
-from edgekit.backends.llama_cpp.runtime import import_llama_cpp
+from edgekit.backends.llama_cpp.lib import import_llama_cpp, vocab_only
 
 
 def _piece(lib: Any, vocab: Any, token: int) -> bytes:
@@ -22,7 +23,7 @@ def _piece(lib: Any, vocab: Any, token: int) -> bytes:
 
 def greedy_text(model: str, prompt: str, n_predict: int) -> bytes:
     lib = import_llama_cpp()
-    tokens_probe = lib.Llama(model_path=model, vocab_only=True, verbose=False)
+    tokens_probe = vocab_only(Path(model))
     prompt_tokens = list(tokens_probe.tokenize(prompt.encode(), add_bos=True, special=True))
     tokens_probe.close()
     llm = lib.Llama(

@@ -9,14 +9,13 @@ this opens a small second context on the already-loaded model weights.
 
 from __future__ import annotations
 
-import ctypes
-import pathlib
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from edgekit.backends.base import FloatArray
+from edgekit.backends.llama_cpp.lib import fill_batch, ggml_base
 from edgekit.backends.llama_cpp.quiet import quietly
 from edgekit.errors import RuntimeBackendError
 
@@ -29,32 +28,6 @@ POINTS = {
     "ffn_norm": b"ffn_norm-",
     "kqv_out": b"kqv_out-",
 }
-
-
-def ggml_base() -> ctypes.CDLL:
-    """libggml-base from llama-cpp-python's own lib folder (the one its libllama links)."""
-    import llama_cpp
-    from llama_cpp._ctypes_extensions import load_shared_library
-
-    lib: ctypes.CDLL = load_shared_library(
-        "ggml-base", pathlib.Path(llama_cpp.__file__).parent / "lib"
-    )
-    lib.ggml_get_name.argtypes = [ctypes.c_void_p]
-    lib.ggml_get_name.restype = ctypes.c_char_p
-    lib.ggml_nelements.argtypes = [ctypes.c_void_p]
-    lib.ggml_nelements.restype = ctypes.c_int64
-    lib.ggml_nrows.argtypes = [ctypes.c_void_p]
-    lib.ggml_nrows.restype = ctypes.c_int64
-    lib.ggml_nbytes.argtypes = [ctypes.c_void_p]
-    lib.ggml_nbytes.restype = ctypes.c_size_t
-    lib.ggml_backend_tensor_get.argtypes = [
-        ctypes.c_void_p,
-        ctypes.c_void_p,
-        ctypes.c_size_t,
-        ctypes.c_size_t,
-    ]
-    lib.ggml_backend_tensor_get.restype = None
-    return lib
 
 
 class HiddenStateReader:
@@ -116,19 +89,12 @@ class HiddenStateReader:
         if not 0 < len(tokens) <= self.n_ctx:
             raise ValueError(f"{len(tokens)} tokens do not fit the {self.n_ctx}-token context")
         self.lib.llama_memory_clear(self.lib.llama_get_memory(self.ctx), True)
-        b = self._batch
-        b.n_tokens = len(tokens)
-        for i, tok in enumerate(tokens):
-            b.token[i] = tok
-            b.pos[i] = i
-            b.n_seq_id[i] = 1
-            b.seq_id[i][0] = 0
-            # One output row: the vocab projection of every row would cost more than the model,
-            # and only the last block (which cannot be read whole then) needs them.
-            b.logits[i] = int(i == len(tokens) - 1)
+        # One output row: the vocab projection of every row would cost more than the model,
+        # and only the last block (which cannot be read whole then) needs them.
+        fill_batch(self._batch, tokens, 0, outputs=(len(tokens) - 1,))
         self._captured = {}
         self._n_tokens = len(tokens)
-        rc = self.lib.llama_decode(self.ctx, b)
+        rc = self.lib.llama_decode(self.ctx, self._batch)
         if rc != 0:
             raise RuntimeBackendError(f"llama_decode failed while reading hidden states ({rc})")
         return {p: dict(v) for p, v in self._captured.items()}

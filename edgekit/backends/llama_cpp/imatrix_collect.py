@@ -19,15 +19,20 @@ does not need its logits; llama-imatrix computes them for its perplexity printou
 from __future__ import annotations
 
 import ctypes
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from edgekit.backends.llama_cpp.ggml_quant import ggml_lib as _ggml
-from edgekit.backends.llama_cpp.runtime import import_llama_cpp
+from edgekit.backends.llama_cpp.lib import BareModel, import_llama_cpp
 from edgekit.errors import CalibrationError
 
 F32 = npt.NDArray[np.float32]
@@ -94,18 +99,28 @@ class Collected:
 
 
 class _Collector:
-    def __init__(self, skip_first: bool) -> None:
+    def __init__(self) -> None:
         self.mul_mat = _op_code(b"MUL_MAT")
         self.out = Collected()
         self.error: BaseException | None = None
-        self.skip_first = skip_first  # one chunk per decode: row 0 is the chunk's BOS
+        self.interrupted = False  # set by the SIGINT handler that collect() installs
+        self.skip_first = False  # whether row 0 of each chunk is its BOS (left out of peaks)
 
     def __call__(self, t_ptr: int, ask: bool, _: Any) -> bool:
+        """ggml's eval callback. Nothing may raise out of it: ctypes prints an exception that
+        leaves a callback as "ignored" and returns 0, and the run went on (Ctrl-C was swallowed
+        in 3 of 4 tries). So a failure or a Ctrl-C is a flag; the graph is stopped by answering
+        yes to the next question and no (stop) to the node it shows, and collect() raises."""
+        if self.interrupted or self.error is not None:
+            return ask
         try:
             return self._take(t_ptr, ask)
         except BaseException as e:  # an exception must not unwind through C
             self.error = e
             return False
+
+    def stop(self, signum: int, frame: FrameType | None) -> None:
+        self.interrupted = True
 
     def _take(self, t_ptr: int, ask: bool) -> bool:
         t = _Tensor.from_address(t_ptr)
@@ -134,51 +149,55 @@ class _Collector:
         return True
 
 
+@contextmanager
+def _interrupts_to(collector: _Collector) -> Iterator[None]:
+    """While llama.cpp computes, Ctrl-C only sets the collector's flag (see _Collector)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals are delivered to the main thread only
+        return
+    previous = signal.signal(signal.SIGINT, collector.stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _decode_chunk(m: BareModel, collector: _Collector, chunk: list[int]) -> None:
+    """One chunk on a cleared cache, every position an output (so the last block is not
+    trimmed); a Ctrl-C or a failure inside the callback is raised here, after llama.cpp."""
+    if m.adds_bos:
+        chunk[0] = m.bos
+    rc = m.decode(chunk)
+    if collector.interrupted:
+        raise KeyboardInterrupt
+    if rc != 0 or collector.error is not None:
+        raise collector.error or CalibrationError("llama.cpp failed to decode a chunk")
+
+
 def collect(
     model: Path, text: str, n_ctx: int = 256, chunks: int = 64, threads: int = 2
 ) -> Collected:
     """Sum of squared activations per input column of every block matrix, over `text`."""
     lib = import_llama_cpp()
-    llm = lib.Llama(model_path=str(model), n_ctx=8, vocab_only=True, verbose=False)
-    try:
-        tokens = list(llm.tokenize(text.encode("utf-8"), add_bos=True, special=False))
-        bos, add_bos = int(llm.token_bos()), bool(llm._model.add_bos_token())
-    finally:
-        llm.close()
-    n_chunk = min(chunks, len(tokens) // n_ctx)
-    if n_chunk < 1:
-        raise CalibrationError(
-            f"the calibration text has {len(tokens)} tokens, fewer than one chunk of {n_ctx}",
-            hint="Give a longer --calib-file.",
-        )
-    collector = _Collector(skip_first=add_bos)
+    collector = _Collector()
     callback = lib.ggml_backend_sched_eval_callback(collector)
-    mparams = lib.llama_model_default_params()
-    m = lib.llama_model_load_from_file(str(model).encode(), mparams)
-    if not m:
-        raise CalibrationError(f"llama.cpp could not load {model}")
-    cparams = lib.llama_context_default_params()
-    cparams.n_ctx = cparams.n_batch = cparams.n_ubatch = n_ctx
-    cparams.n_threads = cparams.n_threads_batch = threads
-    cparams.cb_eval = callback
-    ctx = lib.llama_init_from_model(m, cparams)
-    batch = lib.llama_batch_init(n_ctx, 0, 1)
-    try:
-        for c in range(n_chunk):
-            chunk = tokens[c * n_ctx : (c + 1) * n_ctx]
-            if add_bos:
-                chunk[0] = bos
-            lib.llama_memory_clear(lib.llama_get_memory(ctx), True)
-            for i, tok in enumerate(chunk):
-                batch.token[i], batch.pos[i], batch.n_seq_id[i], batch.logits[i] = tok, i, 1, True
-                batch.seq_id[i][0] = 0
-            batch.n_tokens = len(chunk)
-            if lib.llama_decode(ctx, batch) != 0 or collector.error is not None:
-                raise collector.error or CalibrationError("llama.cpp failed to decode a chunk")
-    finally:
-        lib.llama_batch_free(batch)
-        lib.llama_free(ctx)
-        lib.llama_model_free(m)
+    # Repacked weights are fine here (nothing patches the file): mapped=False keeps them.
+    with BareModel(
+        lib, model, n_ctx, threads, cb_eval=callback, mapped=False, error=CalibrationError
+    ) as m:
+        tokens = m.tokenize(text, add_bos=True)
+        n_chunk = min(chunks, len(tokens) // n_ctx)
+        if n_chunk < 1:
+            raise CalibrationError(
+                f"the calibration text has {len(tokens)} tokens, fewer than one chunk of {n_ctx}",
+                hint="Give a longer --calib-file.",
+            )
+        collector.skip_first = m.adds_bos  # one chunk per decode: row 0 is the chunk's BOS
+        with _interrupts_to(collector):
+            for c in range(n_chunk):
+                _decode_chunk(m, collector, tokens[c * n_ctx : (c + 1) * n_ctx])
+            if collector.interrupted:  # Ctrl-C after the last decode
+                raise KeyboardInterrupt
     out = collector.out
     out.chunks, out.chunk_size = n_chunk, n_ctx
     return out

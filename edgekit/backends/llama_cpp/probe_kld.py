@@ -17,17 +17,14 @@ Two ways to score a probe:
 
 from __future__ import annotations
 
-import ctypes
-import logging
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from edgekit.backends.llama_cpp.runtime import import_llama_cpp
+from edgekit.backends.llama_cpp.lib import BareModel, import_llama_cpp
 from edgekit.errors import EvalError
 from edgekit.evaluate import F32, RefBlock, RunningSums, compare, log_softmax, windows
 
@@ -35,68 +32,12 @@ U8 = npt.NDArray[np.uint8]
 Patch = tuple[int, U8]  # (byte offset in the file, the bytes to put there)
 
 
-class BareModel:
-    """A model and a context through llama.cpp's C API, on the CPU and computing with the
-    file's mapped pages (no repacked copies), so that a patched file is what it reads."""
-
-    def __init__(self, lib: Any, path: Path, n_ctx: int, threads: int) -> None:
-        # llama-cpp-python prints llama.cpp's log unless its logger is raised (Llama(verbose=
-        # False) does the same); this loader bypasses Llama.
-        logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
-        self.lib = lib
-        mp = lib.llama_model_default_params()
-        mp.n_gpu_layers = 0
-        mp.use_extra_bufts = False
-        self.model = lib.llama_model_load_from_file(str(path).encode(), mp)
-        if not self.model:
-            raise EvalError(f"llama.cpp could not load {path.name}")
-        cp = lib.llama_context_default_params()
-        cp.n_ctx = cp.n_batch = cp.n_ubatch = n_ctx
-        cp.n_threads = cp.n_threads_batch = threads
-        self.ctx = lib.llama_init_from_model(self.model, cp)
-        if not self.ctx:
-            lib.llama_model_free(self.model)
-            raise EvalError(f"llama.cpp could not create a context for {path.name}")
-        self.vocab = lib.llama_model_get_vocab(self.model)
-        self.n_vocab = int(lib.llama_vocab_n_tokens(self.vocab))
-        self.batch = lib.llama_batch_init(n_ctx, 0, 1)
-
-    def tokenize(self, text: str) -> list[int]:
-        raw = text.encode("utf-8")
-        size = len(raw) + 8
-        for _ in range(2):  # a negative count is the size needed
-            buf = (self.lib.llama_token * size)()
-            n = self.lib.llama_tokenize(self.vocab, raw, len(raw), buf, size, False, False)
-            if n >= 0:
-                return list(buf[:n])
-            size = -n
-        raise EvalError("llama.cpp could not tokenize the calibration text")
-
-    @property
-    def bos(self) -> int:
-        return int(self.lib.llama_vocab_bos(self.vocab))
-
-    def logprobs(self, win: Sequence[int], first: int) -> F32:
-        """log-softmax of the predictions at positions >= first (the last token only a target)."""
-        self.lib.llama_memory_clear(self.lib.llama_get_memory(self.ctx), True)
-        b = self.batch
-        n = len(win) - 1
-        for i in range(n):
-            b.token[i], b.pos[i], b.n_seq_id[i], b.logits[i] = win[i], i, 1, i >= first
-            b.seq_id[i][0] = 0
-        b.n_tokens = n
-        if self.lib.llama_decode(self.ctx, b) != 0:
-            raise EvalError("llama.cpp failed to decode a probe batch")
-        ptr = self.lib.llama_get_logits(self.ctx)
-        raw = np.ctypeslib.as_array(
-            ctypes.cast(ptr, ctypes.POINTER(ctypes.c_float)), shape=(n - first, self.n_vocab)
-        )
-        return log_softmax(raw)  # a new array: the buffer is reused by the next decode
-
-    def close(self) -> None:
-        self.lib.llama_batch_free(self.batch)
-        self.lib.llama_free(self.ctx)
-        self.lib.llama_model_free(self.model)
+def window_logprobs(m: BareModel, win: Sequence[int], first: int) -> F32:
+    """log-softmax of the predictions at positions >= first (the last token only a target)."""
+    n = len(win) - 1
+    if m.decode(win[:n], outputs=range(first, n)) != 0:
+        raise EvalError("llama.cpp failed to decode a probe batch")
+    return log_softmax(m.logits(n - first))  # a new array: the buffer is reused by the next decode
 
 
 class ProbeKld:
@@ -121,7 +62,7 @@ class ProbeKld:
         if scratch is not None:
             shutil.copyfile(model, scratch)  # a kernel-side copy on Linux
             self._scratch, self._original = scratch, model
-        m = BareModel(self.lib, scratch or model, self.n_ctx, self.threads)
+        m = BareModel(self.lib, scratch or model, self.n_ctx, self.threads, error=EvalError)
         self._held = m
         bos = m.bos
         wins = windows(m.tokenize(self.text), self.n_ctx, bos if bos >= 0 else None, self.n_windows)
@@ -132,19 +73,21 @@ class ProbeKld:
                 hint=f"Give at least {self.n_ctx} tokens of text.",
             )
         self.refs = [
-            RefBlock.of(m.logprobs(w, self.first), np.asarray(w[self.first + 1 :], np.int64))
+            RefBlock.of(
+                window_logprobs(m, w, self.first), np.asarray(w[self.first + 1 :], np.int64)
+            )
             for w in self.wins
         ]
 
     def _score(self, m: BareModel) -> float:
         acc = RunningSums()
         for win, ref in zip(self.wins, self.refs, strict=True):
-            compare(ref, m.logprobs(win, self.first), acc)
+            compare(ref, window_logprobs(m, win, self.first), acc)
         return acc.kld / max(acc.n, 1)
 
     def kld(self, model: Path) -> float:
         """KL divergence of another model file from the reference."""
-        m = BareModel(self.lib, model, self.n_ctx, self.threads)
+        m = BareModel(self.lib, model, self.n_ctx, self.threads, error=EvalError)
         try:
             return self._score(m)
         finally:

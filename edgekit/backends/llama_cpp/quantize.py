@@ -29,24 +29,6 @@ from edgekit.outputs import check_output, partial_path
 Q = GGMLQuantizationType
 F = LlamaFileType
 
-# The file type each base type is labelled with (general.file_type); the mix itself is ours.
-FILE_TYPE_OF: dict[GGMLQuantizationType, LlamaFileType] = {
-    Q.F32: F.ALL_F32,
-    Q.F16: F.MOSTLY_F16,
-    Q.BF16: F.MOSTLY_BF16,
-    Q.Q8_0: F.MOSTLY_Q8_0,
-    Q.Q6_K: F.MOSTLY_Q6_K,
-    Q.Q5_K: F.MOSTLY_Q5_K_M,
-    Q.Q5_0: F.MOSTLY_Q5_0,
-    Q.Q5_1: F.MOSTLY_Q5_1,
-    Q.Q4_K: F.MOSTLY_Q4_K_M,
-    Q.Q4_0: F.MOSTLY_Q4_0,
-    Q.Q4_1: F.MOSTLY_Q4_1,
-    Q.Q3_K: F.MOSTLY_Q3_K_M,
-    Q.Q2_K: F.MOSTLY_Q2_K,
-    Q.IQ4_NL: F.MOSTLY_IQ4_NL,
-}
-
 Progress = Callable[[int, int, str], None]  # (done, total, tensor name)
 _PROGRESS_LINE = re.compile(rb"\[\s*(\d+)/\s*(\d+)\]\s+(\S+)")
 
@@ -117,7 +99,7 @@ def run_quantize(
     progress: Progress | None = None,
 ) -> None:
     """llama_model_quantize in a worker thread, so Ctrl-C reaches Python while it runs."""
-    from edgekit.backends.llama_cpp.runtime import import_llama_cpp
+    from edgekit.backends.llama_cpp.lib import import_llama_cpp
 
     lib = import_llama_cpp()
     params, _keepalive = _params(lib, ftype, types, threads)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import codecs
 import ctypes
-import importlib
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +21,7 @@ from edgekit.backends.base import (
     TokenCallback,
     decode_rate,
 )
+from edgekit.backends.llama_cpp.lib import import_llama_cpp
 from edgekit.backends.llama_cpp.sampler import NativeSampler, PieceDecoder
 from edgekit.backends.llama_cpp.threads import ThreadGovernor
 from edgekit.devices.profiles import DeviceProfile
@@ -42,16 +42,6 @@ if TYPE_CHECKING:
     from edgekit.backends.llama_cpp.adapters import LoraSlots
 
 ChatMessage = dict[str, str]
-
-
-def import_llama_cpp() -> ModuleType:
-    try:
-        return importlib.import_module("llama_cpp")
-    except ImportError as e:
-        raise RuntimeBackendError(
-            f"llama-cpp-python is not installed or does not load: {e}",
-            hint="Run scripts/setup.sh, which builds it with the right flags for this machine.",
-        ) from None
 
 
 def fallback_chat_template(architecture: str) -> str:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.backends.base import FloatArray, common_prefix
+from edgekit.backends.llama_cpp.lib import fill_batch
 from edgekit.errors import RuntimeBackendError
 
 # Which source last wrote each context's KV cache (by context address). A source's record of
@@ -92,15 +93,8 @@ class LlamaLogits:
 
     def _decode(self, chunk: Sequence[int], pos0: int, want: range) -> None:
         # Logits only where a row is read: each costs a 262k-wide projection on Gemma 3.
-        b = self._batch
-        b.n_tokens = len(chunk)
-        for i, tok in enumerate(chunk):
-            b.token[i] = tok
-            b.pos[i] = pos0 + i
-            b.n_seq_id[i] = 1
-            b.seq_id[i][0] = 0
-            b.logits[i] = ctypes.c_int8(pos0 + i in want)
-        rc = self.lib.llama_decode(self.llm.ctx, b)
+        fill_batch(self._batch, chunk, pos0, want)
+        rc = self.lib.llama_decode(self.llm.ctx, self._batch)
         if rc != 0:
             self._cached = []
             raise RuntimeBackendError(f"llama_decode failed while scoring (code {rc})")

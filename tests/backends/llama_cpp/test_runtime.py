@@ -11,12 +11,6 @@ from edgekit.backends.runner import open_runtime, plan_run
 from edgekit.errors import BrokenBuildError, RuntimeBackendError
 
 
-@pytest.fixture
-def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("EDGEKIT_CACHE_DIR", str(tmp_path / "cache"))
-    return tmp_path / "cache"
-
-
 def test_chat_uses_llama_cpp_templates(tiny_model: Path) -> None:
     runtime = open_runtime(plan_run(tiny_model, "cpu", 256))
     try:
@@ -40,14 +34,14 @@ def test_streamed_pieces_add_up_to_the_text(tiny_model: Path) -> None:
 
 
 def test_probe_passes_and_is_remembered(tiny_model: Path, isolated_cache: Path) -> None:
-    probe.ensure_build_works(tiny_model, 1)
+    probe.ensure_build_works(1, model=tiny_model)
     assert list((isolated_cache / "build-probe").glob("*.ok"))
 
 
 def test_crashing_build_is_explained_not_a_segfault(tiny_model: Path, isolated_cache: Path) -> None:
     segfault = [sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"]
     with pytest.raises(BrokenBuildError, match="SIGSEGV") as e:
-        probe.ensure_build_works(tiny_model, 1, command=segfault)
+        probe.ensure_build_works(1, command=segfault)
     assert e.value.hint and "GGML_NATIVE=OFF" in e.value.hint
     assert not (isolated_cache / "build-probe").exists()
 
@@ -55,7 +49,7 @@ def test_crashing_build_is_explained_not_a_segfault(tiny_model: Path, isolated_c
 def test_failing_build_reports_its_error(tiny_model: Path, isolated_cache: Path) -> None:
     failing = [sys.executable, "-c", "raise SystemExit('libggml.so: cannot open shared object')"]
     with pytest.raises(RuntimeBackendError, match="cannot open shared object"):
-        probe.ensure_build_works(tiny_model, 1, command=failing)
+        probe.ensure_build_works(1, command=failing)
 
 
 def test_decode_rate_ignores_the_first_token() -> None:

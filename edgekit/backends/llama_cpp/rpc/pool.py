@@ -363,5 +363,5 @@ def open_pool(plan: PoolPlan, verbose: bool = False) -> RpcRuntime:
     from edgekit.backends.llama_cpp.probe import ensure_build_works
     from edgekit.backends.llama_cpp.rpc.runtime import RpcRuntime
 
-    ensure_build_works(plan.run.info.path, plan.run.profile.threads)
+    ensure_build_works(plan.run.profile.threads)
     return RpcRuntime(plan.run, plan.offload(), verbose)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import os
 import socket
 import struct
 import subprocess
@@ -36,6 +37,16 @@ CMD_GET_DEVICE_MEMORY = 11
 CMD_HELLO = 14
 CMD_DEVICE_COUNT = 15
 CONN_CAPS_SIZE = 24  # RPC_CONN_CAPS_SIZE (transport.h): zeros ask for plain TCP
+# What edgekit's worker front sends a client while another holds the worker, then closes. The
+# protocol has no error reply; read as a reply's u64 size it is absurd, so a llama.cpp client
+# fails at once, and edgekit's probe recognises it and says why.
+BUSY_REPLY = b"EDGEKIT-BUSY: this worker serves another client; one at a time\n"
+# How long a new client waits for the one before it to leave before it is refused: edgekit's own
+# client probes a worker and closes, then llama.cpp connects at once.
+QUEUE_WAIT_S = 3.0
+# A client must send its first command within this, or it is dropped: a connection that says
+# nothing would otherwise hold the worker for every other client.
+FIRST_COMMAND_TIMEOUT_S = 10.0
 _U64 = struct.Struct("<Q")
 
 
@@ -49,6 +60,10 @@ class WorkerUnreachableError(WorkerError):
 
 class WorkerVersionError(WorkerError):
     pass
+
+
+class WorkerBusyError(WorkerError):
+    """The worker is serving another client."""
 
 
 class WorkerLostError(WorkerError):
@@ -134,9 +149,16 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
     return b"".join(chunks)
 
 
+class _BusyReply(ConnectionError):
+    pass
+
+
 def _command(sock: socket.socket, cmd: int, payload: bytes, reply_size: int) -> bytes:
     sock.sendall(bytes([cmd]) + _U64.pack(len(payload)) + payload)
-    size = _U64.unpack(_recv_exact(sock, 8))[0]
+    head = _recv_exact(sock, 8)
+    if head == BUSY_REPLY[:8]:
+        raise _BusyReply()
+    size = _U64.unpack(head)[0]
     if size != reply_size:
         raise ConnectionError(f"reply of {size} bytes where {reply_size} were expected")
     return _recv_exact(sock, size)
@@ -173,6 +195,11 @@ def probe(endpoint: Endpoint, timeout: float = 5.0) -> WorkerStatus:
     with sock:
         try:
             hello = _command(sock, CMD_HELLO, bytes(CONN_CAPS_SIZE), 4 + CONN_CAPS_SIZE)
+        except _BusyReply:
+            raise WorkerBusyError(
+                f"worker {endpoint} is serving another client (a worker serves one at a time)",
+                hint="Wait until that client's run ends, or start another worker.",
+            ) from None
         except TimeoutError:
             raise WorkerUnreachableError(
                 f"worker {endpoint} accepted the connection but did not answer within "
@@ -247,8 +274,16 @@ def server_command(
 
 
 def start_server(cmd: list[str]) -> subprocess.Popen[bytes]:
+    """rpc-server with SIGPIPE ignored, so that a client that closed cannot kill it: Python
+    ignores SIGPIPE itself, and restore_signals=False keeps that disposition across exec (an
+    ignored signal stays ignored); rpc-server then sees EPIPE, drops that client and goes on."""
     return subprocess.Popen(
-        cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        cmd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        restore_signals=False,
+        env={**os.environ, "GGML_NO_BACKTRACE": "1"},
     )
 
 
@@ -260,7 +295,14 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 class RpcRelay:
-    """Forwards one listening address to a worker; caps its reported memory; counts bytes.
+    """The worker's front: forwards one listening address to rpc-server, one client at a time;
+    caps its reported memory (mem_cap); counts bytes.
+
+    rpc-server serves one client and queues the others in its listen backlog; when the first
+    left, it answered a queued client that had already given up and died of SIGPIPE (3 of 3),
+    and one idle connection held it for everyone. Here a second client waits up to QUEUE_WAIT_S
+    for the first to leave, and is otherwise told BUSY_REPLY and closed, never reaching
+    rpc-server; a client that sends nothing within FIRST_COMMAND_TIMEOUT_S is dropped.
 
     Framing (ggml-rpc.cpp): a command is 1 byte + u64 size + payload; a reply is u64 size +
     payload. The client (ggml-rpc's dispatcher) waits for the reply of GET_DEVICE_MEMORY before
@@ -279,6 +321,9 @@ class RpcRelay:
         self._server.listen(8)
         self._closed = threading.Event()
         self._conns: list[socket.socket] = []
+        self._free = threading.Condition()
+        self._active = False
+        self.refused = 0
 
     @property
     def port(self) -> int:
@@ -291,7 +336,7 @@ class RpcRelay:
                 client, _ = self._server.accept()
             except OSError:
                 return
-            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+            threading.Thread(target=self._admit, args=(client,), daemon=True).start()
 
     def start(self) -> RpcRelay:
         threading.Thread(target=self.serve_forever, daemon=True).start()
@@ -307,6 +352,36 @@ class RpcRelay:
         with self._lock:
             self.bytes_to_worker += to_worker
             self.bytes_from_worker += from_worker
+
+    def _admit(self, client: socket.socket) -> None:
+        with self._free:
+            admitted = self._free.wait_for(lambda: not self._active, timeout=QUEUE_WAIT_S)
+            self._active = self._active or admitted
+        if not admitted:
+            self._refuse(client)
+            return
+        try:
+            self._serve(client)
+        finally:
+            with self._free:
+                self._active = False
+                self._free.notify_all()
+
+    def _refuse(self, client: socket.socket) -> None:
+        with self._lock:
+            self.refused += 1
+        try:
+            client.settimeout(1.0)
+            client.sendall(BUSY_REPLY)
+            client.shutdown(socket.SHUT_WR)
+            # Read what the client sent before closing: closing on unread bytes sends a reset,
+            # which can discard the reply before the client reads it.
+            while client.recv(1 << 16):
+                pass
+        except OSError:
+            pass
+        finally:
+            client.close()
 
     def _serve(self, client: socket.socket) -> None:
         try:
@@ -336,8 +411,13 @@ class RpcRelay:
     def _commands(
         self, client: socket.socket, upstream: socket.socket, pending: threading.Event
     ) -> None:
+        client.settimeout(FIRST_COMMAND_TIMEOUT_S)
+        first = True
         while True:
             head = _recv_exact(client, 9)
+            if first:
+                client.settimeout(None)
+                first = False
             size = _U64.unpack_from(head, 1)[0]
             if head[0] == CMD_GET_DEVICE_MEMORY and self.mem_cap is not None:
                 pending.set()

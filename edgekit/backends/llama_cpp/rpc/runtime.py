@@ -20,13 +20,13 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from edgekit.backends.base import GenerationResult, RunPlan, SamplingParams, TokenCallback
+from edgekit.backends.llama_cpp.lib import loaded_libggml
 from edgekit.backends.llama_cpp.rpc.protocol import (
     Endpoint,
     WorkerError,
     WorkerLostError,
     responds,
 )
-from edgekit.backends.llama_cpp.runtime import import_llama_cpp
 from edgekit.errors import EdgekitError, RuntimeBackendError
 
 # Seconds without a token before the turn is declared lost. A Pi computes a token of a 1B model in
@@ -42,30 +42,11 @@ class Offload:
     tensor_split: tuple[float, ...]
 
 
-def _loaded_libggml() -> Any:
-    """The libggml that libllama itself uses. The wheel ships libggml.so and libggml.so.0 as
-    separate copies, and llama_cpp._ggml opens the first: a second copy, with its own device
-    registry that llama.cpp never reads. Asking the loader for the soname libllama linked, with
-    RTLD_NOLOAD, returns the copy already in the process."""
-    import ctypes
-    import os
-
-    import_llama_cpp()
-    for name in ("libggml.so.0", "libggml.0.dylib", "libggml.dylib", "ggml.dll"):
-        try:
-            return ctypes.CDLL(name, mode=getattr(os, "RTLD_NOLOAD", 0) | ctypes.RTLD_GLOBAL)
-        except OSError:
-            continue
-    from llama_cpp import _ggml
-
-    return _ggml.libggml
-
-
 def register_workers(endpoints: Sequence[Endpoint]) -> None:
     """Make each worker's devices llama.cpp devices, as llama-cli's --rpc does (common/arg.cpp)."""
     import ctypes
 
-    lib = _loaded_libggml()
+    lib = loaded_libggml()
     lib.ggml_backend_reg_by_name.restype = ctypes.c_void_p
     lib.ggml_backend_reg_by_name.argtypes = [ctypes.c_char_p]
     lib.ggml_backend_reg_get_proc_address.restype = ctypes.c_void_p
@@ -283,7 +264,7 @@ def connections_alive(pid: int | None, endpoints: Sequence[Endpoint]) -> dict[st
 
 def _raise_child_error(reply: tuple[Any, ...]) -> None:
     from edgekit import errors
-    from edgekit.backends.llama_cpp.rpc.protocol import protocol as rpc
+    from edgekit.backends.llama_cpp.rpc import protocol as rpc
 
     _, name, message, hint = reply
     cls = getattr(errors, name, None) or getattr(rpc, name, None)

@@ -1,8 +1,9 @@
 """One RPC worker: llama.cpp's rpc-server with a device profile's settings, and its life cycle.
 
-With a memory cap (`--mem`), rpc-server listens on a private loopback port and an `RpcRelay` takes
-the public address, so what the worker reports is min(real, cap). Without a cap, rpc-server takes
-the public address itself and nothing of edgekit's sits between it and the client.
+rpc-server listens on a private loopback port and an `RpcRelay` takes the public address: it
+admits one client at a time and refuses a second promptly (rpc-server itself queued it and later
+died of SIGPIPE answering it), and with a memory cap (`--mem`) it reports min(real, cap).
+rpc-server runs with SIGPIPE ignored (protocol.start_server), so a peer that closed cannot kill it.
 """
 
 from __future__ import annotations
@@ -50,26 +51,24 @@ class Worker:
     def start(self) -> WorkerStatus:
         """Start rpc-server (and the relay), wait until it answers, and return what it reports."""
         binary = self.binary or tool_path("rpc-server")
-        if self.mem_cap is not None:
-            if self.mem_cap <= 0:
-                raise WorkerError("--mem must be a positive number of MiB")
-            inner = Endpoint("127.0.0.1", free_port())
-            try:
-                self.relay = RpcRelay(self.endpoint, inner, self.mem_cap)
-            except OSError as e:
-                raise self._bind_error(e) from None
-        else:
-            inner = self.endpoint
-            if is_answering(self.endpoint, timeout=0.5):
-                raise self._bind_error(OSError("address already in use"))
+        if self.mem_cap is not None and self.mem_cap <= 0:
+            raise WorkerError("--mem must be a positive number of MiB")
+        inner = Endpoint("127.0.0.1", free_port())
+        try:
+            self.relay = RpcRelay(self.endpoint, inner, self.mem_cap)
+        except OSError as e:
+            raise self._bind_error(e) from None
         cmd = server_command(
             binary, inner.host, inner.port, self.profile.threads, self.backend_device
         )
         self.process = start_server(cmd)
         threading.Thread(target=self._drain, daemon=True).start()
-        self._wait_listening(inner)
-        if self.relay is not None:
-            self.relay.start()
+        try:
+            self._wait_listening(inner)
+        except BaseException:
+            self.stop()
+            raise
+        self.relay.start()
         return probe(self.endpoint)
 
     def _bind_error(self, e: OSError) -> WorkerError:

@@ -85,8 +85,8 @@ def test_two_workers_give_the_local_greedy_text() -> None:
 
 def _assert_near_tie(local: str, pooled: str) -> None:
     """The first token where the texts part is the local model's runner-up, nearly tied."""
-    from edgekit.backends.llama_cpp.probe_kld import BareModel
-    from edgekit.backends.llama_cpp.runtime import import_llama_cpp
+    from edgekit.backends.llama_cpp.lib import BareModel, import_llama_cpp
+    from edgekit.backends.llama_cpp.probe_kld import window_logprobs
     from edgekit.backends.runner import resolve_model
 
     m = BareModel(import_llama_cpp(), resolve_model(None), 256, 2)
@@ -95,7 +95,7 @@ def _assert_near_tie(local: str, pooled: str) -> None:
         n = next(i for i, (a, b) in enumerate(zip(ours, theirs, strict=False)) if a != b)
         assert n > len(m.tokenize(PROMPT)) + 4, "the texts part at once"
         window = [m.bos, *ours[:n]]
-        logprobs = m.logprobs([*window, 0], len(window) - 1)[0]
+        logprobs = window_logprobs(m, [*window, 0], len(window) - 1)[0]
         first, second = logprobs.argsort()[::-1][:2]
         assert {int(first), int(second)} == {ours[n], theirs[n]}
         assert logprobs[first] - logprobs[second] < NEAR_TIE

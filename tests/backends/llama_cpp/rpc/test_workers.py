@@ -16,6 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from edgekit.backends.base import SamplingParams
+from edgekit.backends.llama_cpp.rpc import runtime as rpc_runtime
 from edgekit.backends.llama_cpp.rpc.pool import open_pool, plan_pool
 from edgekit.backends.llama_cpp.rpc.protocol import (
     RPC_PROTOCOL,
@@ -28,7 +29,6 @@ from edgekit.backends.llama_cpp.rpc.protocol import (
     parse_endpoints,
     probe,
 )
-from edgekit.backends.llama_cpp.rpc.protocol import runtime as rpc_runtime
 from edgekit.backends.runner import open_runtime, plan_run
 from edgekit.cli import app
 from edgekit.devices.profiles import MiB
