@@ -196,6 +196,10 @@ def user_errors(command: Callable[P, R]) -> Callable[P, R]:
             raise typer.Exit(e.exit_code) from None
         except (typer.Exit, typer.Abort, typer.exceptions.TyperException):
             raise  # the CLI's own control flow and usage errors
+        except KeyboardInterrupt:
+            # Ctrl-C: the shell's convention (128 + SIGINT), after the outputs' context managers
+            # removed what the run had started to write; click would say "Aborted!" with exit 1.
+            raise typer.Exit(130) from None
         except OSError as e:
             stream_error = _as_stream_error(e)
             if stream_error is None:
