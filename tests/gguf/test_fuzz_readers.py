@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 
 from edgekit.devices.profiles import builtin_dir
-from tests.fixtures.fuzz_harness import Summary, fuzz_gguf, fuzz_profiles
+from tests.fixtures.fuzz_harness import Summary, fuzz_gguf, fuzz_profiles, fuzz_run
 
 SEED = 14
 N_GGUF = 1000
 N_PROFILES = 500
+RUN_BUDGET_S = 50  # the second stage: no new case starts after this (one case takes 1-5 s)
 
 
 def _report(summary: Summary) -> str:
@@ -49,3 +50,20 @@ def test_fuzz_profile_parser(tmp_path: Path) -> None:
     kinds = summary.kinds()
     assert kinds["ok"] > 0 and {"error:ProfileKeyError", "error:ProfileValueError"} <= set(kinds)
     assert time.perf_counter() - start < 30
+
+
+def test_fuzz_second_stage_valid_headers_through_run(tiny_model: Path, tmp_path: Path) -> None:
+    """Whole mutant models whose header reads as GGUF (the loader-abort classes of issue 34, then
+    random stage-1 mutants) through `edgekit run --json` in a child: no signal, hang, traceback,
+    exit 0 on a file edgekit's checks refuse, or stdout that is not one JSON object."""
+    start = time.perf_counter()
+    summary = fuzz_run(tiny_model, tmp_path, 40, SEED, budget_s=RUN_BUDGET_S)
+    print(f"\nsecond stage, {len(summary.outcomes)} mutants in {time.perf_counter() - start:.0f} s")
+    print(summary.table())
+    findings = summary.findings()
+    assert not findings, "\n".join(
+        f"{o.mutator} case {o.case}: {o.kind} (exit {o.exit_code}) {o.detail}" for o in findings
+    )
+    kinds = {o.kind for o in summary.outcomes}
+    assert len(summary.outcomes) >= 10 and "ok" in kinds and len(kinds) >= 3
+    assert time.perf_counter() - start < RUN_BUDGET_S + 15  # the last case may start at 50 s
