@@ -7,9 +7,9 @@ within 2 s of CPU time and 500 MB of resident memory, with no negative memory es
 not wall time, decides "over 2 s": on a shared machine a case's wall time also holds other
 processes' load; the largest wall time is printed too.)
 
-    python benchmarks/fuzz_readers.py --n 20000        # the run quoted in the README
-    python benchmarks/fuzz_readers.py --quick          # 1,000 mutants
-    python benchmarks/fuzz_readers.py --run 600        # + the second stage for 600 s
+    .venv/bin/python -m benchmarks.fuzz_readers --n 20000        # the run quoted in the README
+    .venv/bin/python -m benchmarks.fuzz_readers --quick          # 1,000 mutants
+    .venv/bin/python -m benchmarks.fuzz_readers --run 600        # + the second stage for 600 s
 
 The second stage (--run SECONDS, issue 34) sends whole mutant models of the tiny F32 model whose
 header is valid GGUF through `edgekit run --json` in a child: the loader-abort classes with

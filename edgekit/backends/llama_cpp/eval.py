@@ -6,14 +6,12 @@ Logits are read straight from llama.cpp's output buffer in micro-batches, so eac
 
 from __future__ import annotations
 
-import ctypes
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from edgekit.backends.llama_cpp.lib import fill_batch, import_llama_cpp
+from edgekit.backends.llama_cpp.lib import BareModel, import_llama_cpp
 from edgekit.errors import EvalError
 from edgekit.evaluate import (
     F32,
@@ -29,38 +27,12 @@ from edgekit.evaluate import (
 from edgekit.gguf.reader import load_model_info
 
 
-class _Model:
-    def __init__(self, lib: Any, path: Path, n_ctx: int, n_batch: int, threads: int) -> None:
-        self.lib = lib
-        self.llm = lib.Llama(
-            model_path=str(path),
-            n_ctx=n_ctx,
-            n_batch=n_batch,
-            n_ubatch=n_batch,
-            n_threads=threads,
-            n_threads_batch=threads,
-            verbose=False,
-        )
-        self.n_vocab = int(self.llm.n_vocab())
-        self.batch = lib.llama_batch_init(n_batch, 0, 1)
-
-    def close(self) -> None:
-        self.lib.llama_batch_free(self.batch)
-        self.llm.close()
-
-    def reset(self) -> None:
-        self.lib.llama_memory_clear(self.lib.llama_get_memory(self.llm.ctx), True)
-
-    def logprobs(self, tokens: Sequence[int], pos0: int) -> F32:
-        """Decode `tokens` at positions pos0.. and return log-softmax of every position's logits."""
-        fill_batch(self.batch, tokens, pos0)
-        if self.lib.llama_decode(self.llm.ctx, self.batch) != 0:
-            raise EvalError("llama.cpp failed to decode an evaluation batch")
-        ptr = self.lib.llama_get_logits(self.llm.ctx)
-        raw = np.ctypeslib.as_array(
-            ctypes.cast(ptr, ctypes.POINTER(ctypes.c_float)), shape=(len(tokens), self.n_vocab)
-        )
-        return log_softmax(raw.astype(np.float32))
+def _logprobs(m: BareModel, tokens: Sequence[int], pos0: int) -> F32:
+    """Decode `tokens` at positions pos0.. (a fresh cache at 0) and return log-softmax of every
+    position's logits."""
+    if m.decode(tokens, pos0) != 0:
+        raise EvalError("llama.cpp failed to decode an evaluation batch")
+    return log_softmax(m.logits(len(tokens)).astype(np.float32))
 
 
 def evaluate(
@@ -83,16 +55,18 @@ def evaluate(
     lib = import_llama_cpp()
     paths = [reference, *candidates]
     infos = [load_model_info(p) for p in paths]
-    models = [_Model(lib, p, n_ctx, n_batch, threads) for p in paths]
+    models = [
+        BareModel(lib, p, n_ctx, threads, n_batch=n_batch, mapped=False, error=EvalError)
+        for p in paths
+    ]
     try:
         if len({m.n_vocab for m in models}) != 1:
             raise EvalError(
                 "the models have different vocabularies",
                 hint="Compare a quantized file with the reference it was made from.",
             )
-        ref_llm = models[0].llm
-        bos = int(ref_llm.token_bos())
-        tokens = list(ref_llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+        bos = models[0].bos
+        tokens = models[0].tokenize(text)
         if second_half:
             wins = perplexity_chunks(tokens, n_ctx, bos, max_windows)
             first = n_ctx // 2
@@ -128,16 +102,18 @@ def perplexity_chunks(
 
 
 def _run_window(
-    models: Sequence[_Model], win: list[int], n_batch: int, accs: list[RunningSums], first: int = 0
+    models: Sequence[BareModel],
+    win: list[int],
+    n_batch: int,
+    accs: list[RunningSums],
+    first: int = 0,
 ) -> None:
     """Feed `win` to every model; score the predictions made at positions >= `first`."""
-    for m in models:
-        m.reset()
     for start in range(0, len(win) - 1, n_batch):
         chunk = win[start : start + n_batch]
         targets = np.asarray(win[start + 1 : start + 1 + len(chunk)], dtype=np.int64)
         keep = slice(max(first - start, 0), len(targets))
-        outputs = [m.logprobs(chunk, start) for m in models]
+        outputs = [_logprobs(m, chunk, start) for m in models]  # a fresh cache at start 0
         if keep.start >= keep.stop:
             continue
         ref_logprobs = outputs[0][keep]

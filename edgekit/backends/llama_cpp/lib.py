@@ -114,7 +114,8 @@ class BareModel:
     """A model and a context through llama.cpp's C API, on the CPU.
 
     mapped=True computes with the file's mapped pages (no repacked copies), so that a patched
-    file is what it reads (probe_kld.py); cb_eval is ggml's eval callback (imatrix_collect.py).
+    file is what it reads (probe_kld.py); cb_eval is ggml's eval callback (imatrix_collect.py);
+    n_batch (default n_ctx) is the most tokens one decode takes.
     A failure raises `error` with the file's name."""
 
     def __init__(
@@ -124,6 +125,7 @@ class BareModel:
         n_ctx: int,
         threads: int,
         *,
+        n_batch: int | None = None,
         cb_eval: Any = None,
         mapped: bool = True,
         error: type[EdgekitError] = RuntimeBackendError,
@@ -140,7 +142,8 @@ class BareModel:
         if not self.model:
             raise error(f"llama.cpp could not load {path.name}")
         cp = lib.llama_context_default_params()
-        cp.n_ctx = cp.n_batch = cp.n_ubatch = n_ctx
+        cp.n_ctx = n_ctx
+        cp.n_batch = cp.n_ubatch = n_batch or n_ctx
         cp.n_threads = cp.n_threads_batch = threads
         if cb_eval is not None:
             cp.cb_eval = cb_eval
@@ -151,7 +154,7 @@ class BareModel:
         self.error = error
         self.vocab = lib.llama_model_get_vocab(self.model)
         self.n_vocab = int(lib.llama_vocab_n_tokens(self.vocab))
-        self.batch = lib.llama_batch_init(n_ctx, 0, 1)
+        self.batch = lib.llama_batch_init(n_batch or n_ctx, 0, 1)
 
     def tokenize(self, text: str, add_bos: bool = False) -> list[int]:
         raw = text.encode("utf-8")

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import random
+import signal
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -95,3 +97,21 @@ def test_run_on_a_file_llama_cpp_aborts_on_is_blamed_on_the_file_with_json(
     assert error["message"].startswith("llama.cpp aborted on this model")
     assert "rebuild" not in error["hint"].lower()
     assert list((cold_cache / "build-probe").glob("*.ok")), "the build was probed and passed"
+
+
+def test_an_abort_puts_no_backtrace_on_stdout(tiny_model: Path, tmp_path: Path) -> None:
+    """ggml attaches gdb on an abort and printed ~11 KB of it on stdout here (breaking --json),
+    unless GGML_NO_BACKTRACE is set, which importing the back end does for the process."""
+    bad = _aborting_file(tiny_model, tmp_path, "zero_kv_heads")
+    code = (
+        "import sys, edgekit.backends.llama_cpp\n"
+        "from edgekit.backends.llama_cpp.lib import import_llama_cpp\n"
+        "llm = import_llama_cpp().Llama(sys.argv[1], n_ctx=64, verbose=False)\n"
+        "llm.eval(llm.tokenize(b'hi'))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "GGML_NO_BACKTRACE"}
+    child = subprocess.run(
+        [sys.executable, "-c", code, str(bad)], capture_output=True, text=True, env=env
+    )
+    assert child.returncode == -signal.SIGABRT
+    assert child.stdout == ""

@@ -137,7 +137,12 @@ def _kill_after(n: int, pid: int, sig: signal.Signals) -> tuple[list[str], objec
     return pieces, on_token
 
 
-def test_worker_killed_mid_generation_ends_the_turn(tiny_model: Path) -> None:
+def test_worker_killed_mid_generation_ends_the_turn(
+    tiny_model: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Also: the runtime's child aborts (GGML_ABORT in ggml-rpc), and with gdb installed ggml
+    printed its backtrace on the stdout the child shares with the client; GGML_NO_BACKTRACE
+    (set by the back end) keeps stdout clean."""
     with running_workers(None, None) as workers:
         pool = plan_pool(tiny_model, "cpu", 256, ",".join(str(w.endpoint) for w in workers))
         runtime = open_pool(pool)
@@ -160,6 +165,8 @@ def test_worker_killed_mid_generation_ends_the_turn(tiny_model: Path) -> None:
                 runtime.prompt_tokens("again")
         finally:
             runtime.close()
+    out = capfd.readouterr().out
+    assert "backtrace" not in out.lower() and "gdb" not in out.lower() and "#0 " not in out
 
 
 def test_worker_that_stops_answering_hits_the_stall_timeout(
