@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 from edgekit.backends.onnx.model import ONNX_FILE, SIDE_FILES, TOKENIZER_FILE
 from edgekit.errors import ConversionError, UnsupportedArchitectureError
+from edgekit.outputs import partial_path, remove_stale_partials
 from edgekit.paths import cache_dir
 
 Log = Callable[[str], None]
@@ -98,7 +98,8 @@ def build_fused(
     silence_false_regex_warning()
     from edgekit.backends.onnx.builder import run_builder
 
-    work = out_dir.parent / f".{out_dir.name}.{os.getpid()}.building"
+    remove_stale_partials(out_dir)
+    work = partial_path(out_dir)
     shutil.rmtree(work, ignore_errors=True)
     try:
         run_builder(hf_dir, work, precision, trust_remote_code, **extra)

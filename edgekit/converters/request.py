@@ -103,7 +103,9 @@ def kept_rows(p: Plan) -> list[dict[str, Any]]:
 
 
 def kept_names(p: Plan) -> str:
-    return ", ".join(f"{d.tensor} ({d.score:.1f})" for d in p.kept) or "none"
+    """The kept tensors for the terminal, with their spike scores (a random pick has none)."""
+    named = (d.tensor if d.score is None else f"{d.tensor} ({d.score:.1f})" for d in p.kept)
+    return ", ".join(named) or "none"
 
 
 def plan_record(p: Plan, **extra: Any) -> dict[str, Any]:

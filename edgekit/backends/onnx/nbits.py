@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import os
 import re
 import shutil
 from collections.abc import Iterator, Mapping
@@ -31,6 +30,7 @@ from typing import Any
 from gguf import MODEL_TENSOR, TENSOR_NAMES, GGMLQuantizationType
 
 from edgekit.errors import ConversionError, PlanError
+from edgekit.outputs import partial_path
 from edgekit.quant.planner import Plan, Recipe, Spike, plan
 from edgekit.quant.types import NBITS, NBITS_4, NBITS_8, NBITS_TYPE_OF, ONNX_FLOAT
 
@@ -218,7 +218,7 @@ def quantize_all(
         quant.process()
     out = quant.model.model
     if folder is not None:
-        tmp = folder.with_name(f"{folder.name}.{os.getpid()}.partial")
+        tmp = partial_path(folder)
         tmp.mkdir(parents=True, exist_ok=True)
         onnx.save_model(
             out, str(tmp / "model.onnx"), save_as_external_data=True,
