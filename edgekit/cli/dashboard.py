@@ -31,11 +31,24 @@ def dashboard_command(
         str | None,
         typer.Option("--rpc", help="RPC workers HOST:PORT[,HOST:PORT...] that hold layers."),
     ] = None,
+    attach: Annotated[
+        str | None,
+        typer.Option(
+            "--attach",
+            help="Watch a running `edgekit serve` (or llama-server --metrics) at this URL "
+            "instead of loading a model.",
+        ),
+    ] = None,
+    api_key: Annotated[
+        str | None, typer.Option("--api-key", help="The server's API key (with --attach).")
+    ] = None,
 ) -> None:
     """Chat with a model while watching its memory, speed, precision and device budget live."""
     check_generation_options(max_tokens=max_tokens, ctx=ctx, temperature=temperature, seed=seed)
+    if attach is not None:
+        check_attach_url(attach, model)
     try:
-        from edgekit.tui.app import run_dashboard
+        from edgekit.tui.app import run_attached, run_dashboard
     except ImportError as e:
         from edgekit.errors import EdgekitError
 
@@ -43,6 +56,9 @@ def dashboard_command(
             f"the dashboard needs textual, which does not load: {e}",
             hint="Install the TUI extra: pip install 'edgekit[tui]'.",
         ) from None
+    if attach is not None:
+        run_attached(attach, api_key)
+        return
     from edgekit.backends.base import SamplingParams
 
     params = SamplingParams(
@@ -55,3 +71,21 @@ def dashboard_command(
 
         rpc = ",".join(load_profile(device).rpc) or None
     run_dashboard(model, device, ctx, params, threads=threads, rpc=rpc)
+
+
+def check_attach_url(url: str, model: str | None) -> None:
+    from urllib.parse import urlsplit
+
+    from edgekit.errors import EdgekitError
+
+    if model is not None:
+        raise EdgekitError(
+            "--attach watches the server's model: give no MODEL with it",
+            hint="edgekit dashboard --attach http://127.0.0.1:8080",
+        )
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise EdgekitError(
+            f"--attach needs the server's URL, got {url!r}",
+            hint="For example: edgekit dashboard --attach http://127.0.0.1:8080",
+        )

@@ -30,6 +30,8 @@ from edgekit.backends.llama_cpp.rpc.protocol import WorkerLostError, responds
 from edgekit.backends.llama_cpp.rpc.runtime import RpcRuntime
 from edgekit.backends.runner import RunPlan, open_runtime, plan_run
 from edgekit.errors import EdgekitError
+from edgekit.tui import attach
+from edgekit.tui.attach import ServerSnapshot, ServerWatcher
 from edgekit.tui.bias import BiasPanel, bias_summary
 from edgekit.tui.messages import (
     BiasScores,
@@ -45,6 +47,7 @@ from edgekit.tui.widgets import (
     DevicePanel,
     MemoryPanel,
     PrecisionPanel,
+    ServerPanel,
     SpeedPanel,
     Transcript,
 )
@@ -84,10 +87,12 @@ class DashboardApp(App[None]):
         autoload: bool = True,
         threads: int | None = None,
         rpc: str | None = None,
+        attach: ServerWatcher | None = None,
     ) -> None:
         """`live_metrics=False` and `autoload=False` let tests feed fixed data instead.
 
         threads: a fixed decode thread count; None follows the load (the UI's own included).
+        attach: watch a running server (`--attach`) instead of loading a model here.
         """
         super().__init__()
         self.model, self.device, self.n_ctx = model, device, n_ctx
@@ -103,12 +108,24 @@ class DashboardApp(App[None]):
         self.pending: deque[str] = deque()
         self.stop_requested = threading.Event()
         self.rpc = rpc  # RPC workers: edgekit.tui.workers shows them
+        self.attached = attach
+        if attach is not None:
+            self.autoload = False
 
     def compose(self) -> ComposeResult:
         yield Header(icon="◆")
         with Vertical(id="chat"):
             yield Transcript(id="transcript")
-            yield Input(placeholder="Prompt, then Enter", id="prompt")
+            if self.attached is None:
+                yield Input(placeholder="Prompt, then Enter", id="prompt")
+        if self.attached is not None:
+            with Vertical(id="panels"):
+                yield MemoryPanel()
+                yield SpeedPanel()
+                yield ServerPanel()
+                yield BiasPanel()
+            yield Footer(show_command_palette=False)
+            return
         with Vertical(id="panels"):
             yield MemoryPanel()
             yield SpeedPanel()
@@ -120,6 +137,9 @@ class DashboardApp(App[None]):
         yield Footer(show_command_palette=False)
 
     def on_mount(self) -> None:
+        if self.attached is not None:
+            self.attach_to(self.attached)
+            return
         if self.live_metrics:
             self.monitor.start()
         self.set_interval(UI_TICK_S, self.tick)
@@ -134,12 +154,25 @@ class DashboardApp(App[None]):
     def on_unmount(self) -> None:
         self.stop_requested.set()
         self.monitor.stop()
+        if self.attached is not None:
+            self.attached.stop()
+
+    def attach_to(self, watcher: ServerWatcher) -> None:
+        if self.live_metrics:
+            watcher.start()
+        self.set_interval(UI_TICK_S, self.refresh_metrics)
+        self.query_one(Transcript).add_note(
+            f"attached to {watcher.client.url}: its clients' requests show in the panels"
+        )
+        self.set_state("attached")
 
     # What the screen shows; tests call these directly with fixed data.
 
     def set_state(self, state: str) -> None:
         self.state = state
         name = self.plan.info.name if self.plan else (self.model or "default model")
+        if self.attached is not None:
+            name = self.attached.client.url
         self.sub_title = f"{name} · {self.device} · {state}"
         self.refresh_bindings()
 
@@ -158,6 +191,9 @@ class DashboardApp(App[None]):
             return None
 
     def refresh_metrics(self) -> None:
+        if self.attached is not None:
+            self.show_server(self.attached.snapshot())
+            return
         snapshot = self.monitor.snapshot()
         # The timer can fire while a panel is mounted but its children are not yet composed (a
         # loaded machine) or already removed (teardown): that refresh is skipped, the next one
@@ -167,6 +203,17 @@ class DashboardApp(App[None]):
                 memory.show(snapshot)
             if (speed := self.main_panel(SpeedPanel)) is not None:
                 speed.show(snapshot)
+
+    def show_server(self, snap: ServerSnapshot) -> None:
+        with contextlib.suppress(NoMatches):
+            if (memory := self.main_panel(MemoryPanel)) is not None:
+                memory.show_reading(snap.memory, snap.rss_history, snap.memory_note)
+            if (speed := self.main_panel(SpeedPanel)) is not None:
+                speed.show_rates(attach.speed_text(snap), snap.rate_history)
+            if (server := self.main_panel(ServerPanel)) is not None:
+                server.show(attach.requests_text(snap))
+            if (bias := self.main_panel(BiasPanel)) is not None:
+                bias.show(snap.bias, attach.guard_label(snap))
 
     def tick(self) -> None:
         self.flush_tokens()
@@ -330,6 +377,8 @@ class DashboardApp(App[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in UNAVAILABLE:
             return None
+        if self.attached is not None:
+            return True if action == "quit" else None  # the model is the server's
         if action == "stop":
             return self.state == "generating"
         if action in {"new_prompt", "switch_model"}:
@@ -413,3 +462,8 @@ def run_dashboard(
         str(model) if model else None, device, n_ctx, params, threads=threads, rpc=rpc
     )
     app.run()
+
+
+def run_attached(url: str, api_key: str | None = None) -> None:
+    """`edgekit dashboard --attach URL`: a running server's panels, nothing loaded here."""
+    DashboardApp(attach=ServerWatcher(url, api_key)).run()

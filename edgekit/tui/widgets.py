@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
@@ -55,9 +57,17 @@ class MemoryPanel(Panel):
         yield Sparkline([], id="rss-spark")
 
     def show(self, snapshot: MonitorSnapshot) -> None:
-        if snapshot.memory is not None:
-            self.query_one("#memory-text", Readout).show(self._lines(snapshot.memory))
-        self.query_one("#rss-spark", Sparkline).data = list(snapshot.rss_history)
+        self.show_reading(snapshot.memory, snapshot.rss_history)
+
+    def show_reading(
+        self, memory: MemoryReading | None, history: Sequence[int], missing: str = ""
+    ) -> None:
+        """`missing`: what to say when there is no reading (an attached server's process)."""
+        if memory is not None:
+            self.query_one("#memory-text", Readout).show(self._lines(memory))
+        elif missing:
+            self.query_one("#memory-text", Readout).show(Text(missing))
+        self.query_one("#rss-spark", Sparkline).data = list(history)
 
     @staticmethod
     def _lines(m: MemoryReading) -> Text:
@@ -77,8 +87,11 @@ class SpeedPanel(Panel):
         yield Sparkline([], id="rate-spark")
 
     def show(self, snapshot: MonitorSnapshot) -> None:
-        self.query_one("#speed-text", Readout).show(speed_text(snapshot))
-        self.query_one("#rate-spark", Sparkline).data = list(snapshot.decode_rate_history)
+        self.show_rates(speed_text(snapshot), snapshot.decode_rate_history)
+
+    def show_rates(self, text: Text, rates: Sequence[float]) -> None:
+        self.query_one("#speed-text", Readout).show(text)
+        self.query_one("#rate-spark", Sparkline).data = list(rates)
 
 
 def speed_text(snapshot: MonitorSnapshot) -> Text:
@@ -102,6 +115,19 @@ def live_speed_text(live: LiveGeneration, prefix: str) -> Text:
     return Text(
         f"{prefix} · decode {live.decode_tokens_per_s:,.1f} tok/s\nTTFT {ttft} · {live.tokens} tok"
     )
+
+
+class ServerPanel(Panel):
+    """An attached server's requests and slots (`edgekit dashboard --attach`)."""
+
+    def __init__(self) -> None:
+        super().__init__("Server", id="server")
+
+    def compose(self) -> ComposeResult:
+        yield Readout("connecting…\n", id="server-text")
+
+    def show(self, text: Text) -> None:
+        self.query_one("#server-text", Readout).show(text)
 
 
 class DevicePanel(Panel):
