@@ -50,6 +50,10 @@ def worker_command(
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         status = worker.start()
+        if worker.relay is not None and not as_json:
+            worker.relay.on_refuse = lambda peer: err_console.print(
+                f"[yellow]refused {peer}[/yellow]: busy with another client (one at a time)"
+            )
         info = describe(status, worker.mem_cap)
         if as_json:
             print_json(

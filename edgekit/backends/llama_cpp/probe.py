@@ -85,7 +85,7 @@ def _default_model() -> Path | None:
 
     try:
         return fetch_default_model()
-    except DefaultModelError:
+    except (DefaultModelError, OSError):  # not installed, or no room to assemble it
         return None
 
 

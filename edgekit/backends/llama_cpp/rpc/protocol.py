@@ -21,7 +21,7 @@ import socket
 import struct
 import subprocess
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -324,6 +324,7 @@ class RpcRelay:
         self._free = threading.Condition()
         self._active = False
         self.refused = 0
+        self.on_refuse: Callable[[str], None] | None = None  # told the refused client's address
 
     @property
     def port(self) -> int:
@@ -370,6 +371,9 @@ class RpcRelay:
     def _refuse(self, client: socket.socket) -> None:
         with self._lock:
             self.refused += 1
+        if self.on_refuse is not None:
+            with contextlib.suppress(OSError):
+                self.on_refuse(":".join(map(str, client.getpeername()[:2])))
         try:
             client.settimeout(1.0)
             client.sendall(BUSY_REPLY)
