@@ -14,7 +14,7 @@ pytest.importorskip("onnxruntime")
 from typer.testing import CliRunner
 
 from edgekit.cli import app
-from tests.fixtures.hf_checkpoints import build_tiny_hf
+from tests.fixtures.onnx import build_tiny_hf
 
 runner = CliRunner()
 
