@@ -70,6 +70,7 @@ MAX_TENSORS = 1 << 20  # the largest MoE files have a few thousand
 MAX_ARRAY = 1 << 22  # vocabularies and merges: ~300k at most today
 MAX_STRING = 1 << 26  # a whole tokenizer.json fits
 MAX_KEPT_TEXT = 1 << 26  # all kept metadata text together (long arrays are skipped, not kept)
+MAX_TOKEN_BYTES = 1 << 16  # the longest real tokens (runs of spaces) are a few hundred bytes
 MAX_TENSOR_NAME = 63  # GGML_MAX_NAME - 1
 MAX_DIMS = 4  # GGML_MAX_DIMS
 __all__ = [
@@ -259,6 +260,13 @@ class Cursor:
                 self.pos = min(pos, end)
                 raise self.truncated("the token list")
             length = unpack(buf, pos)[0]
+            if length > MAX_TOKEN_BYTES:  # kept, so a bent length must not copy the file
+                self.pos = pos
+                raise HeaderLimitError(
+                    f"{self.path}: token {len(texts)} is {length:,} bytes long (byte {pos}); "
+                    f"the limit is {MAX_TOKEN_BYTES:,}",
+                    hint=_HINT_DAMAGED,
+                )
             pos += 8
             if pos + length > end:
                 self.pos = end

@@ -111,3 +111,18 @@ def test_absurd_array_lengths_are_refused(tiny_model: Path, tmp_path: Path) -> N
                 lay.data_size)  # fmt: skip
     with pytest.raises(HeaderLimitError, match="array elements"):
         load_model_info(path)
+
+
+def test_a_bent_token_length_is_refused_without_copying_the_file(
+    tiny_model: Path, tmp_path: Path
+) -> None:
+    """The reader keeps the token texts for the checks above, so a token length bent to most of
+    a large file must be refused, not copied (344 MB peak on the default model before)."""
+    lay, _ = load_seed(tiny_model)
+    tokens = token_texts(lay)
+    raw = bytearray(string_array(tokens))
+    struct.pack_into("<Q", raw, 16, 200_000)  # the first token's length; the file has room
+    path = tmp_path / "long-token.gguf"
+    write_model(path, with_kv(lay, "tokenizer.ggml.tokens", bytes(raw)), bytes(300_000), 300_000)
+    with pytest.raises(HeaderLimitError, match="token 0 is 200,000 bytes"):
+        load_model_info(path)
