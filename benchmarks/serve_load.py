@@ -38,6 +38,7 @@ from edgekit.serving.service import free_loopback_port, plan_serve
 
 CONCURRENCY = (1, 2, 4, 8)
 MAX_TOKENS = 64
+QUICK_CONCURRENCY, QUICK_TOKENS = (1, 2), 16
 CTX = 1024
 TARGET_RATIO = 0.97
 TARGET_TTFT_MS = 5.0
@@ -59,11 +60,11 @@ class Timing:
     tokens: int = 0
 
 
-def stream_one(target: Target, prompt: str, out: Timing) -> None:
+def stream_one(target: Target, prompt: str, max_tokens: int, out: Timing) -> None:
     """One streaming completion; stamps the first and last chunk that carries text."""
     conn = http.client.HTTPConnection("127.0.0.1", target.port, timeout=300)
     body = json.dumps(
-        {"prompt": prompt, "max_tokens": MAX_TOKENS, "temperature": 0, "stream": True}
+        {"prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "stream": True}
     )
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {target.key}"}
     out.sent = time.perf_counter()
@@ -84,12 +85,13 @@ def stream_one(target: Target, prompt: str, out: Timing) -> None:
     conn.close()
 
 
-def one_round(target: Target, concurrency: int, round_no: int) -> dict[str, Any]:
+def one_round(target: Target, concurrency: int, round_no: int, max_tokens: int) -> dict[str, Any]:
     timings = [Timing(0.0) for _ in range(concurrency)]
     # A distinct first word per request and round: no slot can reuse another's cached prompt.
     threads = [
         threading.Thread(
-            target=stream_one, args=(target, f"R{round_no}.{i} {COUNTING_PROMPT}", timings[i])
+            target=stream_one,
+            args=(target, f"R{round_no}.{i} {COUNTING_PROMPT}", max_tokens, timings[i]),
         )
         for i in range(concurrency)
     ]
@@ -147,8 +149,8 @@ def start_bare(slots: int, bias: str | None) -> tuple[ServerProcess, Target]:
     return server, Target("llama-server", port, key)
 
 
-def edgekit_run_tok_s() -> float:
-    cmd = [sys.executable, "-m", "edgekit", "run", "-p", COUNTING_PROMPT, "-n", str(MAX_TOKENS)]
+def edgekit_run_tok_s(max_tokens: int) -> float:
+    cmd = [sys.executable, "-m", "edgekit", "run", "-p", COUNTING_PROMPT, "-n", str(max_tokens)]
     cmd += ["--temp", "0", "--json"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
@@ -157,32 +159,39 @@ def edgekit_run_tok_s() -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="1 round per level: a smoke test")
+    parser.add_argument(
+        "--quick", action="store_true", help="a smoke test: 1 round, 16 tokens, 1 and 2 clients"
+    )
     parser.add_argument("--rounds", type=int, default=6, help="rounds per server and level")
     parser.add_argument("--bias-adapter", default=None, help="FILE or auto: the guard on")
     args = parser.parse_args()
     rounds = 1 if args.quick else args.rounds
+    levels = QUICK_CONCURRENCY if args.quick else CONCURRENCY
+    max_tokens = QUICK_TOKENS if args.quick else MAX_TOKENS
     slots = max(CONCURRENCY)
-    proc, edge = start_edgekit(slots, args.bias_adapter)
-    bare_server, bare = start_bare(slots, args.bias_adapter)
-    results: dict[str, dict[int, list[dict[str, Any]]]] = {
-        t.name: {c: [] for c in CONCURRENCY} for t in (edge, bare)
-    }
+    # SIGTERM (a timeout, a CI cancel) unwinds like Ctrl-C, so both servers are stopped.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    results: dict[str, dict[int, list[dict[str, Any]]]] = {}
     run_rates: list[float] = []
+    proc, edge = start_edgekit(slots, args.bias_adapter)
     try:
-        for target in (edge, bare):  # warm both: first requests pay for page faults
-            one_round(target, 2, -1)
-        for r in range(rounds):
-            for c in CONCURRENCY:
-                order = (edge, bare) if (r + c) % 2 == 0 else (bare, edge)
-                for target in order:
-                    results[target.name][c].append(one_round(target, c, r))
-            run_rates.append(edgekit_run_tok_s())
+        bare_server, bare = start_bare(slots, args.bias_adapter)
+        try:
+            results = {t.name: {c: [] for c in levels} for t in (edge, bare)}
+            for target in (edge, bare):  # warm both: first requests pay for page faults
+                one_round(target, 2, -1, max_tokens)
+            for r in range(rounds):
+                for c in levels:
+                    order = (edge, bare) if (r + c) % 2 == 0 else (bare, edge)
+                    for target in order:
+                        results[target.name][c].append(one_round(target, c, r, max_tokens))
+                run_rates.append(edgekit_run_tok_s(max_tokens))
+        finally:
+            bare_server.stop()
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(30)
-        bare_server.stop()
-    return report(results, run_rates, edge.name, bare.name, rounds, args.bias_adapter)
+    return report(results, run_rates, edge.name, bare.name, rounds, max_tokens, args.bias_adapter)
 
 
 def report(
@@ -191,10 +200,11 @@ def report(
     edge: str,
     bare: str,
     rounds: int,
+    max_tokens: int,
     bias: str | None,
 ) -> int:
     rows, levels, ok = [], [], True
-    for c in CONCURRENCY:
+    for c in results[edge]:
         e, b = results[edge][c], results[bare][c]
         e_tok = median([x["aggregate_tok_s"] for x in e])
         b_tok = median([x["aggregate_tok_s"] for x in b])
@@ -222,7 +232,7 @@ def report(
             }
         )
     print_table(
-        f"edgekit serve vs bare llama-server: {MAX_TOKENS} tokens/request, {rounds} rounds/level",
+        f"edgekit serve vs bare llama-server: {max_tokens} tokens/request, {rounds} rounds/level",
         ["clients", "edgekit tok/s", "llama-server tok/s", "ratio",
          "edgekit TTFT p50/p99 ms", "llama-server TTFT p50/p99 ms", "p50 TTFT diff ms"],
         rows,
@@ -240,7 +250,7 @@ def report(
     write_json(
         "serve_load",
         {
-            "max_tokens": MAX_TOKENS,
+            "max_tokens": max_tokens,
             "context_per_slot": CTX,
             "rounds": rounds,
             "bias_adapter": bias,

@@ -163,6 +163,8 @@ class Front:
                     break
         except (ClientGone, ConnectionError, asyncio.IncompleteReadError):
             pass
+        except (ValueError, asyncio.LimitOverrunError):
+            pass  # a request body whose chunked framing is broken: nothing more can be read
         finally:
             self._writers.discard(writer)
             writer.close()

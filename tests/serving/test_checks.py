@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -22,7 +24,8 @@ from edgekit.serving.checks import (
     check_body_size,
     check_request,
 )
-from edgekit.serving.front import generated_text
+from edgekit.serving.exchange import Exchange
+from edgekit.serving.front import Observers, generated_text
 from edgekit.serving.service import bind, check_exposure, is_loopback
 
 CTX = 512
@@ -192,3 +195,26 @@ def test_estimate_counts_every_slot(tiny_model: Path) -> None:
     assert eight.compute == one.compute + 7 * info.vocab_size * 4
     assert eight.weights == one.weights
     assert eight.to_dict()["slots"] == 8
+
+
+def test_observers_run_off_the_caller_and_survive_a_failing_one() -> None:
+    gate, seen = threading.Event(), []
+
+    def slow(exchange: Exchange) -> None:
+        gate.wait(10)
+        seen.append(exchange.text)
+
+    def broken(exchange: Exchange) -> None:
+        raise RuntimeError("observer bug")
+
+    observers = Observers()
+    observers.add(broken)
+    observers.add(slow)
+    started = time.perf_counter()
+    for text in ("a", "b", "c"):
+        observers.hand_off(Exchange("/v1/completions", {}, text, 200))
+    assert time.perf_counter() - started < 0.5  # handed off while the observer is still blocked
+    assert seen == []
+    gate.set()
+    observers.close()
+    assert seen == ["a", "b", "c"]
