@@ -157,6 +157,30 @@ def test_streaming_matches_the_whole_answer(server: Served) -> None:
     assert finish == whole.choices[0].finish_reason
 
 
+def test_stream_is_relayed_as_it_is_generated(server: Served) -> None:
+    """Each event reaches the client when llama-server sends it: spread over the decode time,
+    not all at once at the end (which a buffering front would do)."""
+    host, port = server.url.removeprefix("http://").rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=120)
+    body = {"prompt": COUNTING, "max_tokens": 12, "temperature": 0, "stream": True}
+    headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+    conn.request("POST", "/v1/completions", json.dumps(body), headers)
+    resp = conn.getresponse()
+    arrivals, timings = [], None
+    for raw in resp:
+        if raw.startswith(b"data:") and not raw.strip().endswith(b"[DONE]"):
+            event = json.loads(raw[5:])
+            if event["choices"] and event["choices"][0]["text"]:
+                arrivals.append(time.perf_counter())
+            timings = event.get("timings", timings)
+    conn.close()
+    assert timings is not None and len(arrivals) == timings["predicted_n"] == 12
+    # llama-server's decode of tokens 2..12 took predicted_ms * 11/12; the client saw them
+    # arrive over at least half of that.
+    decode_s = timings["predicted_ms"] / 1000 * 11 / 12
+    assert arrivals[-1] - arrivals[0] >= 0.5 * decode_s
+
+
 def test_max_tokens_and_stop(server: Served) -> None:
     client = server.client()
     capped = client.completions.create(
