@@ -4,10 +4,12 @@ edgekit's erasure adapter, the served guard moving its scale), driven by Textual
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from textual.pilot import Pilot
 from textual.widgets import Static
 
 from edgekit.bias.controller import adapter_path
@@ -16,7 +18,6 @@ from edgekit.serving.exchange import Exchange
 from edgekit.serving.guard import guard_server_args, start_guard
 from edgekit.tui.app import DashboardApp
 from edgekit.tui.attach import ServerMemory, ServerWatcher, SlotTracker, parse_metrics
-from tests.fixtures.dashboard import wait_until
 from tests.fixtures.lora_server import http, running_llama_server, write_erasure_adapter
 from tests.fixtures.tiny_models import write_tiny_llama
 
@@ -41,6 +42,15 @@ def adapter(model: Path) -> Path:
 def server(model: Path, adapter: Path) -> Iterator[tuple[str, int]]:
     with running_llama_server(model, guard_server_args(adapter), KEY, parallel=2) as (url, proc):
         yield url, proc.pid
+
+
+async def wait_until(
+    pilot: Pilot[None], condition: Callable[[], bool], timeout: float = 60
+) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting for the dashboard"
+        await pilot.pause(0.05)
 
 
 def text_of(app: DashboardApp, selector: str) -> str:
