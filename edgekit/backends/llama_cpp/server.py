@@ -7,7 +7,8 @@ memory check counted:
   pad(n_ctx / n_seq_max, 256) without --kv-unified), so edgekit passes slots x per-slot context;
 - `--fit off`: llama-server otherwise shrinks unset context and offload to free memory by itself;
 - `--cache-ram 0`: the host-memory prompt cache (8 GiB by default) is more than a Pi has, and
-  the estimate does not count it;
+  the estimate does not count it (tests/serving/test_slot_memory.py checks the estimate against
+  what llama-server reports allocating);
 - `--no-kv-unified`, `-np N`: fixed slots, each with its own KV stream, as the estimate assumes.
 The server listens on loopback with a random key of its own; edgekit's front is the public side.
 """
@@ -95,6 +96,7 @@ def server_argv(config: ServerConfig, binary: Path | None = None) -> list[str]:
         "--load-mode", _load_mode(profile.mmap, profile.mlock),
         "--fit", "off",
         "--cache-ram", "0",
+        "--no-cache-idle-slots",  # needs the RAM cache; llama-server would warn and drop it
         "--metrics",
         "--slots",
         "--no-webui",
