@@ -7,7 +7,9 @@ thread scores each output with the lexicon scorer (edgekit.bias.outputs: text on
 pass, so the guard needs neither torch nor a second copy of the model, which a Pi could not
 hold), steps the same controller as `edgekit run --bias-guard` (edgekit.bias.guard) and, when
 the scale moves, sets it for every later request through llama-server's POST /lora-adapters.
-Every step goes to the bias history as a "serve" loop session, as the run guard's rows do.
+Every step goes to the bias history as a "serve" loop session, as the run guard's rows do. A
+scale someone else set (a client with the key can POST /lora-adapters too) is set back at the
+next scored output; a request's own "lora" field is the front's to refuse.
 
 The scale stays within [floor, ceiling]:
 - ceiling: the scale `edgekit bias --mitigate` calibrated and checked against its perplexity and
@@ -49,6 +51,7 @@ MAX_SCALE = 1.0  # the exact erasure (module doc)
 FLOOR_SHARE = 0.5
 QUEUE_SIZE = 64
 HTTP_TIMEOUT_S = 10.0
+SCALE_TOLERANCE = 1e-4  # llama-server keeps the scale as a float32
 SOURCE = "serve"
 # Endpoints whose output is generated text; embeddings and the rest carry nothing to score.
 SCORED_PATHS = frozenset(
@@ -128,6 +131,8 @@ def guard_server_args(adapter: Path) -> list[str]:
 
 
 class ScaleSetter(Protocol):
+    def scale(self) -> float: ...
+
     def set_scale(self, scale: float) -> None: ...
 
 
@@ -258,6 +263,15 @@ class Guard:
         adj = replace(adj, detail={**adj.detail, "path": exchange.path})
         if adj.strength_after != adj.strength_before:
             self.setter.set_scale(adj.strength_after)
+        elif abs((found := self.setter.scale()) - adj.strength_after) > SCALE_TOLERANCE:
+            # A client with the key can POST /lora-adapters too: the guard's scale wins again.
+            log.warning(
+                "bias guard: the adapter's scale was %.3f, not %.3f: set again",
+                found,
+                adj.strength_after,
+            )
+            self.setter.set_scale(adj.strength_after)
+            adj = replace(adj, detail={**adj.detail, "found_scale": found})
         self.state = next_turn(state)
         self._persist(adj)
 

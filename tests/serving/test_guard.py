@@ -63,12 +63,16 @@ def calibrated(model: Path) -> Path:
 class RecordingSetter:
     """Stands in for the server only where the queue is under test; `gate` holds the thread."""
 
-    def __init__(self, fail_first: bool = False) -> None:
+    def __init__(self, fail_first: bool = False, initial: float = 1.0) -> None:
+        self.initial = initial
         self.scales: list[float] = []
         self.entered = threading.Event()
         self.gate = threading.Event()
         self.gate.set()
         self.fail_first = fail_first
+
+    def scale(self) -> float:
+        return self.scales[-1] if self.scales else self.initial
 
     def set_scale(self, scale: float) -> None:
         self.entered.set()
@@ -188,6 +192,8 @@ def test_served_outputs_move_the_adapter_scale_on_a_real_llama_server(
             guard.observe(exchange(BIASED))
             assert guard.drain(30)
             assert adapter_scale(url) == pytest.approx(1.0)  # biased: back up, never past 1
+            # A client with the key turns the adapter down: the next output sets it again.
+            http(url + "/lora-adapters", [{"id": 0, "scale": 0.2}], api_key=KEY)
             guard.observe(exchange(BIASED))
             assert guard.drain(30)
             assert adapter_scale(url) == pytest.approx(1.0)
@@ -204,5 +210,6 @@ def test_served_outputs_move_the_adapter_scale_on_a_real_llama_server(
     assert [e["strength_after"] for e in events] == pytest.approx([0.85, 0.745, 1.0, 1.0])
     assert events[2]["detail"]["scorer"] == "lexicon"
     assert events[2]["detail"]["stereotyped"] == 2
+    assert events[3]["detail"]["found_scale"] == pytest.approx(0.2)
     assert saved["state"]["strength"] == pytest.approx(1.0)
     assert saved["config"]["floor"] == 0.5 and saved["config"]["max_strength"] == 1.0
