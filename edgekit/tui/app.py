@@ -378,7 +378,7 @@ class DashboardApp(App[None]):
         if action in UNAVAILABLE:
             return None
         if self.attached is not None:
-            return True if action == "quit" else None  # the model is the server's
+            return action == "quit"  # the model is the server's: the other keys are hidden
         if action == "stop":
             return self.state == "generating"
         if action in {"new_prompt", "switch_model"}:

@@ -127,7 +127,11 @@ class ServerPanel(Panel):
         yield Readout("connecting…\n", id="server-text")
 
     def show(self, text: Text) -> None:
-        self.query_one("#server-text", Readout).show(text)
+        readout = self.query_one("#server-text", Readout)
+        if text.plain.count("\n") != Text.from_markup(str(readout.content)).plain.count("\n"):
+            readout.update(text)  # a slot line more or fewer: this one update re-runs the layout
+        else:
+            readout.show(text)
 
 
 class DevicePanel(Panel):

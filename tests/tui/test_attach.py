@@ -118,6 +118,8 @@ async def test_the_attached_dashboard_shows_the_server_live(
         assert snap.error is None and snap.in_flight == 0
         assert snap.generated_tokens == tokens
         assert len(snap.slots) == 2 and not any(s.processing for s in snap.slots)
+        await wait_until(pilot, shows(app, "#server-text", "slot 1 ○ idle"))  # a line per slot
+        assert app.check_action("toggle_bias_guard", ()) is False  # the server's model, not ours
         assert snap.ttft_s is not None and snap.ttft_s >= 0
         await wait_until(pilot, lambda: f"{tokens:,} tok out" in text_of(app, "#speed-text"))
         # The memory is llama-server's own, found by the port it listens on.
