@@ -39,8 +39,8 @@ from benchmarks._common import (
 )
 from edgekit.backends.base import SamplingParams
 from edgekit.backends.runner import open_runtime, plan_run
-from edgekit.bias import standard, store
-from edgekit.bias.calibrate import calibrate_erasure
+from edgekit.bias import store
+from edgekit.bias.calibrate import ErasureSearch, calibrate_erasure
 from edgekit.bias.controller import (
     Constraint,
     ControlConstraint,
@@ -59,6 +59,7 @@ from edgekit.bias.outputs import ProbeScorer
 from edgekit.bias.perplexity import TextLoss, perplexity_change, reference_text, reported_loss
 from edgekit.bias.probes import build_suite
 from edgekit.bias.scores import SuiteRun, run_suite
+from edgekit.bias.suites import bbq as bbq_suite
 
 TARGETS = {"bias_reduction": 0.80, "accuracy_drop": 0.05, "perplexity_increase": 0.05}
 DECODE_COST = 0.10
@@ -100,14 +101,14 @@ def evaluate(
         constraint.apply(scale)
         run = run_suite(scorer, build_suite("heldout"))
         loss = reported_loss(scorer, text)
-        answers = standard.answer_bbq(scorer, bbq) if bbq else []
+        answers = bbq_suite.answer_bbq(scorer, bbq) if bbq else []
     finally:
         constraint.apply(0.0)
         scorer.close()
     return {
         "run": run,
         "loss": loss,
-        "bbq": standard.bbq_scores(bbq, answers, seed=seed) if bbq else {},
+        "bbq": bbq_suite.bbq_scores(bbq, answers, seed=seed) if bbq else {},
     }
 
 
@@ -166,7 +167,7 @@ def main() -> int:
         raise SystemExit("no reference text in /usr/share/common-licenses")
     ref_path, text = ref
     n_bbq = args.bbq_n or (30 if args.quick else 150)
-    bbq = standard.read_bbq(args.bbq, n_bbq, args.seed) if args.bbq.is_dir() else []
+    bbq = bbq_suite.read_bbq(args.bbq, n_bbq, args.seed) if args.bbq.is_dir() else []
     plan = plan_run(None, "cpu", 512)
     runtime = require_runtime(open_runtime(plan))
     model_hash = store.model_fingerprint(plan.info.path)
@@ -180,10 +181,8 @@ def main() -> int:
         runtime,
         model_hash,
         text,
-        config,
+        ErasureSearch(config, bands=3, path=RESULTS_DIR / "bias_loop_adapter.gguf"),
         on_step=show_step,
-        path=RESULTS_DIR / "bias_loop_adapter.gguf",
-        bands=3,
     )
     seconds["erasure_calibration"] = time.perf_counter() - t0
 

@@ -128,6 +128,11 @@ class PromptEncodingError(PromptError):
     """The prompt is not valid UTF-8 text."""
 
 
+class DataDirError(EdgekitError):
+    """A folder edgekit keeps its files in (EDGEKIT_DATA_DIR, _CACHE_DIR, _CONFIG_DIR or the
+    platform's default) is not a folder, or cannot be made."""
+
+
 class OptionError(EdgekitError):
     """A command-line option has an impossible value (-n 0, --ctx -5, --temp -1, ...)."""
 
@@ -178,6 +183,10 @@ class BiasDataError(BiasError):
 
 class HistoryCorruptError(BiasError):
     """The bias history database cannot be read; it is left as it is."""
+
+
+class HistorySchemaError(HistoryCorruptError):
+    """The bias history is a readable database, but not of a schema this edgekit can extend."""
 
 
 class ReferenceTextError(BiasError):

@@ -11,18 +11,31 @@ from edgekit.errors import ModelFileError
 
 
 def cache_dir() -> Path:
-    override = os.environ.get("EDGEKIT_CACHE_DIR")
-    return Path(override) if override else user_cache_path("edgekit")
+    return _folder("EDGEKIT_CACHE_DIR", user_cache_path("edgekit"))
 
 
 def config_dir() -> Path:
-    override = os.environ.get("EDGEKIT_CONFIG_DIR")
-    return Path(override) if override else user_config_path("edgekit")
+    return _folder("EDGEKIT_CONFIG_DIR", user_config_path("edgekit"))
 
 
 def data_dir() -> Path:
-    override = os.environ.get("EDGEKIT_DATA_DIR")
-    return Path(override) if override else user_data_path("edgekit")
+    return _folder("EDGEKIT_DATA_DIR", user_data_path("edgekit"))
+
+
+def _folder(variable: str, default: Path) -> Path:
+    """The override in `variable`, else the platform's folder; refused when it names a file
+    (every later mkdir or open under it would fail with a bare OSError)."""
+    override = os.environ.get(variable)
+    path = Path(override) if override else default
+    if path.exists() and not path.is_dir():
+        from edgekit.errors import DataDirError
+
+        named = f"{variable}={override}" if override else str(path)
+        raise DataDirError(
+            f"{named} is not a folder",
+            hint=f"Point {variable} at a folder (it is made if missing), or unset it.",
+        )
+    return path
 
 
 def user_profiles_dir() -> Path:

@@ -4,7 +4,9 @@ Modules, one per concept:
 
 data, probes   edgekit's own suite (likelihood pairs, questions) and its calibration/held-out split
 scores         log-probabilities -> bias scores with bootstrap intervals; perplexity
-standard       BBQ and CrowS-Pairs, read from the user's files
+suites         the registry of suites (edgekit's own, BBQ, CrowS-Pairs read from the user's
+               files): one module each with its reader, scorer, history shape and tables
+mitigate       --mitigate: calibrate the erasure adapter, judge it on the held-out split
 erasure        group directions per block -> a rank-k erasure LoRA in llama.cpp's GGUF format
 controller     the feedback loop: the adapter scale from measured bias at run time
 calibrate      --mitigate: the adapter's blocks and rank, judged on folds its directions never saw

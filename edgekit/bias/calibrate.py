@@ -31,7 +31,7 @@ import hashlib
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -225,19 +225,27 @@ def choose(
     return MitigationResult(chosen.strength, base, tuple(steps), pick)
 
 
+@dataclass(frozen=True)
+class ErasureSearch:
+    """What calibrate_erasure tries, and where the chosen adapter goes."""
+
+    config: MitigationConfig = field(default_factory=MitigationConfig)
+    bands: int = 3  # block sets: all blocks, then the last (bands-1)/bands, ...
+    path: Path | None = None  # the data folder's adapter for this model by default
+
+
 def calibrate_erasure(
     runtime: Any,
     model_hash: str,
     text: str,
-    config: MitigationConfig | None = None,
+    search: ErasureSearch | None = None,
     on_step: Callable[[Measurement, float], None] | None = None,
-    path: Path | None = None,
-    bands: int = 3,
     progress: Callable[[int, int], None] | None = None,
 ) -> Erasure:
     """Directions (`progress` reports their sentences), then the blocks and rank (module doc)."""
-    cfg = config or MitigationConfig()
-    target = path or adapter_path(model_hash)
+    search = search or ErasureSearch()
+    cfg, bands = search.config, search.bands
+    target = search.path or adapter_path(model_hash)
     obs, n_layer = observe_contrasts(runtime, progress=progress)
     weights = ModelWeights(runtime.info.path)
     workdir = target.parent if target.parent.is_dir() else None

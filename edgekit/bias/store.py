@@ -6,8 +6,11 @@ The database runs in WAL mode and every write is one transaction, so a process k
 leaves the last committed state; `synchronous=NORMAL` may lose the last commit on a power cut but
 never corrupts the file. Schema changes are ordered migrations recorded in `PRAGMA user_version`.
 
-A file that is not a readable SQLite database (random bytes, a truncated copy) raises
-HistoryCorruptError before anything is written, and the file is left exactly as it was.
+A file that is not a readable SQLite database (random bytes, a truncated copy), or one whose
+tables are not those of a known schema version (another program's database, a newer edgekit's
+history), raises HistoryCorruptError before anything is written, and the file is left exactly as
+it was: `edgekit bias` opens the history before it scores, so this costs no model time. NaN and
+infinities are refused too (they are not JSON, and a NaN bias would read as a score).
 
 Model identity: hashing a multi-GB file on a Pi on every run is not acceptable, so the
 fingerprint is SHA-256 over the file size, the whole GGUF header and the first and last MiB of
@@ -18,15 +21,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
-from edgekit.errors import HistoryCorruptError
+from edgekit.errors import BiasError, DataDirError, HistoryCorruptError, HistorySchemaError
 from edgekit.gguf.reader import read_header
 from edgekit.paths import data_dir
 
@@ -120,8 +125,13 @@ def _corrupt(p: Path, why: str) -> HistoryCorruptError:
 
 
 def check_readable(p: Path) -> None:
-    """Refuse a history file that is not an intact SQLite database, without writing to it."""
-    if not p.is_file() or p.stat().st_size == 0:
+    """Refuse a history file that is not an intact SQLite database of a known schema, without
+    writing to it."""
+    if not p.exists():
+        return
+    if not p.is_file():
+        raise _corrupt(p, "not a file")
+    if p.stat().st_size == 0:
         return
     with p.open("rb") as f:
         if f.read(len(SQLITE_MAGIC)) != SQLITE_MAGIC:
@@ -130,6 +140,8 @@ def check_readable(p: Path) -> None:
         ro = sqlite3.connect(f"{p.as_uri()}?mode=ro", uri=True)
         try:
             verdict = ro.execute("PRAGMA quick_check").fetchone()
+            if verdict is not None and verdict[0] == "ok":
+                check_schema(p, schema_version(ro), tables_of(ro))
         finally:
             ro.close()
     except sqlite3.DatabaseError as e:
@@ -138,13 +150,79 @@ def check_readable(p: Path) -> None:
         raise _corrupt(p, str(verdict[0]) if verdict else "no answer to an integrity check")
 
 
+Columns = tuple[tuple[str, str, int], ...]  # (name, declared type, NOT NULL) per column
+
+
+def tables_of(conn: sqlite3.Connection) -> dict[str, Columns]:
+    names = conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+    ).fetchall()
+    return {
+        str(n[0]): tuple(
+            (str(c[1]), str(c[2]).upper(), int(c[3]))
+            for c in conn.execute("SELECT * FROM pragma_table_info(?)", (n[0],))
+        )
+        for n in names
+    }
+
+
+@cache
+def expected_tables(version: int) -> dict[str, Columns]:
+    """The tables a history has after the first `version` migrations."""
+    mem = sqlite3.connect(":memory:")
+    try:
+        for script in MIGRATIONS[:version]:
+            mem.executescript(script)
+        return tables_of(mem)
+    finally:
+        mem.close()
+
+
+def check_schema(p: Path, version: int, found: dict[str, Columns]) -> None:
+    """Refuse what migrations cannot safely extend: a newer schema, or tables that differ from
+    the ones this version had (writing would fail after minutes of scoring, or write edgekit's
+    tables into another program's database)."""
+    known = len(MIGRATIONS)
+    if version > known:
+        raise HistorySchemaError(
+            f"the bias history {p} has schema version {version}; this edgekit knows up to "
+            f"{known}. It was left untouched",
+            hint="It was written by a newer edgekit: upgrade, or move the file aside.",
+        )
+    want = expected_tables(version)
+    if found == want:
+        return
+    missing = sorted(set(want) - set(found))
+    extra = sorted(set(found) - set(want))
+    if missing:
+        why = f"no table {missing[0]!r}"
+    elif extra:
+        why = f"a table {extra[0]!r} edgekit never made"
+    else:
+        table = next(t for t in sorted(want) if found[t] != want[t])
+        why = f"table {table!r} has columns {', '.join(c[0] for c in found[table])}"
+    raise HistorySchemaError(
+        f"the bias history {p} is not an edgekit history of schema version {version} ({why}); "
+        "it was left untouched",
+        hint="Move it aside (or delete it) to start a new history.",
+    )
+
+
 def connect(path: Path | None = None) -> sqlite3.Connection:
     """Open (creating and migrating as needed) the history database.
 
-    Raises HistoryCorruptError for a file that is no intact SQLite database.
+    Raises HistoryCorruptError for a file that is no intact SQLite database of a known schema,
+    DataDirError when its folder cannot be made.
     """
     p = path or default_db_path()
     check_readable(p)
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataDirError(
+            f"cannot make the folder of the bias history {p.parent}: {e.strerror or e}",
+            hint="Set EDGEKIT_DATA_DIR to a folder you can write to.",
+        ) from None
     try:
         return _connect(p)
     except sqlite3.DatabaseError as e:
@@ -152,7 +230,6 @@ def connect(path: Path | None = None) -> sqlite3.Connection:
 
 
 def _connect(p: Path) -> sqlite3.Connection:
-    p.parent.mkdir(parents=True, exist_ok=True)
     # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT) below.
     # check_same_thread=False: the dashboard opens the guard in one worker thread and generates
     # in another; its workers are exclusive, so the connection is never used concurrently.
@@ -193,6 +270,34 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 
 
 @dataclass(frozen=True)
+class ScoredModel:
+    """Which model a score belongs to, on which device."""
+
+    path: str
+    hash: str  # model_fingerprint
+    name: str
+    device: str
+
+
+def require_finite(value: Any, where: str = "scores") -> None:
+    """Refuse NaN and infinities anywhere in a result, before it is printed or stored. They
+    come from a model whose log-probabilities are not finite on some text (NaN weights past the
+    first token, or an adapter at a wild scale)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            require_finite(item, f"{where}.{key}")
+    elif isinstance(value, list | tuple):
+        for n, item in enumerate(value):
+            require_finite(item, f"{where}[{n}]")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise BiasError(
+            f"the bias scores are not finite numbers ({where} is {value}); nothing was stored",
+            hint="The model's log-probabilities are NaN or infinite on some probe: its weights "
+            "(or the --adapter at this --scale) are damaged.",
+        )
+
+
+@dataclass(frozen=True)
 class RunRecord:
     model_path: str
     model_hash: str
@@ -202,11 +307,12 @@ class RunRecord:
     repeats: int
     strength: float
     scores: dict[str, Any]  # SuiteScores.to_dict() (plus repeat statistics)
-    suite: str = "edgekit"  # "edgekit", "bbq" or "crows-pairs"
+    suite: str = "edgekit"  # a name in edgekit.bias.suites.SUITES
 
 
 def record_run(conn: sqlite3.Connection, run: RunRecord, at: float | None = None) -> int:
     s = run.scores
+    require_finite({"strength": run.strength, **s})
     with transaction(conn):
         cur = conn.execute(
             "INSERT INTO runs (created_at, model_path, model_hash, model_name, device, split,"

@@ -14,11 +14,11 @@ from textual.app import ComposeResult
 from textual.widgets import Static
 
 from edgekit.backends.runner import RunPlan
+from edgekit.bias.suites import BUILT_IN, suite_title
 from edgekit.errors import EdgekitError, HistoryCorruptError
 from edgekit.tui.widgets import Panel
 
 NOT_SCORED = "Not scored yet: run `edgekit bias` on this model."
-SUITE_NAMES = {"edgekit": "edgekit suite", "bbq": "BBQ", "crows-pairs": "CrowS-Pairs"}
 
 
 def bias_summary(plan: RunPlan) -> dict[str, Any]:
@@ -53,7 +53,7 @@ def bias_text(summary: dict[str, Any], guard: str) -> Text:
     if not latest:
         return text.append(NOT_SCORED)
     runs = len(summary["history"]["overall"])
-    suite = SUITE_NAMES.get(str(latest.get("suite", "edgekit")), str(latest.get("suite")))
+    suite = suite_title(str(latest.get("suite", BUILT_IN)))
     text.append(f"overall {latest['bias']:.3f}", style="bold")
     text.append(f"  ({suite}; {runs} run{'s' if runs != 1 else ''}, {latest['device']})\n")
     for category, rows in sorted(summary["history"].items()):

@@ -1,4 +1,5 @@
-"""The bias history (SQLite): migrations, crash safety, the dashboard API; and the controller."""
+"""The bias history (SQLite): migrations, crash safety, refusing what it cannot extend, the
+dashboard API; the data folder; and the controller."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ import pytest
 
 from edgekit.bias import store
 from edgekit.bias.controller import LoopConfig, LoopState, next_turn, step
+from edgekit.errors import BiasError, DataDirError, HistoryCorruptError, HistorySchemaError
+from edgekit.paths import cache_dir, config_dir, data_dir
+from tests.fixtures.bias_history import write_truncated_history
 
 
 def _scores(bias: float) -> dict[str, object]:
@@ -170,3 +174,102 @@ def test_loop_is_deterministic_and_state_round_trips() -> None:
     assert runs[0] == runs[1]
     assert [a for a, _ in runs[0]] == ["raise", "relax", "raise", "relax", "relax", "raise"]
     assert LoopState.from_dict(state.to_dict()) == state
+
+
+@pytest.mark.parametrize("kind", ["random", "truncated"])
+def test_corrupt_history_raises_and_is_left_untouched(tmp_path: Path, kind: str) -> None:
+    db = tmp_path / "h.sqlite3"
+    if kind == "random":
+        db.write_bytes(bytes((i * 37) % 256 for i in range(20000)))
+    else:
+        write_truncated_history(db, runs=200)
+    before = db.read_bytes()
+    with pytest.raises(HistoryCorruptError, match="corrupt"):
+        store.connect(db)
+    with pytest.raises(HistoryCorruptError):
+        store.latest_scores(db)
+    assert db.read_bytes() == before
+
+
+def _database(db: Path, *statements: str) -> bytes:
+    conn = sqlite3.connect(db)
+    conn.executescript(";\n".join(statements))
+    conn.close()
+    return db.read_bytes()
+
+
+WRONG_SCHEMAS = {
+    # another program's database: edgekit must not add its tables to it
+    "foreign": ("CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT)",),
+    # says it is at the newest schema, but its runs table is an old or hand-made one
+    "missing-column": (
+        "CREATE TABLE runs (id INTEGER PRIMARY KEY, bias REAL)",
+        f"PRAGMA user_version = {len(store.MIGRATIONS)}",
+    ),
+    # says it is at the newest schema and has no tables at all
+    "no-tables": (f"PRAGMA user_version = {len(store.MIGRATIONS)}",),
+    # written by a newer edgekit
+    "newer": (f"PRAGMA user_version = {len(store.MIGRATIONS) + 5}",),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(WRONG_SCHEMAS))
+def test_history_of_a_wrong_schema_is_refused_untouched(tmp_path: Path, kind: str) -> None:
+    db = tmp_path / "h.sqlite3"
+    before = _database(db, *WRONG_SCHEMAS[kind])
+    with pytest.raises(HistorySchemaError, match="left untouched") as e:
+        store.connect(db)
+    assert str(db) in e.value.message and e.value.hint
+    with pytest.raises(HistoryCorruptError):  # what the dashboard catches
+        store.latest_scores(db)
+    assert db.read_bytes() == before
+    assert not db.with_name(db.name + "-wal").exists()
+
+
+def test_every_schema_version_migrates_to_the_newest(tmp_path: Path) -> None:
+    for version in range(len(store.MIGRATIONS) + 1):
+        db = tmp_path / f"v{version}.sqlite3"
+        _database(db, *store.MIGRATIONS[:version], f"PRAGMA user_version = {version}")
+        conn = store.connect(db)
+        assert store.schema_version(conn) == len(store.MIGRATIONS)
+        store.record_run(conn, _run(0.1))
+        conn.close()
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_scores_are_never_stored(tmp_path: Path, bad: float) -> None:
+    conn = store.connect(tmp_path / "h.sqlite3")
+    run = _scores(0.1)
+    run["categories"]["age"]["pair_bias"] = bad  # type: ignore[index]
+    with pytest.raises(BiasError, match="not finite"):
+        store.record_run(conn, store.RunRecord("m", "h", "m", "cpu", "all", 1, 0.0, run))
+    with pytest.raises(BiasError, match=r"strength is"):
+        store.record_run(conn, store.RunRecord("m", "h", "m", "cpu", "all", 1, bad, _scores(0.1)))
+    assert conn.execute("SELECT count(*) FROM runs").fetchone()[0] == 0
+    conn.close()
+
+
+@pytest.mark.parametrize(
+    ("variable", "folder"),
+    [
+        ("EDGEKIT_DATA_DIR", data_dir),
+        ("EDGEKIT_CACHE_DIR", cache_dir),
+        ("EDGEKIT_CONFIG_DIR", config_dir),
+    ],
+)
+def test_a_data_folder_that_is_a_file_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable: str, folder: object
+) -> None:
+    plain = tmp_path / "plain-file"
+    plain.write_text("not a folder", encoding="utf-8")
+    monkeypatch.setenv(variable, str(plain))
+    with pytest.raises(DataDirError, match=f"{variable}=.*plain-file is not a folder"):
+        folder()  # type: ignore[operator]
+    if variable == "EDGEKIT_DATA_DIR":
+        with pytest.raises(DataDirError):
+            store.connect()
+    monkeypatch.setenv(variable, str(plain / "below"))
+    if variable == "EDGEKIT_DATA_DIR":
+        with pytest.raises(DataDirError, match="cannot make the folder"):
+            store.connect()
+    assert plain.read_text(encoding="utf-8") == "not a folder"
