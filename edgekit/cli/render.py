@@ -66,10 +66,15 @@ class SafeConsole(Console):
             (self.measure(o, options=wide).maximum for o in objects if not isinstance(o, str)),
             default=0,
         )
-        if needed > self.width:
-            kwargs["width"] = min(needed, WIDEST_PIPE)
-            kwargs.setdefault("crop", False)
-        super().print(*objects, **kwargs)
+        if needed <= self.width:
+            super().print(*objects, **kwargs)
+            return
+        saved = self._width  # print(width=...) is capped at the console's width: widen it
+        self.width = min(needed, WIDEST_PIPE)
+        try:
+            super().print(*objects, **kwargs)
+        finally:
+            self._width = saved
 
 
 err_console = SafeConsole(stderr=True, highlight=False, soft_wrap=True)

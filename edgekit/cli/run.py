@@ -8,7 +8,12 @@ from typing import TYPE_CHECKING, Annotated, TextIO
 import typer
 from rich.text import Text
 
-from edgekit.cli.checks import check_generation_options, check_text, clamp_threads
+from edgekit.cli.checks import (
+    check_generation_options,
+    check_kv_cache,
+    check_text,
+    clamp_threads,
+)
 from edgekit.cli.options import ThreadsOption
 from edgekit.cli.render import (
     err_console,
@@ -103,6 +108,7 @@ def run_command(
         plan, runtime = open_with_workers(model, device, ctx, rpc, verbose, quiet=as_json)
     else:
         plan, threads_note = clamp_threads(plan_run(model, device, ctx, threads=threads))
+        check_kv_cache(plan)
         if threads_note:
             err_console.print(Text(f"note: {threads_note}", style="yellow"))
         if not as_json:

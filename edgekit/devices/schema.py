@@ -244,6 +244,22 @@ def check_profile(raw: dict[str, Any], path: Path) -> None:
                 _check_key(path, key, sub, sub_value)
         else:
             _check_key(path, "", key, value)
+    _check_kv_cache(path, raw.get("runtime") or {})
+
+
+# llama.cpp quantizes the V cache only inside flash attention: with it off, the context cannot
+# be created, and the load failure would read like a damaged model file.
+_FLOAT_KV = ("F32", "F16", "BF16")
+
+
+def _check_kv_cache(path: Path, runtime: dict[str, Any]) -> None:
+    kv = str(runtime.get("kv_cache_type", "F16")).upper()
+    if kv not in _FLOAT_KV and not runtime.get("flash_attn", False):
+        raise ProfileValueError(
+            f'device profile {path}: [runtime] kv_cache_type = "{kv.lower()}" needs '
+            "flash_attn = true (llama.cpp quantizes the V cache only with flash attention)",
+            hint='Add flash_attn = true to [runtime], or use kv_cache_type = "f16".',
+        )
 
 
 def _check_key(path: Path, table: str, key: str, value: Any) -> None:

@@ -8,7 +8,6 @@ for that mix (a test checks, byte for byte). The final output is still written b
 
 from __future__ import annotations
 
-import os
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from gguf import GGUF_DEFAULT_ALIGNMENT, GGMLQuantizationType, Keys
 
 from edgekit.errors import ConversionError
 from edgekit.gguf.reader import Cursor, GGUFHeader, TensorInfo
+from edgekit.outputs import atomic_output
 
 _CHUNK = 16 * 2**20
 F32 = npt.NDArray[np.float32]
@@ -59,19 +59,14 @@ def write_gguf(
         offset += -(-_size(data) // alignment) * alignment
     header = head + b"".join(infos)
     header += b"\0" * (-len(header) % alignment)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.partial")
-    try:
-        with tmp.open("wb") as f:
-            f.write(header)
-            for _, _, data in chosen:
-                if isinstance(data, Source):
-                    _copy(data, f)
-                else:
-                    f.write(data.data)
-                f.write(b"\0" * (-_size(data) % alignment))
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_output(out) as tmp, tmp.open("wb") as f:
+        f.write(header)
+        for _, _, data in chosen:
+            if isinstance(data, Source):
+                _copy(data, f)
+            else:
+                f.write(data.data)
+            f.write(b"\0" * (-_size(data) % alignment))
     return out
 
 

@@ -118,3 +118,73 @@ def test_convert_json_prints_no_progress_bar(tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     json.loads(r.stdout)
     assert "%|" not in r.stderr and "it/s" not in r.stderr, r.stderr
+
+
+# --- issue 34, item 1: every output, not only -o ------------------------------------------------
+
+
+@pytest.mark.parametrize("recipe", [[], ["--threshold", "100"]], ids=["measured", "spike"])
+@pytest.mark.parametrize("victim", ["source", "scores"])
+def test_scores_out_never_replaces_an_input(
+    tiny_base_gguf: Path,  # noqa: F811
+    tmp_path: Path,
+    recipe: list[str],
+    victim: str,
+) -> None:
+    """`--scores-out SRC` replaced the model with a 319-byte JSON file (the guard knew only -o)."""
+    src = tmp_path / "m.gguf"
+    shutil.copy(tiny_base_gguf, src)
+    scores = synthetic_profile().save(tmp_path / "s.json")
+    before = {p: _sha(p) for p in (src, scores)}
+    target = src if victim == "source" else scores
+    link = tmp_path / "alias"
+    link.symlink_to(target)
+    args = ["convert", str(src), "--scores", str(scores), "--scores-out", str(link)]
+    args += ["-o", str(tmp_path / "o.gguf"), "--dry-run", "--json", "--no-eval", *recipe]
+    r = CliRunner().invoke(_cli(), args)
+    assert r.exit_code == 2, r.output
+    assert json.loads(r.stdout)["error"] == "OutputPathError"
+    assert {p: _sha(p) for p in before} == before
+
+
+def test_plan_beside_the_output_never_replaces_an_input(
+    tiny_base_gguf: Path,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """The plan goes to OUT.plan.json: when that is the scores file, it must not be replaced."""
+    src = tmp_path / "m.gguf"
+    shutil.copy(tiny_base_gguf, src)
+    scores = synthetic_profile().save(tmp_path / "o.plan.json")
+    before = _sha(scores)
+    args = ["convert", str(src), "--scores", str(scores), "--threshold", "100"]
+    r = CliRunner().invoke(_cli(), [*args, "-o", str(tmp_path / "o.gguf"), "--json", "--no-eval"])
+    assert r.exit_code == 2, r.output
+    assert json.loads(r.stdout)["error"] == "OutputPathError"
+    assert _sha(scores) == before
+
+
+@pytest.mark.parametrize("option", ["-o", "--scores-out"])
+def test_a_missing_output_folder_is_refused_before_any_work(
+    tiny_base_gguf: Path,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    option: str,
+) -> None:
+    """Refused after 54 s of calibration before: now before the first step runs."""
+    import edgekit.converters.gguf as pipeline
+
+    def no_work(*args: object, **kwargs: object) -> None:
+        raise AssertionError("work started before the output was checked")
+
+    monkeypatch.setattr(pipeline, "base_gguf", no_work)
+    src = tmp_path / "m.gguf"
+    shutil.copy(tiny_base_gguf, src)
+    missing = str(tmp_path / "no-such-folder" / "x")
+    out = missing if option == "-o" else str(tmp_path / "o.gguf")
+    args = ["convert", str(src), "-o", out, "--threshold", "100", "--json", "--no-eval"]
+    if option == "--scores-out":
+        args += ["--scores-out", missing]
+    r = CliRunner().invoke(_cli(), args)
+    assert r.exit_code == 2, r.output
+    doc = json.loads(r.stdout)
+    assert doc["error"] == "OutputPathError" and "does not exist" in doc["message"]

@@ -200,3 +200,21 @@ def test_user_file_shadowing_a_builtin_is_reported(user_config: Path) -> None:
     entry = {e.name: e for e in scan_profiles()}["cpu"]
     assert entry.user and entry.shadows is not None and entry.shadows.name == "cpu.toml"
     assert load_profile("cpu").shadows.endswith("cpu.toml") and load_profile("cpu").threads == 1
+
+
+@pytest.mark.parametrize("kv", ["q4_0", "Q8_0", "iq4_nl"])
+def test_a_quantized_kv_cache_needs_flash_attention(user_config: Path, kv: str) -> None:
+    """llama.cpp cannot create the context otherwise: that was blamed on the model file."""
+    _profile(user_config, f'[runtime]\nkv_cache_type = "{kv}"\n')
+    with pytest.raises(ProfileValueError, match="flash_attn = true"):
+        load_profile("mine")
+    _profile(user_config, f'[runtime]\nkv_cache_type = "{kv}"\nflash_attn = true\n')
+    assert load_profile("mine").flash_attn
+
+
+def test_usable_cpus_is_the_affinity_set() -> None:
+    import os
+
+    from edgekit.devices.profiles import usable_cpus
+
+    assert usable_cpus() == len(os.sched_getaffinity(0)) >= 1

@@ -137,7 +137,7 @@ def write_gguf(
 ) -> Path:
     """Quantize `base` to `out` with exactly `types` (None: llama.cpp's stock mix for `ftype`)."""
     read_header(base)  # a corrupt or truncated base fails here with a clear error
-    check_writable(out, expected_bytes, inputs=(base,))
+    check_writable(out, expected_bytes)
     with atomic_output(out) as tmp:
         stage = tmp.with_name(tmp.name + ".q") if metadata else tmp
         try:
