@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.text import Text
 
-from edgekit.cli.options import ThreadsOption
 from edgekit.cli.render import err_console, mib, user_errors, write_stdout
 from edgekit.errors import OptionError
 
@@ -64,7 +63,12 @@ def serve_command(
             "calibrated; the guard sets its scale from the served outputs.",
         ),
     ] = None,
-    threads: ThreadsOption = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            "--threads", "-t", min=1, help="llama-server's threads (default: the profile's)."
+        ),
+    ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON object once serving.")
     ] = False,
@@ -84,8 +88,12 @@ def serve_command(
         from edgekit.cli.pool import split_table
 
         err_console.print(split_table(plan.pool))
-    if not as_json:
-        err_console.print(Text(f"loading {plan.run.info.name} in llama-server ...", style="dim"))
+
+    def loading() -> None:
+        if not as_json:
+            err_console.print(
+                Text(f"loading {plan.run.info.name} in llama-server ...", style="dim")
+            )
 
     def ready(running: Running) -> None:
         if as_json:  # one line, so a script can read it while the server runs
@@ -93,7 +101,14 @@ def serve_command(
         else:
             _announce(running, api_key is not None)
 
-    serve(plan, Address(host, port, api_key), ready, bias_adapter=bias_adapter, verbose=verbose)
+    serve(
+        plan,
+        Address(host, port, api_key),
+        ready,
+        bias_adapter=bias_adapter,
+        verbose=verbose,
+        on_loading=loading,
+    )
     if not as_json:
         err_console.print("[dim]stopped[/dim]")
 

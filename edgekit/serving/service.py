@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import os
 import secrets
 import signal
 import socket
@@ -153,8 +154,9 @@ def bind(host: str, port: int) -> socket.socket:
             f"--host {host} is not an address of this machine ({e.strerror})"
         ) from None
     except OSError as e:
+        reason = os.strerror(e.errno) if e.errno else str(e)
         raise OptionError(
-            f"cannot listen on {host}:{port}: {e.strerror or e}",
+            f"cannot listen on {host}:{port}: {reason}",
             hint="Another program holds the port: choose another with --port, or stop it."
             if e.errno in (98, 48)  # EADDRINUSE on Linux, macOS
             else "Choose an address of this machine with --host.",
@@ -176,22 +178,26 @@ def _offload(pool: PoolPlan) -> Offload:
 
 
 class _Stop(Exception):
-    """SIGTERM while the model loads: unwinds like Ctrl-C does."""
+    """Ctrl-C or SIGTERM while the model loads: unwinds, stopping what has started."""
 
 
 @contextlib.contextmanager
-def _sigterm_unwinds() -> Iterator[None]:
+def _signals_unwind() -> Iterator[None]:
+    """Both signals stop the load, also where SIGINT came in ignored (a background job of a
+    script), as `edgekit worker` does."""
+
     def handler(signum: int, frame: FrameType | None) -> None:
         raise _Stop
 
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, old in previous.items():
+            signal.signal(signum, old)
 
 
 def serve(
@@ -201,10 +207,13 @@ def serve(
     bias_adapter: str | None = None,
     verbose: bool = False,
     log_dir: Path | None = None,
+    on_loading: Callable[[], None] | None = None,
 ) -> None:
     """Run until Ctrl-C / SIGTERM (returns) or until llama-server dies (raises with its log)."""
     check_exposure(address.host, address.api_key)
     sock = bind(address.host, address.port)
+    if on_loading is not None:
+        on_loading()
     public = Address(address.host, sock.getsockname()[1], address.api_key)
     upstream = Upstream("127.0.0.1", free_loopback_port(), secrets.token_urlsafe(24))
     adapter: Path | None = None
@@ -228,7 +237,7 @@ def serve(
     observers = Observers()
     guard: Any = None
     try:
-        with _sigterm_unwinds():
+        with _signals_unwind():
             server = ServerProcess(server_argv(config), log_path, verbose=verbose)
             try:
                 server.wait_healthy(upstream.url, LOAD_TIMEOUT_S)

@@ -316,6 +316,26 @@ def test_sigint_stops_everything() -> None:
         child.status()
 
 
+def test_sigint_while_the_model_loads_stops_everything() -> None:
+    """Ctrl-C as soon as llama-server exists (still loading, on this machine): no process left."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgekit", "serve", "--port", "0", "--parallel", "1"],
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not (children := psutil.Process(proc.pid).children()):
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(30) == 0
+    with pytest.raises(psutil.NoSuchProcess):
+        children[0].wait(10)
+        children[0].status()
+
+
 def test_too_many_slots_are_refused_before_start() -> None:
     r = subprocess.run(
         [sys.executable, "-m", "edgekit", "serve", "--port", "0", "--json",
