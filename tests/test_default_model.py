@@ -10,9 +10,8 @@ from edgekit.gguf.reader import load_model_info
 
 
 @pytest.fixture
-def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("EDGEKIT_CACHE_DIR", str(tmp_path))
-    return tmp_path
+def cache(isolated_cache: Path) -> Path:
+    return isolated_cache
 
 
 @pytest.mark.real_model

@@ -27,8 +27,8 @@ PROMPT = "the river and the city were"
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_tiny_llama(tmp_path_factory.mktemp("erase") / "tiny4.gguf", n_layers=4)
+def tiny(tiny4_model: Path) -> Path:
+    return tiny4_model
 
 
 @pytest.fixture(scope="module")

@@ -16,16 +16,14 @@ from edgekit.bias import store
 from edgekit.bias.controller import ErasureConstraint, LoopConfig, require_runtime, write_erasure
 from edgekit.bias.erasure import Directions, ModelWeights
 from edgekit.bias.guard import BiasGuard, describe
-from tests.fixtures.tiny_models import write_tiny_llama
 
 BIASED = "The woman worked as a nurse."
 CLEAN = "The train left on time."
 
 
 @pytest.fixture(scope="module")
-def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    path = write_tiny_llama(tmp_path_factory.mktemp("guard") / "tiny4.gguf", n_layers=4)
-    rt = require_runtime(open_runtime(plan_run(path, "cpu", 256)))
+def runtime(tiny4_model: Path) -> Iterator[Any]:
+    rt = require_runtime(open_runtime(plan_run(tiny4_model, "cpu", 256)))
     yield rt
     rt.close()
 
@@ -136,14 +134,11 @@ def test_probe_scorer_asks_the_model_only_when_groups_are_mentioned(
     assert set(mentioned.categories) <= {"gender", "age"}
 
 
-def test_open_guard_derives_once_and_logs_to_the_history(
-    runtime: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_open_guard_derives_once_and_logs_to_the_history(runtime: Any, isolated_data: Path) -> None:
     from edgekit.bias.controller import adapter_path
     from edgekit.bias.guard import open_guard
     from edgekit.bias.store import model_fingerprint
 
-    monkeypatch.setenv("EDGEKIT_DATA_DIR", str(tmp_path))
     notes: list[str] = []
     guard = open_guard(runtime, "cpu", session_id="chat", notify=notes.append)
     assert adapter_path(model_fingerprint(runtime.info.path)).is_file() and notes
@@ -155,18 +150,14 @@ def test_open_guard_derives_once_and_logs_to_the_history(
     guard.conn.close()
     assert again.conn is not None
     again.conn.close()
-    state = store.loop_state(tmp_path / "bias_history.sqlite3", "chat")
+    state = store.loop_state(isolated_data / "bias_history.sqlite3", "chat")
     assert state is not None and len(state["events"]) == 1
 
 
-def test_guard_runtime_is_a_drop_in_for_run(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
-) -> None:
+def test_guard_runtime_is_a_drop_in_for_run(tiny4_model: Path, isolated_data: Path) -> None:
     from edgekit.bias.guard import guard_runtime
 
-    monkeypatch.setenv("EDGEKIT_DATA_DIR", str(tmp_path))
-    path = write_tiny_llama(tmp_path_factory.mktemp("guard-rt") / "tiny4.gguf", n_layers=4)
-    inner = require_runtime(open_runtime(plan_run(path, "cpu", 256)))
+    inner = require_runtime(open_runtime(plan_run(tiny4_model, "cpu", 256)))
     notes: list[str] = []
     runtime = guard_runtime(inner, "cpu", notify=notes.append, session_id="run")
     pieces: list[str] = []
@@ -174,5 +165,5 @@ def test_guard_runtime_is_a_drop_in_for_run(
     runtime.close()
     assert "".join(pieces) == result.text and runtime.last is not None
     assert runtime.last.result is result and len(runtime.last.adjustments) == 1
-    state = store.loop_state(tmp_path / "bias_history.sqlite3", "run")
+    state = store.loop_state(isolated_data / "bias_history.sqlite3", "run")
     assert state is not None and state["state"]["turn"] == 1

@@ -14,7 +14,7 @@ pytest.importorskip("onnxruntime")
 from typer.testing import CliRunner
 
 from edgekit.cli import app
-from tests.fixtures.onnx import build_tiny_hf
+from tests.fixtures.hf_checkpoints import build_tiny_hf
 
 runner = CliRunner()
 
@@ -25,9 +25,8 @@ def spiky_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("EDGEKIT_CACHE_DIR", str(tmp_path / "cache"))
-    return tmp_path / "cache"
+def own_cache(isolated_cache: Path) -> Path:
+    return isolated_cache
 
 
 @pytest.mark.parametrize("precision", ["int4", "spike"])

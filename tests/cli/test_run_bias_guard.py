@@ -11,11 +11,8 @@ from typer.testing import CliRunner
 from edgekit.cli import app
 
 
-def test_run_with_bias_guard(
-    tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("EDGEKIT_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("EDGEKIT_CACHE_DIR", str(tmp_path / "cache"))
+@pytest.mark.usefixtures("isolated_data", "isolated_cache")
+def test_run_with_bias_guard(tiny_model: Path) -> None:
     args = ["run", str(tiny_model), "-p", "the city", "-n", "8", "--temp", "0", "--json"]
     done = CliRunner().invoke(app, [*args, "--bias-guard"])
     assert done.exit_code == 0, done.stderr

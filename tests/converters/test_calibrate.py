@@ -13,29 +13,25 @@ from edgekit.converters.gguf import plan_for, write_planned
 from edgekit.gguf.reader import read_header
 from edgekit.quant.planner import Spike
 from edgekit.texts.calibration import CALIBRATION_TEXT
-from tests.fixtures.tiny_models import write_tiny_llama
+from tests.fixtures.convert import N_LAYERS  # the blocks of tiny_base_gguf
+from tests.fixtures.tiny_tokenizers import train_bpe
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
 
 SPIKY_BLOCK = 1
-N_LAYERS = 3
 pytestmark = pytest.mark.timeout(300)
 
 
 def build_tokenizer(folder: Path) -> Any:
-    from tokenizers import (
-        Tokenizer,
-        models,
-        pre_tokenizers,
-        trainers,
+    """Whole words of the calibration text, so the spike can be planted on one token."""
+    tok = train_bpe(
+        "whitespace",
+        CALIBRATION_TEXT.splitlines(),
+        vocab_size=400,
+        specials=("<unk>", "<s>", "</s>"),
     )
-
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<unk>", "<s>", "</s>"])
-    tok.train_from_iterator(CALIBRATION_TEXT.splitlines(), trainer)
     fast = transformers.PreTrainedTokenizerFast(
         tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>"
     )
@@ -77,7 +73,9 @@ def tiny_hf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def test_calibration_finds_the_planted_spike_and_it_is_kept(tiny_hf: Path, tmp_path: Path) -> None:
+def test_calibration_finds_the_planted_spike_and_it_is_kept(
+    tiny_hf: Path, tiny_base_gguf: Path, tmp_path: Path
+) -> None:
     from edgekit.converters.calibrate import calibrate, load_for_calibration
 
     profile = calibrate(load_for_calibration(tiny_hf), [CALIBRATION_TEXT], seq_len=64)
@@ -87,7 +85,7 @@ def test_calibration_finds_the_planted_spike_and_it_is_kept(tiny_hf: Path, tmp_p
     assert top.input.score > 5 * max(others)
     assert profile.n_tokens > 100 and profile.architecture == "llama"
 
-    base = write_tiny_llama(tmp_path / "base.gguf", n_layers=N_LAYERS, n_embd=256, n_ff=512)
+    base = tiny_base_gguf  # rows of 256: K-quants apply
     p = plan_for(base, profile, GGMLQuantizationType.Q4_K, Spike(threshold=2 * max(others)))
     assert [d.tensor for d in p.kept] == [top.tensor]
     out = write_planned(base, tmp_path / "out.gguf", p, profile).path

@@ -18,7 +18,7 @@ from edgekit.errors import NotAGGUFError, OutputPathError, TruncatedModelError
 from edgekit.gguf.metadata import add_metadata
 from edgekit.gguf.reader import read_header
 from edgekit.quant.planner import Spike
-from tests.fixtures.convert import synthetic_profile, tiny_base_gguf  # noqa: F401
+from tests.fixtures.convert import synthetic_profile
 
 Q = GGMLQuantizationType
 pytestmark = pytest.mark.timeout(300)
@@ -29,7 +29,7 @@ def _spike_plan(base: Path) -> object:
 
 
 def test_written_file_holds_exactly_the_planned_types(
-    tiny_base_gguf: Path,  # noqa: F811
+    tiny_base_gguf: Path,
     tmp_path: Path,
 ) -> None:
     p = plan_for(tiny_base_gguf, synthetic_profile(), Q.Q4_K, Spike(threshold=100.0))
@@ -50,7 +50,7 @@ def test_written_file_holds_exactly_the_planned_types(
     assert sorted(os.listdir(tmp_path)) == ["out.gguf", "out.plan.json"]  # no temp files
 
 
-def test_written_file_runs_in_llama_cpp(tiny_base_gguf: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_written_file_runs_in_llama_cpp(tiny_base_gguf: Path, tmp_path: Path) -> None:
     from edgekit.backends.llama_cpp.eval import evaluate
 
     p = plan_for(tiny_base_gguf, synthetic_profile(), Q.Q4_K, Spike(threshold=100.0))
@@ -64,7 +64,7 @@ def test_written_file_runs_in_llama_cpp(tiny_base_gguf: Path, tmp_path: Path) ->
 
 
 def test_metadata_rewrite_keeps_tensors_and_replaces_keys(
-    tiny_base_gguf: Path,  # noqa: F811
+    tiny_base_gguf: Path,
     tmp_path: Path,
 ) -> None:
     first = tmp_path / "a.gguf"
@@ -89,7 +89,7 @@ def test_corrupt_base_gguf_is_one_clear_error(tmp_path: Path) -> None:
     assert not (tmp_path / "o.gguf").exists()
 
 
-def test_truncated_base_gguf_is_one_clear_error(tiny_base_gguf: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_truncated_base_gguf_is_one_clear_error(tiny_base_gguf: Path, tmp_path: Path) -> None:
     cut = tmp_path / "cut.gguf"
     cut.write_bytes(tiny_base_gguf.read_bytes()[:-1000])
     with pytest.raises(TruncatedModelError):
@@ -97,7 +97,7 @@ def test_truncated_base_gguf_is_one_clear_error(tiny_base_gguf: Path, tmp_path: 
 
 
 def test_unwritable_output_folder(
-    tiny_base_gguf: Path,  # noqa: F811
+    tiny_base_gguf: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -110,7 +110,7 @@ def test_unwritable_output_folder(
 
 
 def test_output_in_missing_folder_or_on_a_directory(
-    tiny_base_gguf: Path,  # noqa: F811
+    tiny_base_gguf: Path,
     tmp_path: Path,
 ) -> None:
     with pytest.raises(OutputPathError, match="does not exist"):
@@ -122,7 +122,7 @@ def test_output_in_missing_folder_or_on_a_directory(
 
 
 def test_not_enough_space_is_refused_before_writing(
-    tiny_base_gguf: Path,  # noqa: F811
+    tiny_base_gguf: Path,
     tmp_path: Path,
 ) -> None:
     with pytest.raises(OutputPathError, match="not enough disk space"):
@@ -138,7 +138,7 @@ def test_not_enough_space_is_refused_before_writing(
 
 @pytest.mark.parametrize("stage", ["quantize", "metadata"])
 def test_disk_full_mid_write_leaves_nothing(
-    tiny_base_gguf: Path,  # noqa: F811
+    tiny_base_gguf: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     stage: str,
@@ -156,7 +156,7 @@ def test_disk_full_mid_write_leaves_nothing(
 
 
 def test_ctrl_c_leaves_nothing(
-    tiny_base_gguf: Path,  # noqa: F811
+    tiny_base_gguf: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -181,7 +181,7 @@ def _cli() -> typer.Typer:
 
 
 def test_cli_dry_run_prints_plan_and_size_and_writes_nothing(
-    tiny_base_gguf: Path,  # noqa: F811
+    tiny_base_gguf: Path,
     tmp_path: Path,
 ) -> None:
     scores = synthetic_profile().save(tmp_path / "s.json")
@@ -195,7 +195,7 @@ def test_cli_dry_run_prints_plan_and_size_and_writes_nothing(
     assert not out.exists()
 
 
-def test_cli_convert_then_eval(tiny_base_gguf: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_cli_convert_then_eval(tiny_base_gguf: Path, tmp_path: Path) -> None:
     scores = synthetic_profile().save(tmp_path / "s.json")
     out = tmp_path / "o.gguf"
     text = tmp_path / "eval.txt"

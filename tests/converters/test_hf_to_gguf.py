@@ -19,8 +19,8 @@ from typer.testing import CliRunner
 
 from edgekit.errors import ConversionError, OutputPathError, UnsupportedArchitectureError
 from edgekit.gguf.reader import read_header
-from tests.fixtures.convert import TRICKY_LINES, build_hf_checkpoint
-from tests.fixtures.onnx import CHAT_TEMPLATE
+from tests.fixtures.hf_checkpoints import build_tiny_hf
+from tests.fixtures.tiny_tokenizers import CHAT_TEMPLATE, TRICKY_LINES
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -71,18 +71,11 @@ def relative_error(got: Any, ref: Any) -> float:
     return float(np.abs(got - ref).max() / np.abs(ref).max())
 
 
-@pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("hf")
-    return {
-        arch: build_hf_checkpoint(root / arch, arch, n_layers=2, hidden=64)
-        for arch in ("llama", "qwen2", "mistral", "gemma3")
-    }
-
-
 @pytest.mark.parametrize("arch", ["llama", "qwen2", "mistral", "gemma3"])
-def test_logits_match_transformers(checkpoints: dict[str, Path], tmp_path: Path, arch: str) -> None:
-    folder = checkpoints[arch]
+def test_logits_match_transformers(
+    tiny_hf_models: dict[str, Path], tmp_path: Path, arch: str
+) -> None:
+    folder = tiny_hf_models[arch]
     out = convert(folder, tmp_path / f"{arch}.gguf")
     ids = hf_ids(folder, TEXT)
     assert len(ids) > 16  # beyond gemma3's 16-token window: local and global layers differ
@@ -95,9 +88,9 @@ def test_logits_match_transformers(checkpoints: dict[str, Path], tmp_path: Path,
 
 
 def test_f16_base_keeps_vectors_f32_and_stays_close(
-    checkpoints: dict[str, Path], tmp_path: Path
+    tiny_hf_models: dict[str, Path], tmp_path: Path
 ) -> None:
-    folder = checkpoints["llama"]
+    folder = tiny_hf_models["llama"]
     out = convert(folder, tmp_path / "f16.gguf", out_type=Q.F16)
     header = read_header(out)
     types = {t.name: t.ggml_type for t in header.tensors}
@@ -108,9 +101,9 @@ def test_f16_base_keeps_vectors_f32_and_stays_close(
 
 
 def test_tokenizer_and_chat_template_are_carried_over(
-    checkpoints: dict[str, Path], tmp_path: Path
+    tiny_hf_models: dict[str, Path], tmp_path: Path
 ) -> None:
-    folder = checkpoints["qwen2"]
+    folder = tiny_hf_models["qwen2"]
     out = convert(folder, tmp_path / "q.gguf")
     md = read_header(out).metadata
     tok = transformers.AutoTokenizer.from_pretrained(folder)
@@ -123,7 +116,9 @@ def test_tokenizer_and_chat_template_are_carried_over(
 
 @pytest.mark.parametrize("style", ["gpt2", "llama3", "qwen2"])
 def test_llama_cpp_tokenizes_like_transformers(tmp_path: Path, style: str) -> None:
-    folder = build_hf_checkpoint(tmp_path / style, "llama", n_layers=1, tokenizer=style)
+    folder = build_tiny_hf(
+        tmp_path / style, "llama", n_layers=1, tokenizer=style, converter_checks=True
+    )
     out = convert(folder, tmp_path / "t.gguf")
     assert (
         read_header(out).metadata[Keys.Tokenizer.PRE]
@@ -141,7 +136,7 @@ def test_llama_cpp_tokenizes_like_transformers(tmp_path: Path, style: str) -> No
 @pytest.mark.parametrize("arch", ["llama", "gemma3"])
 def test_sentencepiece_tokenizer(tmp_path: Path, arch: str) -> None:
     pytest.importorskip("sentencepiece")
-    folder = build_hf_checkpoint(tmp_path / arch, arch, tokenizer="spm")
+    folder = build_tiny_hf(tmp_path / arch, arch, tokenizer="spm", converter_checks=True)
     out = convert(folder, tmp_path / "spm.gguf")
     md = read_header(out).metadata
     assert md[Keys.Tokenizer.MODEL] == "llama" and md[Keys.Tokenizer.CHAT_TEMPLATE] == CHAT_TEMPLATE
@@ -161,7 +156,7 @@ def test_llama3_rope_scaling_travels_as_rope_freqs(tmp_path: Path) -> None:
         "high_freq_factor": 4.0,
         "original_max_position_embeddings": 64,
     }
-    folder = build_hf_checkpoint(tmp_path / "l3", "llama", rope_scaling=scaling)
+    folder = build_tiny_hf(tmp_path / "l3", "llama", rope_scaling=scaling, converter_checks=True)
     out = convert(folder, tmp_path / "l3.gguf")
     assert "rope_freqs.weight" in {t.name for t in read_header(out).tensors}
     ids = hf_ids(folder, TEXT)
@@ -169,17 +164,19 @@ def test_llama3_rope_scaling_travels_as_rope_freqs(tmp_path: Path) -> None:
 
 
 def test_tokenizer_llama_cpp_cannot_split_is_refused(tmp_path: Path) -> None:
-    folder = build_hf_checkpoint(tmp_path / "ws", "llama", n_layers=1, tokenizer="whitespace")
+    folder = build_tiny_hf(
+        tmp_path / "ws", "llama", n_layers=1, tokenizer="whitespace", converter_checks=True
+    )
     with pytest.raises(ConversionError, match="pre-tokenizer"):
         convert(folder, tmp_path / "ws.gguf")
     assert list(tmp_path.glob("*.gguf*")) == list(tmp_path.glob(".*partial")) == []
 
 
-def test_foreign_tensor_is_refused(checkpoints: dict[str, Path], tmp_path: Path) -> None:
+def test_foreign_tensor_is_refused(tiny_hf_models: dict[str, Path], tmp_path: Path) -> None:
     from safetensors.numpy import save_file
 
     folder = tmp_path / "extra"
-    shutil.copytree(checkpoints["llama"], folder)
+    shutil.copytree(tiny_hf_models["llama"], folder)
     extra = {"vision_tower.proj.weight": np.zeros((2, 2), np.float32)}
     save_file(extra, str(folder / "model-x.safetensors"))
     with pytest.raises(ConversionError, match=r"vision_tower\.proj\.weight"):
@@ -187,9 +184,9 @@ def test_foreign_tensor_is_refused(checkpoints: dict[str, Path], tmp_path: Path)
     assert not (tmp_path / "x.gguf").exists()
 
 
-def test_unsupported_rope_scaling(checkpoints: dict[str, Path], tmp_path: Path) -> None:
+def test_unsupported_rope_scaling(tiny_hf_models: dict[str, Path], tmp_path: Path) -> None:
     folder = tmp_path / "rope"
-    shutil.copytree(checkpoints["llama"], folder)
+    shutil.copytree(tiny_hf_models["llama"], folder)
     cfg = json.loads((folder / "config.json").read_text())
     cfg["rope_scaling"] = {"rope_type": "dynamic", "factor": 2.0}
     (folder / "config.json").write_text(json.dumps(cfg))
@@ -198,7 +195,7 @@ def test_unsupported_rope_scaling(checkpoints: dict[str, Path], tmp_path: Path) 
 
 
 def test_failure_mid_write_leaves_nothing(
-    checkpoints: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_hf_models: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import edgekit.converters.hf_to_gguf as mod
 
@@ -207,26 +204,25 @@ def test_failure_mid_write_leaves_nothing(
 
     monkeypatch.setattr(mod, "fix_tensor", boom)
     with pytest.raises(OutputPathError, match="disk filled up"):
-        convert(checkpoints["llama"], tmp_path / "o.gguf")
+        convert(tiny_hf_models["llama"], tmp_path / "o.gguf")
     assert list(tmp_path.iterdir()) == []
 
 
 def test_unwritable_output_is_refused_before_work(
-    checkpoints: dict[str, Path], tmp_path: Path
+    tiny_hf_models: dict[str, Path], tmp_path: Path
 ) -> None:
     with pytest.raises(OutputPathError):
-        convert(checkpoints["llama"], tmp_path / "missing" / "o.gguf")
+        convert(tiny_hf_models["llama"], tmp_path / "missing" / "o.gguf")
 
 
-def test_edgekit_convert_from_a_hf_folder_end_to_end(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_edgekit_convert_from_a_hf_folder_end_to_end(tmp_path: Path, isolated_cache: Path) -> None:
     """HF folder -> base GGUF -> calibration -> plan -> K-quant file (rows of 256: Q4_K applies).
     The spike planted in block 1 is found by calibration and kept at Q8_0 in the written file."""
     from edgekit.cli import app
 
-    monkeypatch.setenv("EDGEKIT_CACHE_DIR", str(tmp_path / "cache"))
-    folder = build_hf_checkpoint(tmp_path / "hf", "llama", n_layers=3, hidden=256, spike_block=1)
+    folder = build_tiny_hf(
+        tmp_path / "hf", "llama", n_layers=3, hidden=256, spike_block=1, converter_checks=True
+    )
     out = tmp_path / "out.gguf"
     args = ["convert", str(folder), "-o", str(out), "--no-eval", "--json", "--top-k", "1"]
     r = CliRunner().invoke(app, args)

@@ -30,7 +30,7 @@ from edgekit.errors import (
     OutputPathError,
     UnsupportedArchitectureError,
 )
-from tests.fixtures.onnx import ARCHITECTURES, build_tiny_hf
+from tests.fixtures.hf_checkpoints import ARCHITECTURES, build_tiny_hf
 
 PROMPT = "the river and the city of music"
 SPIKE_NODE = "/model/layers.1/mlp/down_proj/MatMul"
@@ -39,12 +39,6 @@ GREEDY = SamplingParams(max_tokens=40, temperature=0.0)
 
 def to_onnx(src: Path, out: Path, precision: str, fp32_dir: Path | None = None) -> ConvertResult:
     return convert_to_onnx(ConvertRequest(src, out, precision=precision), fp32_dir)
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("hf")
-    return {arch: build_tiny_hf(root / arch, arch) for arch in ARCHITECTURES}
 
 
 @pytest.fixture(scope="module")
@@ -79,13 +73,13 @@ def ops(path: Path) -> dict[str, Any]:
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)
 def test_fp32_export_generates_pytorchs_greedy_tokens(
-    arch: str, tiny: dict[str, Path], tmp_path: Path
+    arch: str, tiny_hf_models: dict[str, Path], tmp_path: Path
 ) -> None:
-    out = to_onnx(tiny[arch], tmp_path / "onnx", "fp32").output
+    out = to_onnx(tiny_hf_models[arch], tmp_path / "onnx", "fp32").output
     assert {"model.onnx", "tokenizer.json", "config.json", "plan.json"} <= {
         p.name for p in out.iterdir()
     }
-    prompt_ids, expected = torch_greedy(tiny[arch], PROMPT, GREEDY.max_tokens)
+    prompt_ids, expected = torch_greedy(tiny_hf_models[arch], PROMPT, GREEDY.max_tokens)
     rt = OnnxRuntime(out, load_profile("cpu"), n_ctx=128)
     tokens = rt.prompt_tokens(PROMPT)
     assert tokens == prompt_ids

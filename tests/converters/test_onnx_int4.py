@@ -34,7 +34,7 @@ from edgekit.quant.planner import RandomLayers, Recipe, Spike, TargetBpw
 from edgekit.quant.spikes import SpikeProfile
 from edgekit.quant.types import NBITS_4, NBITS_8
 from tests.fixtures.env import env_var
-from tests.fixtures.onnx import build_tiny_hf
+from tests.fixtures.hf_checkpoints import build_tiny_hf
 
 PROMPT = "the river and the city of music"
 GREEDY = SamplingParams(max_tokens=24, temperature=0.0)

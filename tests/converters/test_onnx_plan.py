@@ -18,6 +18,7 @@ from edgekit.errors import PlanError
 from edgekit.quant.mixplan import padded
 from edgekit.quant.onnx_plan import budget_for_bpw, measured_plan, random_plan
 from edgekit.quant.types import NBITS_4, NBITS_8
+from tests.fixtures.tiny_tokenizers import train_bpe
 
 
 def _node(bid: int | None, module: str, k: int = 64, n: int = 64) -> FusedNode:
@@ -106,20 +107,9 @@ def _gguf(path: Path, add_bos: bool, pre: str) -> Path:
 
 def _tokenizer(folder: Path) -> None:
     """A byte-level BPE saved the way transformers' GGUF conversion saves SmolLM2's."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=300,
-        special_tokens=["<|im_start|>", "<|im_end|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    tok.train_from_iterator(["the year 2024 and 1999 were years  0 1"] * 50, trainer)
-    tok.post_processor = processors.TemplateProcessing(
-        single="<|im_start|> $A", special_tokens=[("<|im_start|>", 0)]
-    )
+    texts = ["the year 2024 and 1999 were years  0 1"] * 50
+    specials = ("<|im_start|>", "<|im_end|>")
+    tok = train_bpe("gpt2", texts, vocab_size=300, specials=specials, bos="<|im_start|>")
     folder.mkdir()
     tok.save(str(folder / "tokenizer.json"))
     config = {"bos_token": "<|im_start|>", "eos_token": "<|im_start|>", "add_bos_token": True}

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from edgekit.backends.llama_cpp import quantize
 from edgekit.errors import OutputPathError
-from tests.fixtures.convert import synthetic_profile, tiny_base_gguf  # noqa: F401
+from tests.fixtures.convert import synthetic_profile
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -39,7 +39,7 @@ def _sha(path: Path) -> str:
 
 @pytest.mark.parametrize("spelling", ["same", "dot-slash", "symlink", "hardlink"])
 def test_convert_refuses_to_overwrite_its_source(
-    tiny_base_gguf: Path,  # noqa: F811
+    tiny_base_gguf: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     spelling: str,
@@ -64,7 +64,7 @@ def test_convert_refuses_to_overwrite_its_source(
 
 
 def test_force_allows_replacing_the_source(
-    tiny_base_gguf: Path,  # noqa: F811
+    tiny_base_gguf: Path,
     tmp_path: Path,
 ) -> None:
     src = tmp_path / "m.gguf"
@@ -77,7 +77,7 @@ def test_force_allows_replacing_the_source(
 
 
 def test_enospc_inside_llama_cpp_names_the_output(
-    tiny_base_gguf: Path,  # noqa: F811
+    tiny_base_gguf: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -126,7 +126,7 @@ def test_convert_json_prints_no_progress_bar(tmp_path: Path) -> None:
 @pytest.mark.parametrize("recipe", [[], ["--threshold", "100"]], ids=["measured", "spike"])
 @pytest.mark.parametrize("victim", ["source", "scores"])
 def test_scores_out_never_replaces_an_input(
-    tiny_base_gguf: Path,  # noqa: F811
+    tiny_base_gguf: Path,
     tmp_path: Path,
     recipe: list[str],
     victim: str,
@@ -148,7 +148,7 @@ def test_scores_out_never_replaces_an_input(
 
 
 def test_plan_beside_the_output_never_replaces_an_input(
-    tiny_base_gguf: Path,  # noqa: F811
+    tiny_base_gguf: Path,
     tmp_path: Path,
 ) -> None:
     """The plan goes to OUT.plan.json: when that is the scores file, it must not be replaced."""
@@ -165,7 +165,7 @@ def test_plan_beside_the_output_never_replaces_an_input(
 
 @pytest.mark.parametrize("option", ["-o", "--scores-out"])
 def test_a_missing_output_folder_is_refused_before_any_work(
-    tiny_base_gguf: Path,  # noqa: F811
+    tiny_base_gguf: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     option: str,

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from rich.console import Console
-from textual.pilot import Pilot
 from textual.widgets import DataTable, Static
 
 from edgekit.backends.base import SamplingParams
@@ -19,30 +16,13 @@ from edgekit.tui.bias import NOT_SCORED
 from edgekit.tui.messages import GenerationDone, GenerationStopped
 from edgekit.tui.screens import ErrorScreen, SwitchModelScreen, error_text
 from edgekit.tui.widgets import Transcript
+from tests.fixtures.dashboard import error_shown, submit, wait_until
 
 GREEDY = SamplingParams(max_tokens=48, temperature=0.0, seed=1)
 
 
-async def wait_until(
-    pilot: Pilot[None], condition: Callable[[], bool], timeout: float = 120
-) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting for the dashboard"
-        await pilot.pause(0.05)
-
-
-def error_shown(app: DashboardApp) -> bool:
-    return isinstance(app.screen, ErrorScreen) and bool(app.screen.query("#error-text"))
-
-
 def text_of(app: DashboardApp, selector: str) -> str:
     return str(app.query_one(selector, Static).content)
-
-
-async def submit(pilot: Pilot[None], prompt: str) -> None:
-    await pilot.click("#prompt")
-    await pilot.press(*prompt, "enter")
 
 
 async def test_generation_updates_every_panel(tiny_model: Path) -> None:
@@ -191,13 +171,11 @@ def test_bias_panel_shows_stored_scores() -> None:
     assert "BBQ;" in str(bias_text(summary, "off"))
 
 
-def test_bias_panel_says_the_history_is_corrupt(
-    tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_bias_panel_says_the_history_is_corrupt(tiny_model: Path, isolated_data: Path) -> None:
     from edgekit.bias.store import default_db_path
     from edgekit.tui.bias import bias_summary, bias_text
 
-    monkeypatch.setenv("EDGEKIT_DATA_DIR", str(tmp_path))
+    isolated_data.mkdir()
     default_db_path().write_bytes(b"\x00garbage" * 100)
     from edgekit.backends.runner import plan_run
 

@@ -11,9 +11,8 @@ from textual.widgets import Static
 
 from edgekit.backends.base import SamplingParams
 from edgekit.tui.app import DashboardApp
-from edgekit.tui.screens import ErrorScreen
+from tests.fixtures.dashboard import error_shown, submit, wait_until
 from tests.fixtures.rpc import running_workers
-from tests.tui.test_app import submit, wait_until
 
 GREEDY = SamplingParams(max_tokens=32, temperature=0.0, seed=1)
 
@@ -48,7 +47,3 @@ async def test_workers_panel_marks_a_dead_worker(tiny_model: Path) -> None:
             await wait_until(pilot, lambda: error_shown(app), timeout=60)
             assert str(victim.endpoint) in str(app.screen.query_one("#error-text", Static).content)
             assert app.runtime is None and app.state == "no model"
-
-
-def error_shown(app: DashboardApp) -> bool:
-    return isinstance(app.screen, ErrorScreen) and bool(app.screen.query("#error-text"))

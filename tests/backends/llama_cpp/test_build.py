@@ -15,8 +15,9 @@ from typer.testing import CliRunner
 from edgekit.backends.llama_cpp.build import TOOLS, tool_path
 from edgekit.cli import app
 from edgekit.gguf.reader import read_header
-from tests.fixtures.convert import build_hf_checkpoint, save_spm_tokenizer
 from tests.fixtures.env import REPO_ROOT
+from tests.fixtures.hf_checkpoints import build_tiny_hf
+from tests.fixtures.tiny_tokenizers import save_spm_tokenizer
 
 Q = GGMLQuantizationType
 
@@ -141,7 +142,9 @@ def test_an_architecture_edgekit_never_mapped_converts_with_hfs_logits(tmp_path:
 def test_both_converters_give_hfs_logits_on_a_native_family(tmp_path: Path) -> None:
     from edgekit.converters.hf_to_gguf import convert_hf
 
-    folder = build_hf_checkpoint(tmp_path / "llama", "llama", n_layers=2, tokenizer="spm")
+    folder = build_tiny_hf(
+        tmp_path / "llama", "llama", n_layers=2, tokenizer="spm", converter_checks=True
+    )
     seconds = {}
     for converter in ("native", "llama.cpp"):
         start = time.perf_counter()
@@ -157,7 +160,9 @@ def test_native_converter_keeps_bpe_tokenizers_llama_cpps_cannot_identify(tmp_pa
     from edgekit.converters.hf_to_gguf import convert_hf
     from edgekit.errors import ConversionError
 
-    folder = build_hf_checkpoint(tmp_path / "llama", "llama", n_layers=1, tokenizer="qwen2")
+    folder = build_tiny_hf(
+        tmp_path / "llama", "llama", n_layers=1, tokenizer="qwen2", converter_checks=True
+    )
     with pytest.raises(ConversionError, match="pre-tokenizer was not recognized"):
         convert_hf(folder, tmp_path / "l.gguf", converter="llama.cpp")
     out = convert_hf(folder, tmp_path / "n.gguf")  # auto picks the native one for llama

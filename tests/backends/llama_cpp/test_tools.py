@@ -16,7 +16,6 @@ from edgekit.gguf import imatrix as imx
 from edgekit.gguf.compose import float_rows, write_gguf
 from edgekit.gguf.reader import read_header
 from edgekit.quant.mixplan import padded_bytes
-from tests.fixtures.convert import tiny_base_gguf  # noqa: F401
 
 Q = GGMLQuantizationType
 pytestmark = pytest.mark.timeout(600)
@@ -40,7 +39,7 @@ def tensor_bytes(path: Path) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def ws(tiny_base_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Workspace:  # noqa: F811
+def ws(tiny_base_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Workspace:
     cache = tmp_path_factory.mktemp("measured")
     return Workspace(tiny_base_gguf, TEXT, threads=2, cache=cache)
 
@@ -249,9 +248,10 @@ def test_own_imatrix_agrees_with_llama_imatrix(ws: Workspace, tmp_path: Path) ->
 
 
 def test_cli_measured_convert_needs_no_torch_calibration(
-    tiny_base_gguf: Path,  # noqa: F811
+    tiny_base_gguf: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    isolated_cache: Path,
 ) -> None:
     """`edgekit convert --mix`: the spike prior comes from the imatrix, so no --scores and no
     torch run are needed; the output fits the stock file's size and its plan is logged."""
@@ -266,7 +266,6 @@ def test_cli_measured_convert_needs_no_torch_calibration(
     from typer.testing import CliRunner
 
     from edgekit.cli.convert import convert_command
-    from tests.fixtures.env import env_var
 
     app = typer.Typer()
     app.command("convert")(convert_command)
@@ -275,8 +274,7 @@ def test_cli_measured_convert_needs_no_torch_calibration(
     calib.write_text(TEXT)
     out = tmp_path / "m.gguf"
     args = ["convert", str(tiny_base_gguf), "--mix", "Q3_K_M", "--calib-file", str(calib)]
-    with env_var("EDGEKIT_CACHE_DIR", str(tmp_path / "cache")):
-        r = CliRunner().invoke(app, [*args, "-o", str(out), "--json", "--no-eval"])
+    r = CliRunner().invoke(app, [*args, "-o", str(out), "--json", "--no-eval"])
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)
     assert doc["file_size"] == out.stat().st_size and doc["target"] == "Q3_K_M"

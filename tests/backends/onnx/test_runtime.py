@@ -7,7 +7,6 @@ graph). Needs onnxruntime and tokenizers (the ONNX runtime's own dependencies) o
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,31 +33,7 @@ from edgekit.errors import (
     ModelNotFoundError,
     UnsupportedModelError,
 )
-from tests.fixtures.onnx import CHAT_TEMPLATE, train_tokenizer
-
-CONFIG = {
-    "model_type": "llama",
-    "num_hidden_layers": 2,
-    "hidden_size": 64,
-    "intermediate_size": 128,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "vocab_size": 384,
-    "max_position_embeddings": 512,
-    "eos_token_id": 2,
-}
-
-
-def model_dir(folder: Path, graph: bytes = b"not a protobuf", tokenizer: bool = True) -> Path:
-    """A folder shaped like an export, with whatever graph bytes the test wants."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "model.onnx").write_bytes(graph)
-    (folder / "config.json").write_text(json.dumps(CONFIG))
-    tc = {"bos_token": "<s>", "eos_token": "</s>", "chat_template": CHAT_TEMPLATE}
-    (folder / "tokenizer_config.json").write_text(json.dumps(tc))
-    if tokenizer:
-        train_tokenizer().save(str(folder / "tokenizer.json"))
-    return folder
+from tests.fixtures.onnx import model_dir
 
 
 def test_greedy_and_seeded_sampling() -> None:

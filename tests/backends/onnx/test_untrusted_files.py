@@ -14,7 +14,7 @@ from edgekit.backends.onnx.model import load_onnx_dir, plan_onnx_run
 from edgekit.backends.onnx.tokenizer import OnnxTokenizer
 from edgekit.cli import app
 from edgekit.errors import ChatTemplateError, ModelFileError
-from tests.backends.onnx.test_runtime import CONFIG, model_dir
+from tests.fixtures.onnx import CONFIG, model_dir
 
 MISSING = object()
 BAD_VALUES: dict[str, tuple[str, Any]] = {
