@@ -199,3 +199,9 @@ class OutputStreamError(EdgekitError):
 
 class ChatTemplateError(UnsupportedModelError):
     """A model's chat template failed, or went past the time or size limits it renders under."""
+
+
+class ClosedOutputError(OutputStreamError):
+    """The program reading standard output went away (`edgekit ... | head`): not worth a word."""
+
+    exit_code = 141  # 128 + SIGPIPE, what a shell reports for a process killed by the pipe

@@ -21,6 +21,6 @@ ThreadsOption = Annotated[
         "-t",
         min=1,
         help="Decode threads, as llama-cli's -t (default: one per core other work leaves free, "
-        "re-checked while decoding).",
+        "re-checked while decoding); more than the CPUs here are lowered to their count.",
     ),
 ]

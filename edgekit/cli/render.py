@@ -21,7 +21,7 @@ from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
-from edgekit.errors import EdgekitError, OutputStreamError
+from edgekit.errors import ClosedOutputError, EdgekitError, OutputStreamError
 from edgekit.outputs import command_scope
 
 P = ParamSpec("P")
@@ -77,8 +77,28 @@ class SafeConsole(Console):
             self._width = saved
 
 
+class _Stdout:
+    """sys.stdout as it is at each write (a test runner swaps it), with a failed write raised as
+    the user error it is: rich would otherwise let a full disk's OSError out as a traceback."""
+
+    def write(self, text: str) -> int:
+        try:
+            return sys.stdout.write(text)
+        except OSError as e:
+            raise stdout_error(e) from None
+
+    def flush(self) -> None:
+        try:
+            sys.stdout.flush()
+        except OSError as e:
+            raise stdout_error(e) from None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(sys.stdout, name)
+
+
 err_console = SafeConsole(stderr=True, highlight=False, soft_wrap=True)
-out_console = SafeConsole(highlight=False)
+out_console = SafeConsole(file=_Stdout(), highlight=False)  # type: ignore[arg-type]
 
 
 def mib(n: float) -> str:
@@ -108,7 +128,7 @@ def stdout_error(e: OSError) -> OutputStreamError:
     each raise again (and print "Exception ignored" on exit)."""
     _silence_stdout()
     if e.errno == errno.EPIPE:
-        return OutputStreamError("standard output was closed (the reading program exited)")
+        return ClosedOutputError("standard output was closed (the reading program exited)")
     return OutputStreamError(
         f"cannot write to standard output: {e.strerror or e}",
         hint="Free some disk space, or redirect the output elsewhere.",
@@ -224,7 +244,10 @@ def user_errors(command: Callable[P, R]) -> Callable[P, R]:
 
 
 def _render_quietly(error: EdgekitError, as_json: bool) -> None:
-    """Render the error; if stderr is broken too there is nowhere left to say it."""
+    """Render the error; if stderr is broken too there is nowhere left to say it. A reader that
+    went away (`| head`) is the user's choice, not an error to report."""
+    if isinstance(error, ClosedOutputError):
+        return
     with suppress(OSError):
         render_error(error, as_json=as_json)
 

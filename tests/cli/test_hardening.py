@@ -221,3 +221,25 @@ def test_tables_in_a_pipe_are_not_cut_at_80_columns(tiny_model: Path, tmp_path: 
     assert r.returncode == 0, r.stderr
     assert long_name in r.stdout
     assert "…" not in r.stdout
+
+
+@pytest.mark.parametrize("args", [["inspect"], ["inspect", "--tensors"], ["model", "path"]])
+def test_tables_and_text_on_a_full_disk_are_one_error(tiny_model: Path, args: list[str]) -> None:
+    """rich's own write raised the OSError there, past the --json-only crash handler."""
+    argv = [*args, str(tiny_model)] if args[0] == "inspect" else args
+    with open("/dev/full", "w") as full:
+        r = _edgekit(*argv, stdout=full)
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr and "cannot write to standard output" in r.stderr
+
+
+def test_a_reader_that_goes_away_is_not_an_error(tiny_model: Path) -> None:
+    """`edgekit inspect --tensors | head -1`: a quiet exit as a killed pipe writer, no panel."""
+    cmd = [sys.executable, "-m", "edgekit", "inspect", str(tiny_model), "--tensors"]
+    child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert child.stdout is not None and child.stderr is not None
+    child.stdout.readline()
+    child.stdout.close()  # the reader exits; the writer gets EPIPE on its next flush
+    err = child.stderr.read().decode()
+    assert child.wait(timeout=60) in (0, 141)
+    assert "Traceback" not in err and "Exception ignored" not in err and "error" not in err
