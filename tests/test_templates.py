@@ -75,7 +75,9 @@ def test_a_real_template_renders_as_transformers_would() -> None:
     )
     context = {**CHAT, "bos_token": "<bos>", "add_generation_prompt": True}
     got = render_chat_template(source, context)
-    assert got == "<bos><start_of_turn>user\ncall 5551234567 now<end_of_turn>\n<start_of_turn>model\n"
+    assert (
+        got == "<bos><start_of_turn>user\ncall 5551234567 now<end_of_turn>\n<start_of_turn>model\n"
+    )
     with pytest.raises(ChatTemplateError, match="no system role"):
         render_chat_template(source, {"messages": [{"role": "system", "content": "x"}]})
 
