@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from edgekit.cli import app
 
 
-@pytest.mark.usefixtures("isolated_data", "isolated_cache")
+@pytest.mark.usefixtures("isolated_data")
 def test_run_with_bias_guard(tiny_model: Path) -> None:
     args = ["run", str(tiny_model), "-p", "the city", "-n", "8", "--temp", "0", "--json"]
     done = CliRunner().invoke(app, [*args, "--bias-guard"])
