@@ -173,16 +173,17 @@ def _pid_alive(pid: int) -> bool:
 
 
 def remove_stale_partials(out: Path) -> list[Path]:
-    """Delete `.NAME.PID.partial` left by runs that were killed (their process is gone)."""
+    """Delete `.NAME.PID.partial` (and `.NAME.PID.partial.*`) left by runs that were killed:
+    their process is gone."""
     removed: list[Path] = []
     prefix = f".{out.name}."
-    try:
-        candidates = list(out.parent.glob(f"{glob_escape(prefix)}*{PARTIAL_SUFFIX}"))
+    try:  # also the stages a writer keeps beside its partial (`.NAME.PID.partial.q`)
+        candidates = list(out.parent.glob(f"{glob_escape(prefix)}*{PARTIAL_SUFFIX}*"))
     except OSError:
         return removed
     for p in candidates:
-        pid = p.name[len(prefix) : -len(PARTIAL_SUFFIX)]
-        if not pid.isdigit() or int(pid) == os.getpid() or _pid_alive(int(pid)):
+        pid, found, _ = p.name[len(prefix) :].partition(PARTIAL_SUFFIX)
+        if not found or not pid.isdigit() or int(pid) == os.getpid() or _pid_alive(int(pid)):
             continue
         with contextlib.suppress(OSError):
             if p.is_dir() and not p.is_symlink():

@@ -114,6 +114,8 @@ def test_partials_of_a_killed_run_are_removed_by_the_next_write(tmp_path: Path) 
     )
     stale_file = out.parent / f".{out.name}.{int(dead.stdout)}.partial"
     stale_file.write_bytes(b"x" * 100)
+    stale_stage = out.parent / f".{out.name}.{int(dead.stdout)}.partial.q"  # before metadata
+    stale_stage.write_bytes(b"x" * 100)
     stale_dir = tmp_path / f".onnx.{int(dead.stdout)}.partial"
     stale_dir.mkdir()
     (stale_dir / "model.onnx").write_bytes(b"x")
@@ -121,7 +123,7 @@ def test_partials_of_a_killed_run_are_removed_by_the_next_write(tmp_path: Path) 
     alive.write_bytes(b"y")
     write_text(out, "done")
     check_output(tmp_path / "onnx", folder=True)
-    assert not stale_file.exists() and not stale_dir.exists()
+    assert not stale_file.exists() and not stale_dir.exists() and not stale_stage.exists()
     assert alive.exists() and out.read_text() == "done"
 
 
