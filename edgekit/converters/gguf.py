@@ -49,6 +49,8 @@ def refuse_overwriting_source(source: Path, out: Path, force: bool = False) -> N
     would replace the only copy of the model the user has; that needs an explicit --force. The
     output's folder is checked here too, before minutes of calibration."""
     check_output(out, inputs=[source], force=force)
+    # The plan is written beside the model after the work: an input in its place is refused now.
+    check_output(out.with_suffix(".plan.json"), inputs=[source])
 
 
 def _fingerprint(path: Path) -> str:

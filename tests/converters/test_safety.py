@@ -161,6 +161,7 @@ def test_plan_beside_the_output_never_replaces_an_input(
     assert r.exit_code == 2, r.output
     assert json.loads(r.stdout)["error"] == "OutputPathError"
     assert _sha(scores) == before
+    assert not (tmp_path / "o.gguf").exists()  # refused before the model was written
 
 
 @pytest.mark.parametrize("option", ["-o", "--scores-out"])
