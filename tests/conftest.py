@@ -9,7 +9,8 @@ module. Session models are read-only: a test that edits a model copies it into i
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import gguf
@@ -97,10 +98,23 @@ def tiny_hf_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
-def tiny_onnx_model(
+def tiny_onnx_exports(
     tiny_hf_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
-) -> Path:
-    """The tiny HF llama exported to an fp32 ONNX folder, as `edgekit convert --to onnx` does."""
+) -> Callable[[str], Path]:
+    """`export(arch)`: tiny_hf_models[arch] as an fp32 ONNX folder, as `edgekit convert --to onnx`
+    writes it; each family exported once per session, on first use (~5 s each)."""
     from tests.fixtures.onnx import export_onnx
 
-    return export_onnx(tiny_hf_models["llama"], tmp_path_factory.mktemp("onnx") / "llama-onnx")
+    root = tmp_path_factory.mktemp("onnx")
+
+    @functools.cache
+    def export(arch: str) -> Path:
+        return export_onnx(tiny_hf_models[arch], root / f"{arch}-onnx")
+
+    return export
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx_model(tiny_onnx_exports: Callable[[str], Path]) -> Path:
+    """The tiny llama's fp32 ONNX folder: the onnx back end's model in the contract test."""
+    return tiny_onnx_exports("llama")

@@ -6,6 +6,7 @@ Needs the convert extra (torch, transformers, optimum-onnx, onnxruntime); skippe
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -73,9 +74,9 @@ def ops(path: Path) -> dict[str, Any]:
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)
 def test_fp32_export_generates_pytorchs_greedy_tokens(
-    arch: str, tiny_hf_models: dict[str, Path], tmp_path: Path
+    arch: str, tiny_hf_models: dict[str, Path], tiny_onnx_exports: Callable[[str], Path]
 ) -> None:
-    out = to_onnx(tiny_hf_models[arch], tmp_path / "onnx", "fp32").output
+    out = tiny_onnx_exports(arch)  # convert_to_onnx(fp32), shared with the back-end contract
     assert {"model.onnx", "tokenizer.json", "config.json", "plan.json"} <= {
         p.name for p in out.iterdir()
     }
