@@ -76,6 +76,16 @@ def check_body_size(length: int) -> None:
 
 def parse_json_body(body: bytes) -> dict[str, Any]:
     """The body as a JSON object; anything else is the client's error (400), never a 500."""
+    value = parse_json_value(body)
+    if not isinstance(value, dict):
+        raise RequestError(
+            400, f"the body must be a JSON object, not {_json_type(value)}", "invalid_json"
+        )
+    return value
+
+
+def parse_json_value(body: bytes) -> Any:
+    """The body as any JSON value; malformed JSON is the client's error (400), never a 500."""
     try:
         value = json.loads(body)
     except UnicodeDecodeError:
@@ -87,10 +97,6 @@ def parse_json_body(body: bytes) -> dict[str, Any]:
         ) from None  # fmt: skip
     except RecursionError:
         raise RequestError(400, "the body's JSON is nested too deeply", "invalid_json") from None
-    if not isinstance(value, dict):
-        raise RequestError(
-            400, f"the body must be a JSON object, not {_json_type(value)}", "invalid_json"
-        )
     return value
 
 
@@ -130,17 +136,47 @@ def check_generation(path: str, body: Mapping[str, Any], n_ctx_slot: int) -> Non
             )
 
 
+def check_adapter_control(method: str, path: str, body: Mapping[str, Any] | None) -> None:
+    """While the bias guard runs, it alone sets the erasure adapter's scale: a request's own
+    "lora" list would replace the guard's scale for that answer, and a POST /lora-adapters would
+    reset it for everyone (llama-server sets any adapter left out of the list to 0)."""
+    if method == "POST" and path.rstrip("/") == "/lora-adapters":
+        raise RequestError(
+            403,
+            "the bias guard sets the adapter scale while `edgekit serve --bias-adapter` runs",
+            "adapter_scale_owned_by_guard",
+        )
+    if body is not None and path in GENERATING and "lora" in body:
+        raise RequestError(
+            403,
+            'a per-request "lora" scale is refused while the bias guard sets the adapter scale',
+            "adapter_scale_owned_by_guard",
+        )
+
+
 def check_request(
-    method: str, path: str, headers: Mapping[str, str], body: bytes, n_ctx_slot: int
+    method: str,
+    path: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    n_ctx_slot: int,
+    guarded: bool = False,
 ) -> dict[str, Any] | None:
-    """The parsed body of a request llama-server may see; None when it carries no JSON (a GET,
-    a multipart upload). Any content type but multipart is read as JSON, as llama-server does:
-    `curl -d` sends JSON labelled as a form."""
+    """The parsed body of a request llama-server may see; None when it carries no JSON object (a
+    GET, a multipart upload, /lora-adapters' list). Any content type but multipart is read as
+    JSON, as llama-server does: `curl -d` sends JSON labelled as a form."""
     if method not in ("POST", "PUT", "PATCH"):
         return None
+    if guarded:
+        check_adapter_control(method, path, None)
     content_type = headers.get("content-type", "").lower()
     if content_type.startswith("multipart/"):
         return None
+    if path.rstrip("/") == "/lora-adapters":
+        parse_json_value(body)  # a list of {"id", "scale"}: llama-server checks the items
+        return None
     parsed = parse_json_body(body)
     check_generation(path, parsed, n_ctx_slot)
+    if guarded:
+        check_adapter_control(method, path, parsed)
     return parsed

@@ -134,11 +134,13 @@ class Front:
         api_key: str | None,
         n_ctx_slot: int,
         observers: Observers | None = None,
+        guarded: bool = False,
     ) -> None:
         self.upstream = upstream
         self.api_key = api_key
         self.n_ctx_slot = n_ctx_slot
         self.observers = observers or Observers()
+        self.guarded = guarded  # the bias guard owns the adapter scale
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
 
@@ -177,7 +179,7 @@ class Front:
             check_api_key(request.path, request.lookup, self.api_key)
             body = await _read_body(request, reader, writer)
             parsed = check_request(
-                request.method, request.path, request.lookup, body, self.n_ctx_slot
+                request.method, request.path, request.lookup, body, self.n_ctx_slot, self.guarded
             )
         except RequestError as e:
             # An unread body (refused before reading) leaves the connection unusable.

@@ -255,7 +255,7 @@ def serve(
                 server.stop()
                 raise
         running = Running(plan, public.url(), server.pid, log_path, adapter)
-        front = Front(upstream, public.api_key, plan.n_ctx_slot, observers)
+        front = Front(upstream, public.api_key, plan.n_ctx_slot, observers, guard is not None)
         try:
             died = asyncio.run(_run_front(front, sock, server, lambda: on_ready(running)))
         finally:

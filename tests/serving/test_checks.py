@@ -94,6 +94,31 @@ def test_limits_apply_only_where_tokens_are_generated() -> None:
     }
 
 
+def test_lora_adapters_takes_a_list_when_no_guard_runs() -> None:
+    body = json.dumps([{"id": 0, "scale": 0.5}]).encode()
+    assert check_request("POST", "/lora-adapters", {}, body, CTX) is None
+    with pytest.raises(RequestError) as e:
+        check_request("POST", "/lora-adapters", {}, b"[{", CTX)
+    assert e.value.status == 400
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/lora-adapters", [{"id": 0, "scale": 0.0}]),
+        ("/v1/chat/completions", {"messages": [], "lora": [{"id": 0, "scale": 0.0}]}),
+        ("/completion", {"prompt": "x", "lora": []}),
+    ],
+)
+def test_the_guard_alone_sets_the_adapter_scale(path: str, body: object) -> None:
+    raw = json.dumps(body).encode()
+    with pytest.raises(RequestError) as e:
+        check_request("POST", path, {}, raw, CTX, guarded=True)
+    assert e.value.status == 403
+    assert _error(e)["code"] == "adapter_scale_owned_by_guard"
+    check_request("POST", path, {}, raw, CTX)  # without the guard both are llama-server's
+
+
 def test_multipart_bodies_are_left_to_llama_server() -> None:
     headers = {"content-type": "multipart/form-data; boundary=x"}
     assert check_request("POST", "/v1/audio/transcriptions", headers, b"--x", CTX) is None

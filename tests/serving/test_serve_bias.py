@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 from pathlib import Path
 
 import numpy as np
@@ -95,6 +96,16 @@ def test_served_completions_reach_the_guard(tmp_path: Path) -> None:
         _wait_for_scale(url, 0.85)
         assert _stream_text(url, body).strip()
         _wait_for_scale(url, 0.745)
+        # A client cannot override the guard: per request or for everyone.
+        for path, payload in (
+            (CHAT, {**body, "lora": [{"id": 0, "scale": 0}]}),
+            ("/lora-adapters", [{"id": 0, "scale": 0}]),
+        ):
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                http(url + path, payload, api_key=KEY)
+            assert refused.value.code == 403
+        (after,) = http(url + "/lora-adapters", api_key=KEY)
+        assert float(after["scale"]) == pytest.approx(0.745)
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(30)
