@@ -97,7 +97,7 @@ class _Stdout:
         return getattr(sys.stdout, name)
 
 
-err_console = SafeConsole(stderr=True, highlight=False, soft_wrap=True)
+err_console: Console = SafeConsole(stderr=True, highlight=False, soft_wrap=True)
 out_console = SafeConsole(file=_Stdout(), highlight=False)  # type: ignore[arg-type]
 
 
