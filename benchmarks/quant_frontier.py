@@ -27,7 +27,7 @@ from typing import Any
 
 from benchmarks._common import RESULTS_DIR, console, parse_args, print_table, verdict, write_json
 from edgekit.backends.llama_cpp import tools
-from edgekit.backends.llama_cpp.eval import evaluate
+from edgekit.backends.llama_cpp.eval import Windows, evaluate
 from edgekit.backends.runner import resolve_model
 from edgekit.converters.gguf import base_gguf
 from edgekit.converters.measured import Workspace, measured_plan, target_for, write_measured
@@ -111,7 +111,11 @@ def score(base: Path, rows: list[dict[str, Any]], windows: int) -> dict[str, Any
     for i in range(0, len(rows), 5):
         batch = rows[i : i + 5]
         ref, results = evaluate(
-            base, [r["path"] for r in batch], text.text, max_windows=windows, threads=THREADS
+            base,
+            [r["path"] for r in batch],
+            text.text,
+            Windows(max_windows=windows),
+            threads=THREADS,
         )
         for row, res in zip(batch, results, strict=True):
             row |= {k: v for k, v in res.to_dict().items() if k != "model"}

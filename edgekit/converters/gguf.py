@@ -19,7 +19,7 @@ from typing import Any
 
 from gguf import GGMLQuantizationType, LlamaFileType
 
-from edgekit.backends.llama_cpp.quantize import Progress, write_gguf
+from edgekit.backends.llama_cpp.quantize import Progress, QuantizeRun, write_gguf
 from edgekit.converters.calibrate import spike_profile
 from edgekit.converters.request import (
     ConvertRequest,
@@ -71,7 +71,8 @@ def base_gguf(source: Path, threads: int = 2, progress: Progress | None = None) 
         out = cache_dir() / "bases" / f"{source.stem}-{_fingerprint(source)}-f32.gguf"
         if not out.exists():
             out.parent.mkdir(parents=True, exist_ok=True)
-            write_gguf(source, out, None, LlamaFileType.ALL_F32, threads=threads, progress=progress)
+            run = QuantizeRun(threads, progress)
+            write_gguf(source, out, None, LlamaFileType.ALL_F32, run=run)
         return out
     from edgekit.converters.hf_to_gguf import convert_hf
 
@@ -158,8 +159,7 @@ def write_planned(
             profile.calibration_hash if profile else "",
             {d.tensor: d.score for d in p.kept},
         ),
-        threads,
-        progress,
+        QuantizeRun(threads, progress),
         expected_bytes=size,
     )
     plan_path = out.with_suffix(".plan.json")

@@ -24,7 +24,7 @@ from gguf import GGMLQuantizationType
 
 from edgekit.backends.llama_cpp import tools
 from edgekit.backends.llama_cpp.quantize import atomic_output, check_writable, verify_types
-from edgekit.backends.llama_cpp.sensitivity import Costs, Measured, Probe, measure
+from edgekit.backends.llama_cpp.sensitivity import Costs, Measured, Probe, ProbeOrder, measure
 from edgekit.converters.calibrate import spike_profile
 from edgekit.converters.gguf import base_gguf, plan_metadata, quantizable
 from edgekit.converters.request import ConvertRequest, ConvertResult, plan_record
@@ -162,8 +162,7 @@ class Workspace:
             self.weights(),
             scorer,
             self.root,
-            scores,
-            _settled(self.base, targets, scores) if targets else None,
+            ProbeOrder(scores, _settled(self.base, targets, scores) if targets else None),
             self.threads,
         )
         doc = measured.to_dict() | {

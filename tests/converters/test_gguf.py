@@ -51,12 +51,14 @@ def test_written_file_holds_exactly_the_planned_types(
 
 
 def test_written_file_runs_in_llama_cpp(tiny_base_gguf: Path, tmp_path: Path) -> None:
-    from edgekit.backends.llama_cpp.eval import evaluate
+    from edgekit.backends.llama_cpp.eval import Windows, evaluate
 
     p = plan_for(tiny_base_gguf, synthetic_profile(), Q.Q4_K, Spike(threshold=100.0))
     out = write_planned(tiny_base_gguf, tmp_path / "q.gguf", p, synthetic_profile()).path
     text = " ".join(["the river and the city of the north"] * 40)
-    ref, (row,) = evaluate(tiny_base_gguf, [out], text, n_ctx=64, n_batch=32, max_windows=2)
+    ref, (row,) = evaluate(
+        tiny_base_gguf, [out], text, Windows(n_ctx=64, n_batch=32, max_windows=2)
+    )
     assert ref.kld == pytest.approx(0.0, abs=1e-6) and ref.top1 == 1.0
     assert row.n_tokens == ref.n_tokens > 0
     assert 0.0 <= row.kld < 0.5 and 0.0 < row.top1 <= 1.0 and row.ppl > 1.0

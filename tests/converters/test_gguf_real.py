@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from gguf import GGMLQuantizationType
 
-from edgekit.backends.llama_cpp.eval import evaluate
+from edgekit.backends.llama_cpp.eval import Windows, evaluate
 from edgekit.backends.runner import resolve_model
 from edgekit.converters.gguf import base_gguf, plan_for, read_plan_metadata, write_planned
 from edgekit.gguf.reader import read_header
@@ -46,6 +46,6 @@ def test_spike_aware_convert_of_the_default_model(tmp_path: Path) -> None:
     assert types["blk.0.ffn_down.weight"] == Q.Q8_0
     assert types["blk.0.attn_q.weight"] == Q.Q5_0  # rows of 640: llama.cpp's Q4_K fallback
     assert read_plan_metadata(out)["kept_tensors"] == ["blk.0.ffn_down.weight"]
-    ref, (row,) = evaluate(base, [out], load_eval_text().text, max_windows=1, threads=1)
+    ref, (row,) = evaluate(base, [out], load_eval_text().text, Windows(max_windows=1), threads=1)
     assert row.kld < 0.2 and row.top1 > 0.8
     assert abs(row.ppl - ref.ppl) / ref.ppl < 0.2

@@ -70,10 +70,15 @@ class LlamaCppBackend:
         threads: int,
         progress: Callable[[int, int], None] | None = None,
     ) -> tuple[EvalResult, list[EvalResult]]:
-        from edgekit.backends.llama_cpp.eval import evaluate
+        from edgekit.backends.llama_cpp.eval import Windows, evaluate
 
         return evaluate(
-            reference, candidates, text, max_windows=max_windows, threads=threads, progress=progress
+            reference,
+            candidates,
+            text,
+            Windows(max_windows=max_windows),
+            threads=threads,
+            progress=progress,
         )
 
     def decode_speed(self, path: Path, threads: int) -> float:

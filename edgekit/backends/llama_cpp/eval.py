@@ -7,6 +7,7 @@ Logits are read straight from llama.cpp's output buffer in micro-batches, so eac
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,29 +36,37 @@ def _logprobs(m: BareModel, tokens: Sequence[int], pos0: int) -> F32:
     return log_softmax(m.logits(len(tokens)).astype(np.float32))
 
 
-def evaluate(
-    reference: Path,
-    candidates: Sequence[Path],
-    text: str,
-    n_ctx: int = 256,
-    n_batch: int = 64,
-    max_windows: int = 8,
-    threads: int = 2,
-    progress: Callable[[int, int], None] | None = None,
-    second_half: bool = False,
-) -> tuple[EvalResult, list[EvalResult]]:
-    """(reference's own PPL row, one row per candidate).
+@dataclass(frozen=True)
+class Windows:
+    """How the text is cut and fed: at most `max_windows` windows of `n_ctx` tokens, decoded
+    `n_batch` tokens at a time.
 
     `second_half`: llama-perplexity's layout (chunks of n_ctx tokens of the BOS-prefixed text,
     BOS in each chunk's first position, only the second half of each chunk scored), so the KLD
     can be checked against `llama-perplexity --kl-divergence` on the same text.
     """
-    lib = import_llama_cpp()
+
+    n_ctx: int = 256
+    n_batch: int = 64
+    max_windows: int = 8
+    second_half: bool = False
+
+
+def evaluate(
+    reference: Path,
+    candidates: Sequence[Path],
+    text: str,
+    cut: Windows = Windows(),
+    threads: int = 2,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[EvalResult, list[EvalResult]]:
+    """(reference's own PPL row, one row per candidate), over the windows `cut` describes."""
+    import_llama_cpp()  # a missing llama-cpp-python is named before any file is read
+    n_ctx, n_batch, max_windows = cut.n_ctx, cut.n_batch, cut.max_windows
     paths = [reference, *candidates]
     infos = [load_model_info(p) for p in paths]
     models = [
-        BareModel(lib, p, n_ctx, threads, n_batch=n_batch, mapped=False, error=EvalError)
-        for p in paths
+        BareModel(p, n_ctx, threads, n_batch=n_batch, mapped=False, error=EvalError) for p in paths
     ]
     try:
         if len({m.n_vocab for m in models}) != 1:
@@ -67,7 +76,7 @@ def evaluate(
             )
         bos = models[0].bos
         tokens = models[0].tokenize(text)
-        if second_half:
+        if cut.second_half:
             wins = perplexity_chunks(tokens, n_ctx, bos, max_windows)
             first = n_ctx // 2
         else:

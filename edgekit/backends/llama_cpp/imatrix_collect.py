@@ -183,7 +183,7 @@ def collect(
     callback = lib.ggml_backend_sched_eval_callback(collector)
     # Repacked weights are fine here (nothing patches the file): mapped=False keeps them.
     with BareModel(
-        lib, model, n_ctx, threads, cb_eval=callback, mapped=False, error=CalibrationError
+        model, n_ctx, threads, cb_eval=callback, mapped=False, error=CalibrationError
     ) as m:
         tokens = m.tokenize(text, add_bos=True)
         n_chunk = min(chunks, len(tokens) // n_ctx)

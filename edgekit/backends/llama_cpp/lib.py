@@ -120,7 +120,6 @@ class BareModel:
 
     def __init__(
         self,
-        lib: Any,
         path: Path,
         n_ctx: int,
         threads: int,
@@ -133,7 +132,7 @@ class BareModel:
         # llama-cpp-python prints llama.cpp's log unless its logger is raised (Llama(verbose=
         # False) does the same); this loader bypasses Llama.
         logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
-        self.lib = lib
+        self.lib = lib = import_llama_cpp()
         mp = lib.llama_model_default_params()
         mp.n_gpu_layers = 0
         if mapped:

@@ -62,7 +62,7 @@ class ProbeKld:
         if scratch is not None:
             shutil.copyfile(model, scratch)  # a kernel-side copy on Linux
             self._scratch, self._original = scratch, model
-        m = BareModel(self.lib, scratch or model, self.n_ctx, self.threads, error=EvalError)
+        m = BareModel(scratch or model, self.n_ctx, self.threads, error=EvalError)
         self._held = m
         bos = m.bos
         wins = windows(m.tokenize(self.text), self.n_ctx, bos if bos >= 0 else None, self.n_windows)
@@ -87,7 +87,7 @@ class ProbeKld:
 
     def kld(self, model: Path) -> float:
         """KL divergence of another model file from the reference."""
-        m = BareModel(self.lib, model, self.n_ctx, self.threads, error=EvalError)
+        m = BareModel(model, self.n_ctx, self.threads, error=EvalError)
         try:
             return self._score(m)
         finally:

@@ -15,6 +15,7 @@ import re
 import shutil
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,14 @@ F = LlamaFileType
 
 Progress = Callable[[int, int, str], None]  # (done, total, tensor name)
 _PROGRESS_LINE = re.compile(rb"\[\s*(\d+)/\s*(\d+)\]\s+(\S+)")
+
+
+@dataclass(frozen=True)
+class QuantizeRun:
+    """How llama.cpp's quantizer runs: its thread count and who hears of each tensor done."""
+
+    threads: int = 2
+    progress: Progress | None = None
 
 
 def temp_path_for(out: Path) -> Path:
@@ -131,8 +140,7 @@ def write_gguf(
     types: Mapping[str, GGMLQuantizationType] | None,
     ftype: LlamaFileType,
     metadata: Mapping[str, MetaValue] | None = None,
-    threads: int = 2,
-    progress: Progress | None = None,
+    run: QuantizeRun = QuantizeRun(),
     expected_bytes: int = 0,
 ) -> Path:
     """Quantize `base` to `out` with exactly `types` (None: llama.cpp's stock mix for `ftype`)."""
@@ -141,7 +149,7 @@ def write_gguf(
     with atomic_output(out) as tmp:
         stage = tmp.with_name(tmp.name + ".q") if metadata else tmp
         try:
-            run_quantize(base, stage, ftype, types, threads, progress)
+            run_quantize(base, stage, ftype, types, run.threads, run.progress)
             if metadata:
                 add_metadata(stage, tmp, metadata)
         finally:

@@ -50,6 +50,18 @@ Costs = dict[str, dict[GGMLQuantizationType, float]]
 Settled = Callable[[Costs, Costs], bool]
 
 
+@dataclass(frozen=True)
+class ProbeOrder:
+    """Which kinds are probed first and when probing may stop.
+
+    `prior`: a spike score per tensor; kinds go by bytes held x mean score, largest first (by
+    bytes alone without one). `settled`: given the lowest and highest costs the unprobed kinds
+    could have, whether the plans that matter come out the same either way (None: probe all)."""
+
+    prior: Mapping[str, float] | None = None
+    settled: Settled | None = None
+
+
 class ProbeScorer(Protocol):
     def set_reference(self, model: Path, scratch: Path | None = None) -> None: ...
     def kld(self, model: Path) -> float: ...
@@ -223,8 +235,7 @@ def measure(
     weights: Mapping[str, npt.NDArray[np.float32]],
     scorer: ProbeScorer,
     work: Path,
-    scores: Mapping[str, float] | None = None,
-    settled: Settled | None = None,
+    order: ProbeOrder = ProbeOrder(),
     threads: int = 2,
 ) -> Measured:
     """Costs for every tensor in `names` (the ones llama.cpp quantizes) at every candidate type."""
@@ -242,8 +253,9 @@ def measure(
     probes: list[Probe] = []
     try:
         scorer.set_reference(base, scratch=work / "reference.gguf")
-        for kind in _prior(kinds, scores or {}):
+        for kind in _prior(kinds, order.prior or {}):
             probes.append(_probe(kind, kinds[kind], prober, errors, scorer, work))
+            settled = order.settled
             if settled is not None and _settled(kinds, errors, probes, weights, settled):
                 break
     finally:

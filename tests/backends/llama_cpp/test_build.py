@@ -184,7 +184,7 @@ def test_the_llama_cpp_version_has_one_source_of_truth() -> None:
 def test_edgekit_eval_agrees_with_llama_perplexity_on_the_default_model(tmp_path: Path) -> None:
     """The field's own KLD tool and edgekit's evaluator, same text, same chunk layout."""
     from edgekit.backends.llama_cpp import tools
-    from edgekit.backends.llama_cpp.eval import evaluate
+    from edgekit.backends.llama_cpp.eval import Windows, evaluate
     from edgekit.default_model import fetch_default_model
     from edgekit.texts.evaluation import load_eval_text
 
@@ -195,7 +195,9 @@ def test_edgekit_eval_agrees_with_llama_perplexity_on_the_default_model(tmp_path
     text_file = tmp_path / "eval.txt"
     text_file.write_text(text, encoding="utf-8")
     theirs = tools.kl_divergence(reference, candidate, text_file, tmp_path, n_ctx=256, chunks=2)
-    _, (ours,) = evaluate(reference, [candidate], text, n_ctx=256, max_windows=2, second_half=True)
+    _, (ours,) = evaluate(
+        reference, [candidate], text, Windows(n_ctx=256, max_windows=2, second_half=True)
+    )
     print(f"KLD llama-perplexity {theirs.kld:.6f}, edgekit {ours.kld:.6f}")
     assert theirs.kld > 1e-3
     assert ours.kld == pytest.approx(theirs.kld, rel=0.02)

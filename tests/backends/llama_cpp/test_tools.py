@@ -115,14 +115,14 @@ def test_imatrix_weights_are_sums_over_counts(ws: Workspace) -> None:
 
 
 def test_probe_kld_is_evaluate_kld_on_the_same_positions(ws: Workspace) -> None:
-    from edgekit.backends.llama_cpp.eval import evaluate
+    from edgekit.backends.llama_cpp.eval import Windows, evaluate
     from edgekit.backends.llama_cpp.probe_kld import ProbeKld
 
     cand = ws.quantized("Q2_K", pure=True)
     scorer = ProbeKld(TEXT, n_ctx=64, windows=2, first=0)
     scorer.set_reference(ws.base)
     assert scorer.kld(ws.base) == pytest.approx(0.0, abs=1e-6)
-    _, (row,) = evaluate(ws.base, [cand], TEXT, n_ctx=64, max_windows=2)
+    _, (row,) = evaluate(ws.base, [cand], TEXT, Windows(n_ctx=64, max_windows=2))
     assert row.kld > 1e-3
     assert scorer.kld(cand) == pytest.approx(row.kld, rel=1e-3)
 
@@ -169,13 +169,15 @@ def test_patched_probe_scores_what_the_same_probe_file_scores(
 
 
 def test_kld_matches_llama_perplexity(ws: Workspace, tmp_path: Path) -> None:
-    from edgekit.backends.llama_cpp.eval import evaluate
+    from edgekit.backends.llama_cpp.eval import Windows, evaluate
 
     cand = ws.quantized("Q2_K", pure=True)
     text_file = tmp_path / "t.txt"
     text_file.write_text(TEXT * 3)
     theirs = tools.kl_divergence(ws.base, cand, text_file, tmp_path, n_ctx=64, chunks=4)
-    _, (ours,) = evaluate(ws.base, [cand], TEXT * 3, n_ctx=64, max_windows=4, second_half=True)
+    _, (ours,) = evaluate(
+        ws.base, [cand], TEXT * 3, Windows(n_ctx=64, max_windows=4, second_half=True)
+    )
     assert theirs.kld > 1e-3  # a real difference to compare, not two zeros
     assert ours.kld == pytest.approx(theirs.kld, rel=0.02)
     assert ours.top1 == pytest.approx(theirs.top1, abs=0.02)

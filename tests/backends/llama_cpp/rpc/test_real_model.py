@@ -85,11 +85,11 @@ def test_two_workers_give_the_local_greedy_text() -> None:
 
 def _assert_near_tie(local: str, pooled: str) -> None:
     """The first token where the texts part is the local model's runner-up, nearly tied."""
-    from edgekit.backends.llama_cpp.lib import BareModel, import_llama_cpp
+    from edgekit.backends.llama_cpp.lib import BareModel
     from edgekit.backends.llama_cpp.probe_kld import window_logprobs
     from edgekit.backends.runner import resolve_model
 
-    m = BareModel(import_llama_cpp(), resolve_model(None), 256, 2)
+    m = BareModel(resolve_model(None), 256, 2)
     try:
         ours, theirs = (m.tokenize(PROMPT + text) for text in (local, pooled))
         n = next(i for i, (a, b) in enumerate(zip(ours, theirs, strict=False)) if a != b)
