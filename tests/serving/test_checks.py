@@ -207,6 +207,7 @@ def test_llama_server_gets_every_slots_context(tiny_model: Path) -> None:
     assert argv[argv.index("--ctx-size") + 1] == str(3 * 512)
     assert argv[argv.index("--parallel") + 1] == "3"
     assert "--no-kv-unified" in argv
+    assert "--no-jinja" in argv  # a file's template never runs in llama-server's Jinja engine
     assert argv[argv.index("--fit") + 1] == "off"
     assert flags["--host"] == "127.0.0.1"
 

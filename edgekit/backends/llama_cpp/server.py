@@ -30,8 +30,9 @@ from typing import IO
 
 from edgekit.backends.base import RunPlan
 from edgekit.backends.llama_cpp.build import tool_path
-from edgekit.backends.llama_cpp.runtime import fallback_chat_template
+from edgekit.backends.llama_cpp.chat_format import builtin_chat_format
 from edgekit.errors import RuntimeBackendError
+from edgekit.gguf.reader import read_header
 
 KV_CELLS_PAD = 256  # llama.cpp pads each slot's context to whole 256-cell blocks
 _PR_SET_PDEATHSIG = 1
@@ -72,6 +73,13 @@ def _load_mode(mmap: bool, mlock: bool) -> str:
     return "mlock" if mlock else "none"
 
 
+def chat_format_of(plan: RunPlan) -> str:
+    template = read_header(plan.info.path).metadata.get("tokenizer.chat_template")
+    return builtin_chat_format(
+        template if isinstance(template, str) else None, plan.info.architecture
+    )
+
+
 def server_argv(config: ServerConfig, binary: Path | None = None) -> list[str]:
     """The llama-server command line for a plan; the benchmark runs bare llama-server with it."""
     plan, profile = config.plan, config.plan.profile
@@ -103,10 +111,8 @@ def server_argv(config: ServerConfig, binary: Path | None = None) -> list[str]:
     ]  # fmt: skip
     if profile.swa_full:
         argv.append("--swa-full")
-    if not plan.info.has_chat_template:
-        # llama-server would fall back to ChatML; `run` uses the family's built-in template,
-        # which only the non-Jinja path knows by name.
-        argv += ["--no-jinja", "--chat-template", fallback_chat_template(plan.info.architecture)]
+    # The file's template never runs: see chat_format.py.
+    argv += ["--no-jinja", "--chat-template", chat_format_of(plan)]
     if config.offload is not None:
         argv += ["--rpc", ",".join(config.offload.endpoints)]
         argv += ["--gpu-layers", str(config.offload.n_gpu_layers)]
