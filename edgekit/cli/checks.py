@@ -14,25 +14,21 @@ from typing import TYPE_CHECKING
 from edgekit.errors import OptionError, ProfileValueError, PromptEncodingError
 
 if TYPE_CHECKING:
-    from edgekit.backends.base import RunPlan
+    from edgekit.backends.base import RunPlan, SamplingParams
 
 MAX_SEED = 2**32 - 1  # llama.cpp seeds are uint32; larger values would wrap silently
+LLAMA_DEFAULT_SEED = 0xFFFFFFFF  # what llama.cpp reads as "pick a random seed"
 # A profile's context is capped at the same value (devices/schema.py); past it the memory
 # estimate refused the run as if the model file were damaged.
 MAX_CONTEXT = 1 << 24
 
 
-def check_generation_options(
-    *,
-    max_tokens: int,
-    ctx: int | None,
-    temperature: float,
-    seed: int,
-    top_p: float = 1.0,
-    top_k: int = 0,
-    min_p: float = 0.0,
-    repeat_penalty: float = 1.0,
-) -> None:
+def check_generation_options(params: SamplingParams, ctx: int | None) -> SamplingParams:
+    """`params` as typed (`seed` -1 or any negative: a random one), checked; returned with the
+    seed llama.cpp takes."""
+    max_tokens, temperature, seed = params.max_tokens, params.temperature, params.seed
+    top_p, top_k, min_p = params.top_p, params.top_k, params.min_p
+    repeat_penalty = params.repeat_penalty
     problems = []
     if max_tokens < 1:
         problems.append(f"--max-tokens/-n must be at least 1, not {max_tokens}")
@@ -54,6 +50,7 @@ def check_generation_options(
         problems.append(f"--seed must be at most {MAX_SEED} (or -1 for a random one), not {seed}")
     if problems:
         raise OptionError("; ".join(problems), hint="See `edgekit run --help` for each option.")
+    return dataclasses.replace(params, seed=LLAMA_DEFAULT_SEED if seed < 0 else seed)
 
 
 def check_text(text: str, what: str = "the prompt") -> str:

@@ -44,7 +44,10 @@ def dashboard_command(
     ] = None,
 ) -> None:
     """Chat with a model while watching its memory, speed, precision and device budget live."""
-    check_generation_options(max_tokens=max_tokens, ctx=ctx, temperature=temperature, seed=seed)
+    from edgekit.backends.base import SamplingParams
+
+    typed = SamplingParams(max_tokens=max_tokens, temperature=temperature, seed=seed)
+    params = check_generation_options(typed, ctx)
     if attach is not None:
         check_attach_url(attach, model)
     try:
@@ -59,13 +62,6 @@ def dashboard_command(
     if attach is not None:
         run_attached(attach, api_key)
         return
-    from edgekit.backends.base import SamplingParams
-
-    params = SamplingParams(
-        max_tokens=max_tokens,
-        temperature=temperature,
-        seed=0xFFFFFFFF if seed < 0 else seed,
-    )
     if not rpc:
         from edgekit.devices.profiles import load_profile
 

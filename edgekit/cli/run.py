@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, TextIO
 
 import typer
@@ -73,59 +74,23 @@ def run_command(
 ) -> None:
     """Run a model on a device profile, streaming tokens, then report speed and memory."""
     from edgekit.backends.base import SamplingParams
-    from edgekit.backends.runner import open_runtime, plan_run
-    from edgekit.cli.pool import open_with_workers, wants_workers
 
-    check_generation_options(
+    typed = SamplingParams(
         max_tokens=max_tokens,
-        ctx=ctx,
         temperature=temperature,
-        seed=seed,
         top_p=top_p,
         top_k=top_k,
         min_p=min_p,
         repeat_penalty=repeat_penalty,
+        seed=seed,
     )
+    params = check_generation_options(typed, ctx)
     if prompt is not None:
         check_text(prompt)
-    params = SamplingParams(
-        max_tokens=max_tokens,
-        temperature=temperature,
-        top_p=top_p,
-        top_k=top_k,
-        min_p=min_p,
-        repeat_penalty=repeat_penalty,
-        seed=0xFFFFFFFF if seed < 0 else seed,
-    )
-    if wants_workers(rpc, device):
-        if bias_guard:
-            from edgekit.errors import EdgekitError
-
-            raise EdgekitError(
-                "--bias-guard steers llama.cpp in this process; it cannot be combined with --rpc",
-                hint="Run without one of them.",
-            )
-        plan, runtime = open_with_workers(model, device, ctx, rpc, verbose, quiet=as_json)
-    else:
-        plan, threads_note = clamp_threads(plan_run(model, device, ctx, threads=threads))
-        check_kv_cache(plan)
-        if threads_note:
-            err_console.print(Text(f"note: {threads_note}", style="yellow"))
-        if not as_json:
-            _announce(plan)
-        runtime = open_runtime(plan, verbose=verbose)
+    target = RunTarget(model, device, ctx, threads, rpc)
+    plan, runtime = _open(target, bias_guard=bias_guard, verbose=verbose, quiet=as_json)
     if bias_guard:
-        from edgekit.bias.guard import guard_runtime
-
-        def notify(message: str) -> None:
-            if not as_json:
-                err_console.print(f"[yellow]bias guard: {message}[/yellow]")
-
-        try:
-            runtime = guard_runtime(runtime, plan.profile.name, notify)
-        except BaseException:
-            runtime.close()
-            raise
+        runtime = _guarded(runtime, plan, quiet=as_json)
     for note in runtime.notes:
         err_console.print(Text(f"note: {note}", style="yellow"))
     try:
@@ -135,6 +100,63 @@ def run_command(
             _chat(runtime, plan, params, as_json)
     finally:
         runtime.close()
+
+
+@dataclass(frozen=True)
+class RunTarget:
+    """What `edgekit run` loads and where: the model, the device profile, the context (None: the
+    profile's), a fixed thread count (None: the back end's choice) and the RPC workers."""
+
+    model: str | None
+    device: str
+    ctx: int | None
+    threads: int | None
+    rpc: str | None
+
+
+def _open(
+    target: RunTarget, *, bias_guard: bool, verbose: bool, quiet: bool
+) -> tuple[RunPlan, Runtime]:
+    """The plan and the loaded runtime: over RPC workers when --rpc or the profile asks for them,
+    else in this process (threads clamped to the CPUs here, the plan announced)."""
+    from edgekit.backends.runner import open_runtime, plan_run
+    from edgekit.cli.pool import open_with_workers, wants_workers
+
+    if wants_workers(target.rpc, target.device):
+        if bias_guard:
+            from edgekit.errors import EdgekitError
+
+            raise EdgekitError(
+                "--bias-guard steers llama.cpp in this process; it cannot be combined with --rpc",
+                hint="Run without one of them.",
+            )
+        return open_with_workers(
+            target.model, target.device, target.ctx, target.rpc, verbose, quiet=quiet
+        )
+    plan, threads_note = clamp_threads(
+        plan_run(target.model, target.device, target.ctx, threads=target.threads)
+    )
+    check_kv_cache(plan)
+    if threads_note:
+        err_console.print(Text(f"note: {threads_note}", style="yellow"))
+    if not quiet:
+        _announce(plan)
+    return plan, open_runtime(plan, verbose=verbose)
+
+
+def _guarded(runtime: Runtime, plan: RunPlan, *, quiet: bool) -> Runtime:
+    """`runtime` with the bias guard steering it; `runtime` is closed if the guard cannot start."""
+    from edgekit.bias.guard import guard_runtime
+
+    def notify(message: str) -> None:
+        if not quiet:
+            err_console.print(f"[yellow]bias guard: {message}[/yellow]")
+
+    try:
+        return guard_runtime(runtime, plan.profile.name, notify)
+    except BaseException:
+        runtime.close()
+        raise
 
 
 def _announce(plan: RunPlan) -> None:

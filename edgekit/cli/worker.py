@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import signal
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from edgekit.cli.options import JsonOpt
 from edgekit.cli.render import err_console, print_json, user_errors
+
+if TYPE_CHECKING:
+    from edgekit.backends.llama_cpp.rpc.worker import Worker
 
 
 @user_errors
@@ -54,19 +57,7 @@ def worker_command(
             worker.relay.on_refuse = lambda peer: err_console.print(
                 f"[yellow]refused {peer}[/yellow]: busy with another client (one at a time)"
             )
-        info = describe(status, worker.mem_cap)
-        if as_json:
-            print_json(
-                {"listening": True, "pid": worker.process.pid if worker.process else None, **info}
-            )
-        else:
-            memory = ", ".join(f"{d['free_mib']:,} MiB free" for d in info["devices"])  # type: ignore[attr-defined]
-            cap = f" (capped by --mem {mem:,} MiB)" if mem else ""
-            err_console.print(
-                f"[green]worker listening on {endpoint}[/green]: rpc-server protocol "
-                f"{info['protocol']}, {profile.threads} threads ({profile.name}), {memory}{cap}"
-            )
-            err_console.print(f"[dim]use it with: edgekit run --rpc {endpoint}; Ctrl-C stops[/dim]")
+        _announce(worker, describe(status, worker.mem_cap), mem, as_json)
         code = worker.wait()
         from edgekit.backends.llama_cpp.rpc.protocol import WorkerError
 
@@ -78,3 +69,20 @@ def worker_command(
             err_console.print("[dim]worker stopped[/dim]")
     finally:
         worker.stop()
+
+
+def _announce(worker: Worker, info: dict[str, object], mem: int | None, as_json: bool) -> None:
+    """The worker is listening: its address, protocol, threads and the memory it offers."""
+    if as_json:
+        print_json(
+            {"listening": True, "pid": worker.process.pid if worker.process else None, **info}
+        )
+        return
+    memory = ", ".join(f"{d['free_mib']:,} MiB free" for d in info["devices"])  # type: ignore[attr-defined]
+    cap = f" (capped by --mem {mem:,} MiB)" if mem else ""
+    endpoint, profile = worker.endpoint, worker.profile
+    err_console.print(
+        f"[green]worker listening on {endpoint}[/green]: rpc-server protocol "
+        f"{info['protocol']}, {profile.threads} threads ({profile.name}), {memory}{cap}"
+    )
+    err_console.print(f"[dim]use it with: edgekit run --rpc {endpoint}; Ctrl-C stops[/dim]")
