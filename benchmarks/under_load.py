@@ -123,10 +123,10 @@ async def _dashboard_child(threads: int | None) -> dict[str, Any]:
     from textual.widgets import Input
 
     from edgekit.backends.base import SamplingParams
-    from edgekit.tui.app import DashboardApp
+    from edgekit.tui.app import DashboardApp, DashboardTarget
 
     params = SamplingParams(max_tokens=MAX_TOKENS, temperature=0.0, seed=1)
-    app = DashboardApp(None, "cpu", None, params, threads=threads)
+    app = DashboardApp(DashboardTarget(threads=threads), params)
     async with app.run_test(size=(100, 30)) as pilot:
         while app.state != "ready":
             await pilot.pause(0.05)

@@ -12,6 +12,7 @@ import contextlib
 import os
 import threading
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -65,6 +66,19 @@ WORKER_CHECK_S = 1.0
 PanelT = TypeVar("PanelT", bound=Widget)
 
 
+@dataclass(frozen=True)
+class DashboardTarget:
+    """The model the dashboard loads and where: a device profile, the context (None: the
+    profile's), a fixed decode thread count (None follows the load, the UI's own included) and
+    the RPC workers that hold layers (None: none)."""
+
+    model: str | None = None
+    device: str = "cpu"
+    n_ctx: int | None = None
+    threads: int | None = None
+    rpc: str | None = None
+
+
 class DashboardApp(App[None]):
     CSS_PATH = "dashboard.tcss"
     TITLE = "edgekit"
@@ -78,25 +92,20 @@ class DashboardApp(App[None]):
 
     def __init__(
         self,
-        model: str | None = None,
-        device: str = "cpu",
-        n_ctx: int | None = None,
+        target: DashboardTarget = DashboardTarget(),
         params: SamplingParams | None = None,
         monitor: Monitor | None = None,
         live_metrics: bool = True,
         autoload: bool = True,
-        threads: int | None = None,
-        rpc: str | None = None,
         attach: ServerWatcher | None = None,
     ) -> None:
         """`live_metrics=False` and `autoload=False` let tests feed fixed data instead.
 
-        threads: a fixed decode thread count; None follows the load (the UI's own included).
         attach: watch a running server (`--attach`) instead of loading a model here.
         """
         super().__init__()
-        self.model, self.device, self.n_ctx = model, device, n_ctx
-        self.threads = threads
+        self.model, self.device, self.n_ctx = target.model, target.device, target.n_ctx
+        self.threads = target.threads
         self.params = params or SamplingParams()
         self.monitor = monitor or Monitor()
         self.live_metrics, self.autoload = live_metrics, autoload
@@ -107,7 +116,7 @@ class DashboardApp(App[None]):
         self.messages: list[dict[str, str]] = []
         self.pending: deque[str] = deque()
         self.stop_requested = threading.Event()
-        self.rpc = rpc  # RPC workers: edgekit.tui.workers shows them
+        self.rpc = target.rpc  # RPC workers: edgekit.tui.workers shows them
         self.attached = attach
         if attach is not None:
             self.autoload = False
@@ -458,10 +467,8 @@ def run_dashboard(
     threads: int | None = None,
     rpc: str | None = None,
 ) -> None:
-    app = DashboardApp(
-        str(model) if model else None, device, n_ctx, params, threads=threads, rpc=rpc
-    )
-    app.run()
+    target = DashboardTarget(str(model) if model else None, device, n_ctx, threads, rpc)
+    DashboardApp(target, params).run()
 
 
 def run_attached(url: str, api_key: str | None = None) -> None:

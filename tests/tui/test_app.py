@@ -11,7 +11,7 @@ from textual.widgets import DataTable, Static
 from edgekit.backends.base import SamplingParams
 from edgekit.cli import render
 from edgekit.errors import EdgekitError, ModelNotFoundError
-from edgekit.tui.app import DashboardApp
+from edgekit.tui.app import DashboardApp, DashboardTarget
 from edgekit.tui.bias import NOT_SCORED
 from edgekit.tui.messages import GenerationDone, GenerationStopped
 from edgekit.tui.screens import ErrorScreen, SwitchModelScreen, error_text
@@ -26,7 +26,7 @@ def text_of(app: DashboardApp, selector: str) -> str:
 
 
 async def test_generation_updates_every_panel(tiny_model: Path) -> None:
-    app = DashboardApp(str(tiny_model), "cpu", params=GREEDY)
+    app = DashboardApp(DashboardTarget(str(tiny_model)), params=GREEDY)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_until(pilot, lambda: app.state == "ready")
         assert "tiny-llama · cpu · ready" in app.sub_title
@@ -60,7 +60,7 @@ async def test_generation_updates_every_panel(tiny_model: Path) -> None:
 
 async def test_a_missing_model_shows_the_cli_error_as_a_modal(tmp_path: Path) -> None:
     missing = tmp_path / "nope.gguf"
-    app = DashboardApp(str(missing), "cpu")
+    app = DashboardApp(DashboardTarget(str(missing)))
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_until(pilot, lambda: error_shown(app))
         shown = str(app.screen.query_one("#error-text", Static).content)
@@ -74,7 +74,7 @@ async def test_a_missing_model_shows_the_cli_error_as_a_modal(tmp_path: Path) ->
 
 
 async def test_an_unknown_device_shows_a_modal(tiny_model: Path) -> None:
-    app = DashboardApp(str(tiny_model), "toaster")
+    app = DashboardApp(DashboardTarget(str(tiny_model), "toaster"))
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_until(pilot, lambda: error_shown(app))
         assert "unknown device 'toaster'" in str(
@@ -102,7 +102,7 @@ def test_the_modal_words_errors_as_the_cli_does() -> None:
 
 
 async def test_a_stopped_generation_keeps_its_partial_reply(tiny_model: Path) -> None:
-    app = DashboardApp(str(tiny_model), autoload=False, live_metrics=False)
+    app = DashboardApp(DashboardTarget(str(tiny_model)), autoload=False, live_metrics=False)
     async with app.run_test(size=(80, 24)) as pilot:
         app.messages.append({"role": "user", "content": "the river"})
         app.query_one(Transcript).add_prompt("the river")
@@ -119,7 +119,7 @@ async def test_a_stopped_generation_keeps_its_partial_reply(tiny_model: Path) ->
 
 
 async def test_bias_suite_action_is_shown_but_unavailable(tiny_model: Path) -> None:
-    app = DashboardApp(str(tiny_model), autoload=False, live_metrics=False)
+    app = DashboardApp(DashboardTarget(str(tiny_model)), autoload=False, live_metrics=False)
     async with app.run_test(size=(80, 24)):
         assert app.check_action("toggle_bias_guard", ()) is True
         assert app.check_action("run_bias_suite", ()) is None
@@ -127,7 +127,7 @@ async def test_bias_suite_action_is_shown_but_unavailable(tiny_model: Path) -> N
 
 
 async def test_switch_model_loads_the_new_one(tiny_model: Path, tiny_q8_model: Path) -> None:
-    app = DashboardApp(str(tiny_model), "cpu", params=GREEDY)
+    app = DashboardApp(DashboardTarget(str(tiny_model)), params=GREEDY)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_until(pilot, lambda: app.state == "ready")
         await pilot.press("ctrl+o")
@@ -141,7 +141,7 @@ async def test_switch_model_loads_the_new_one(tiny_model: Path, tiny_q8_model: P
 
 
 async def test_bias_guard_toggles_on_and_off(tiny_model: Path) -> None:
-    app = DashboardApp(str(tiny_model), "cpu", params=GREEDY)
+    app = DashboardApp(DashboardTarget(str(tiny_model)), params=GREEDY)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_until(pilot, lambda: app.state == "ready")
         await pilot.press("ctrl+g")

@@ -13,7 +13,7 @@ from edgekit.backends.runner import RunPlan
 from edgekit.devices.memory import estimate_memory
 from edgekit.devices.profiles import load_profile
 from edgekit.gguf.reader import load_model_info
-from edgekit.tui.app import DashboardApp
+from edgekit.tui.app import DashboardApp, DashboardTarget
 from edgekit.tui.monitor import MemoryReading, Monitor
 from edgekit.tui.widgets import Transcript
 
@@ -54,7 +54,10 @@ def fixed_plan(model: Path) -> RunPlan:
 
 def test_dashboard_at_80x24(snap_compare: Any, tiny_q8_model: Path, user_config: Path) -> None:
     app = DashboardApp(
-        str(tiny_q8_model), "rpi4", monitor=fed_monitor(), live_metrics=False, autoload=False
+        DashboardTarget(str(tiny_q8_model), "rpi4"),
+        monitor=fed_monitor(),
+        live_metrics=False,
+        autoload=False,
     )
 
     async def feed(pilot: Pilot[None]) -> None:

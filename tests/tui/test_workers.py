@@ -10,7 +10,7 @@ from pathlib import Path
 from textual.widgets import Static
 
 from edgekit.backends.base import SamplingParams
-from edgekit.tui.app import DashboardApp
+from edgekit.tui.app import DashboardApp, DashboardTarget
 from tests.fixtures.dashboard import error_shown, submit, wait_until
 from tests.fixtures.rpc import running_workers
 
@@ -24,7 +24,7 @@ def panel_text(app: DashboardApp) -> str:
 async def test_workers_panel_marks_a_dead_worker(tiny_model: Path) -> None:
     with running_workers(100, 300) as workers:
         rpc = ",".join(str(w.endpoint) for w in workers)
-        app = DashboardApp(str(tiny_model), "cpu", 256, params=GREEDY, rpc=rpc)
+        app = DashboardApp(DashboardTarget(str(tiny_model), n_ctx=256, rpc=rpc), params=GREEDY)
         async with app.run_test(size=(100, 40)) as pilot:
             await wait_until(pilot, lambda: app.state == "ready")
             text = panel_text(app)
