@@ -209,12 +209,10 @@ class Front:
         try:
             up_writer.write(self._upstream_head(request, len(body)) + body)
             await up_writer.drain()
-            status, reason, headers = await _read_response_head(up_reader)
+            head = await _read_response_head(up_reader)
             copy: list[bytes] | None = [] if observed is not None else None
             keep = request.keep_alive
-            complete = await _relay_body(
-                request, status, reason, headers, up_reader, writer, keep, copy
-            )
+            complete = await _relay_body(request, head, up_reader, writer, keep, copy)
         except (ConnectionError, asyncio.IncompleteReadError, ValueError):
             # llama-server went away mid-answer: cut the client off so it sees an error at once
             # instead of waiting for the rest of a body that will never come.
@@ -225,9 +223,9 @@ class Front:
         if not complete:
             return False
         if observed is not None and copy is not None:
-            content_type = _header(headers, "content-type")
+            content_type = _header(head.headers, "content-type")
             text = generated_text(b"".join(copy), content_type)
-            self.observers.hand_off(Exchange(request.path, observed, text, status))
+            self.observers.hand_off(Exchange(request.path, observed, text, head.status))
         return keep
 
     def _upstream_head(self, request: Request, length: int) -> bytes:
@@ -323,16 +321,23 @@ async def _chunks(reader: asyncio.StreamReader) -> Any:
         await reader.readexactly(2)
 
 
-async def _read_response_head(
-    reader: asyncio.StreamReader,
-) -> tuple[int, str, list[tuple[str, str]]]:
+@dataclass(frozen=True)
+class ResponseHead:
+    """llama-server's status line and headers, as read."""
+
+    status: int
+    reason: str
+    headers: list[tuple[str, str]]
+
+
+async def _read_response_head(reader: asyncio.StreamReader) -> ResponseHead:
     raw = await reader.readuntil(b"\r\n\r\n")
     lines = raw.decode("latin-1").split("\r\n")[:-2]
     version, _, rest = lines[0].partition(" ")
     code, _, reason = rest.partition(" ")
     if not version.startswith("HTTP/1.") or not code.isdigit():
         raise ValueError(f"llama-server answered {lines[0][:60]!r}")
-    return int(code), reason, _parse_headers(lines[1:])
+    return ResponseHead(int(code), reason, _parse_headers(lines[1:]))
 
 
 def _header(headers: list[tuple[str, str]], name: str) -> str:
@@ -341,15 +346,14 @@ def _header(headers: list[tuple[str, str]], name: str) -> str:
 
 async def _relay_body(
     request: Request,
-    status: int,
-    reason: str,
-    headers: list[tuple[str, str]],
+    head: ResponseHead,
     up: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
     keep: bool,
     copy: list[bytes] | None,
 ) -> bool:
     """Send the head and then each piece as it arrives; False if the client went away."""
+    status, reason, headers = head.status, head.reason, head.headers
     no_body = request.method == "HEAD" or status in (204, 304) or status < 200
     chunked_up = "chunked" in _header(headers, "transfer-encoding").lower()
     length_text = _header(headers, "content-length")
