@@ -14,7 +14,8 @@ A server with several slots (llama-server -np N, KV cache not unified) gives eac
 stream of the per-slot context (llama-context.cpp: n_ctx_seq = pad(n_ctx / n_seq_max, 256)) and
 its own row of logits: `slots` multiplies those parts.
 Constants marked "measured" were fitted on the default model on this project's x86 CI machine
-(llama-cpp-python 0.3.36) and are checked against real peak RSS by tests/test_memory_real.py.
+(llama-cpp-python 0.3.36) and are checked against real peak RSS by
+tests/backends/llama_cpp/test_real_model.py.
 """
 
 from __future__ import annotations

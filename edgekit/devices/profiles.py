@@ -63,7 +63,7 @@ class DeviceProfile:
         return d
 
 
-def _builtin_dir() -> Path:
+def builtin_dir() -> Path:
     return Path(str(files("edgekit.profiles")))
 
 
@@ -88,7 +88,7 @@ def _user_files() -> list[Path]:
 
 
 def _profile_files() -> dict[str, Path]:
-    found = {p.stem: p for p in sorted(_builtin_dir().glob("*.toml"))}
+    found = {p.stem: p for p in sorted(builtin_dir().glob("*.toml"))}
     found.update({p.stem: p for p in _user_files()})
     return found
 
@@ -100,10 +100,10 @@ def profile_names() -> list[str]:
 def scan_profiles() -> list[ProfileEntry]:
     """Every profile, parsed one by one: a broken file is an entry with its error, so that it
     only fails the commands that use it."""
-    builtin = {p.stem: p for p in _builtin_dir().glob("*.toml")}
+    builtin = {p.stem: p for p in builtin_dir().glob("*.toml")}
     entries = []
     for name, path in sorted(_profile_files().items()):
-        user = path.parent != _builtin_dir()
+        user = path.parent != builtin_dir()
         shadows = builtin.get(name) if user else None
         try:
             profile = parse_profile(path)
@@ -124,7 +124,7 @@ def load_profile(name: str) -> DeviceProfile:
             f"{user_profiles_dir() / (name + '.toml')}.",
         )
     profile = parse_profile(paths[name])
-    builtin = _builtin_dir() / f"{name}.toml"
+    builtin = builtin_dir() / f"{name}.toml"
     if paths[name] != builtin and builtin.is_file():
         profile = replace(profile, shadows=str(builtin))
     return profile

@@ -50,9 +50,7 @@ def test_bad_config_values_are_named(tmp_path: Path, key: str, value: Any) -> No
 
 
 @pytest.mark.parametrize(("key", "value"), list(BAD_VALUES.values())[:4], ids=list(BAD_VALUES)[:4])
-def test_bad_config_through_the_cli_is_one_json_error(
-    tmp_path: Path, key: str, value: Any
-) -> None:
+def test_bad_config_through_the_cli_is_one_json_error(tmp_path: Path, key: str, value: Any) -> None:
     folder = _with(model_dir(tmp_path / "m", tokenizer=False), key, value)
     r = CliRunner().invoke(app, ["run", str(folder), "-p", "x", "--json"])
     assert r.exit_code == 2, r.output
