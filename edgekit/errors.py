@@ -101,6 +101,10 @@ class ModelTooBigError(DeviceError):
     """The memory estimate exceeds the device's budget; raised before loading."""
 
 
+class ContextCreationError(DeviceError):
+    """The model loaded but llama.cpp refused the context the settings ask for."""
+
+
 class PromptError(EdgekitError):
     pass
 

@@ -18,7 +18,7 @@ from edgekit.paths import check_model_path
 if TYPE_CHECKING:
     from edgekit.backends.base import Runtime
 
-__all__ = ["RunPlan", "open_runtime", "plan_run", "resolve_model"]
+__all__ = ["RunPlan", "clamp_threads", "open_runtime", "plan_run", "resolve_model"]
 
 
 def resolve_model(model: str | Path | None) -> Path:
@@ -40,3 +40,24 @@ def plan_run(
 
 def open_runtime(plan: RunPlan, verbose: bool = False) -> Runtime:
     return get_backend(plan.backend).open(plan, verbose)
+
+
+def clamp_threads(plan: RunPlan) -> tuple[RunPlan, str | None]:
+    """More threads than logical CPUs only makes them take turns (llama.cpp spins while it
+    waits, so decoding gets slower, not faster). A count above the machine's, from -t or from a
+    profile written for a bigger machine, is lowered to the CPUs this process may use, and the
+    user is told; it is not refused, because the same profile is meant to travel."""
+    from edgekit.devices.profiles import usable_cpus
+
+    cpus = usable_cpus()
+    if plan.threads is not None and plan.threads > cpus:
+        note = f"-t {plan.threads} is more than the {cpus} CPUs here; using {cpus} threads"
+        return dataclasses.replace(plan, threads=cpus), note
+    if plan.threads is None and plan.profile.threads > cpus:
+        note = (
+            f"profile {plan.profile.name} asks for {plan.profile.threads} threads but there are "
+            f"{cpus} CPUs here; using at most {cpus}"
+        )
+        profile = dataclasses.replace(plan.profile, threads=cpus)
+        return dataclasses.replace(plan, profile=profile), note
+    return plan, None

@@ -68,27 +68,6 @@ def check_text(text: str, what: str = "the prompt") -> str:
     return text
 
 
-def clamp_threads(plan: RunPlan) -> tuple[RunPlan, str | None]:
-    """More threads than logical CPUs only makes them take turns (llama.cpp spins while it
-    waits, so decoding gets slower, not faster). A count above the machine's, from -t or from a
-    profile written for a bigger machine, is lowered to the CPUs this process may use, and the
-    user is told; it is not refused, because the same profile is meant to travel."""
-    from edgekit.devices.profiles import usable_cpus
-
-    cpus = usable_cpus()
-    if plan.threads is not None and plan.threads > cpus:
-        note = f"-t {plan.threads} is more than the {cpus} CPUs here; using {cpus} threads"
-        return dataclasses.replace(plan, threads=cpus), note
-    if plan.threads is None and plan.profile.threads > cpus:
-        note = (
-            f"profile {plan.profile.name} asks for {plan.profile.threads} threads but there are "
-            f"{cpus} CPUs here; using at most {cpus}"
-        )
-        profile = dataclasses.replace(plan.profile, threads=cpus)
-        return dataclasses.replace(plan, profile=profile), note
-    return plan, None
-
-
 def check_kv_cache(plan: RunPlan) -> None:
     """A quantized KV cache stores each head's keys and values in blocks (32 values for q4_0 and
     q8_0): heads of another size make llama.cpp fail to create the context, which would read like

@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING, Annotated, TextIO
 import typer
 from rich.text import Text
 
+from edgekit.backends.conversation import fit_history
 from edgekit.cli.checks import (
     check_generation_options,
     check_kv_cache,
     check_text,
-    clamp_threads,
 )
 from edgekit.cli.options import ThreadsOption
 from edgekit.cli.render import (
@@ -24,7 +24,7 @@ from edgekit.cli.render import (
     write_model_text,
     write_stdout,
 )
-from edgekit.errors import PromptEncodingError, PromptError, PromptTooLongError
+from edgekit.errors import PromptEncodingError, PromptError
 
 if TYPE_CHECKING:
     from edgekit.backends.base import GenerationResult, Runtime, SamplingParams
@@ -119,7 +119,7 @@ def _open(
 ) -> tuple[RunPlan, Runtime]:
     """The plan and the loaded runtime: over RPC workers when --rpc or the profile asks for them,
     else in this process (threads clamped to the CPUs here, the plan announced)."""
-    from edgekit.backends.runner import open_runtime, plan_run
+    from edgekit.backends.runner import clamp_threads, open_runtime, plan_run
     from edgekit.cli.pool import open_with_workers, wants_workers
 
     if wants_workers(target.rpc, target.device):
@@ -235,37 +235,6 @@ def _read_message() -> str:
         ) from None
     except (OSError, ValueError):
         return ""
-
-
-def fit_history(
-    runtime: Runtime, messages: list[dict[str, str]], n_ctx: int, reserve: int
-) -> tuple[list[int], int]:
-    """The conversation's tokens, leaving `reserve` tokens for the reply: the oldest turns are
-    dropped (in place) until it fits; system messages and the newest message are always kept.
-    Returns the tokens and how many turns were dropped."""
-    dropped = 0
-    while True:
-        try:
-            tokens: list[int] | None = runtime.prompt_tokens(runtime.format_chat(messages))
-        except PromptTooLongError:
-            tokens = None
-        if tokens is not None and len(tokens) + reserve <= n_ctx:
-            return tokens, dropped
-        if not _drop_oldest_turn(messages):
-            if tokens is not None:  # the newest message alone: a shorter reply is still a reply
-                return tokens, dropped
-            return runtime.prompt_tokens(runtime.format_chat(messages)), dropped  # raises
-        dropped += 1
-
-
-def _drop_oldest_turn(messages: list[dict[str, str]]) -> bool:
-    """Remove the oldest user message and the replies to it; False when only the newest is left."""
-    turns = [i for i, m in enumerate(messages) if m["role"] == "user"]
-    if len(turns) < 2:
-        return False
-    first, second = turns[0], turns[1]
-    del messages[first:second]
-    return True
 
 
 def _write(piece: str) -> None:

@@ -26,10 +26,11 @@ from textual.widget import Widget
 from textual.widgets import Footer, Header, Input
 
 from edgekit.backends.base import GenerationResult, Runtime, SamplingParams
+from edgekit.backends.conversation import drop_oldest_turn, fit_history
 from edgekit.backends.llama_cpp.rpc.pool import open_pool, plan_pool
 from edgekit.backends.llama_cpp.rpc.protocol import WorkerLostError, responds
 from edgekit.backends.llama_cpp.rpc.runtime import RpcRuntime
-from edgekit.backends.runner import RunPlan, open_runtime, plan_run
+from edgekit.backends.runner import RunPlan, clamp_threads, open_runtime, plan_run
 from edgekit.errors import EdgekitError
 from edgekit.tui import attach
 from edgekit.tui.attach import ServerSnapshot, ServerWatcher
@@ -40,6 +41,7 @@ from edgekit.tui.messages import (
     GenerationStopped,
     ModelFailed,
     ModelLoaded,
+    Note,
     PlanReady,
 )
 from edgekit.tui.monitor import Monitor
@@ -256,7 +258,12 @@ class DashboardApp(App[None]):
     ) -> None:
         try:
             pool = plan_pool(model, device, n_ctx, self.rpc) if self.rpc else None
-            plan = pool.run if pool else plan_run(model, device, n_ctx, threads=self.threads)
+            if pool:
+                plan = pool.run
+            else:
+                plan, note = clamp_threads(plan_run(model, device, n_ctx, threads=self.threads))
+                if note:
+                    self.post_from_worker(Note(note))
             if pool:
                 self.post_from_worker(PoolReady(pool))
             self.post_from_worker(PlanReady(plan))
@@ -270,6 +277,9 @@ class DashboardApp(App[None]):
             self.post_from_worker(ModelFailed(e, previous))
             return
         self.post_from_worker(ModelLoaded(runtime))
+
+    def on_note(self, message: Note) -> None:
+        self.notify(message.text)
 
     def on_plan_ready(self, message: PlanReady) -> None:
         self.show_plan(message.plan)
@@ -311,15 +321,18 @@ class DashboardApp(App[None]):
         self.query_one(Transcript).add_prompt(text)
         self.stop_requested.clear()
         self.set_state("generating")
-        self.generate(self.runtime, list(self.messages))
+        n_ctx = self.plan.n_ctx if self.plan else 0
+        self.generate(self.runtime, list(self.messages), n_ctx)
 
     @work(thread=True, exclusive=True, group="generate")
-    def generate(self, runtime: Runtime, messages: list[dict[str, str]]) -> None:
+    def generate(self, runtime: Runtime, messages: list[dict[str, str]], n_ctx: int) -> None:
         self.monitor.begin_generation()
         result: GenerationResult | None = None
         error: EdgekitError | None = None
+        dropped = 0
         try:
-            tokens = runtime.prompt_tokens(runtime.format_chat(messages))
+            reserve = min(self.params.max_tokens, n_ctx // 2)
+            tokens, dropped = fit_history(runtime, messages, n_ctx, reserve)
             result = runtime.generate(tokens, self.params, on_token=self.on_token)
         except GenerationStopped:
             pass
@@ -327,7 +340,7 @@ class DashboardApp(App[None]):
             error = e
         finally:
             self.monitor.end_generation(result.stats if result else None)
-        self.post_from_worker(GenerationDone(result, error))
+        self.post_from_worker(GenerationDone(result, error, dropped))
 
     def on_token(self, piece: str) -> None:
         if self.stop_requested.is_set():
@@ -338,6 +351,10 @@ class DashboardApp(App[None]):
     def on_generation_done(self, message: GenerationDone) -> None:
         self.flush_tokens()
         transcript = self.query_one(Transcript)
+        for _ in range(message.dropped):
+            drop_oldest_turn(self.messages)
+        if message.dropped:
+            self.notify(f"Dropped the {message.dropped} oldest turn(s) to fit the context.")
         if message.error is not None:
             self.messages.pop()  # the turn that failed is not part of the conversation
             if isinstance(message.error, WorkerLostError):

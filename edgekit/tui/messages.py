@@ -15,6 +15,14 @@ class GenerationStopped(Exception):
     """Raised from the token callback to end a generation the user stopped."""
 
 
+class Note(Message):
+    """Something the user should know that is not an error (a setting lowered to fit)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+
 class PlanReady(Message):
     def __init__(self, plan: RunPlan) -> None:
         super().__init__()
@@ -44,6 +52,9 @@ class ModelFailed(Message):
 class GenerationDone(Message):
     """`result` is None when the user stopped the generation or it failed with `error`."""
 
-    def __init__(self, result: GenerationResult | None, error: EdgekitError | None) -> None:
+    def __init__(
+        self, result: GenerationResult | None, error: EdgekitError | None, dropped: int = 0
+    ) -> None:
         super().__init__()
         self.result, self.error = result, error
+        self.dropped = dropped  # the oldest turns fit_history left out to make room

@@ -6,10 +6,12 @@ from pathlib import Path
 
 import pytest
 from rich.console import Console
+from textual.pilot import Pilot
 from textual.widgets import DataTable, Static
 
 from edgekit.backends.base import SamplingParams
 from edgekit.cli import render
+from edgekit.devices.profiles import usable_cpus
 from edgekit.errors import EdgekitError, ModelNotFoundError
 from edgekit.tui.app import DashboardApp, DashboardTarget
 from edgekit.tui.bias import NOT_SCORED
@@ -184,3 +186,39 @@ def test_bias_panel_says_the_history_is_corrupt(tiny_model: Path, isolated_data:
     text = str(bias_text(summary, "off"))
     assert "history is corrupt" in text and "Not scored" not in text
     assert default_db_path().read_bytes() == b"\x00garbage" * 100
+
+
+async def chat_turn(pilot: Pilot[None], app: DashboardApp, text: str) -> None:
+    """Send one message and wait for its reply (or the error it ended in)."""
+    before = app.monitor.snapshot().generations
+    await submit(pilot, text)
+    await wait_until(pilot, lambda: app.monitor.snapshot().generations > before or error_shown(app))
+    await wait_until(pilot, lambda: app.state == "ready" or error_shown(app))
+
+
+async def test_a_long_chat_drops_its_oldest_turns_instead_of_failing(tiny_model: Path) -> None:
+    app = DashboardApp(DashboardTarget(str(tiny_model), n_ctx=256), params=GREEDY)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: app.state == "ready")
+        for turn in range(4):
+            await chat_turn(pilot, app, f"turn {turn}: " + "the river city " * 2)
+            assert not error_shown(app), str(app.screen.query_one("#error-text", Static).content)
+        users = [m["content"] for m in app.messages if m["role"] == "user"]
+        assert users[-1].startswith("turn 3") and not users[0].startswith("turn 0")
+        assert app.messages[-1]["role"] == "assistant"
+
+
+async def test_threads_above_the_cpu_count_are_clamped_with_a_note(tiny_model: Path) -> None:
+    cpus = usable_cpus()
+    target = DashboardTarget(str(tiny_model), threads=cpus * 64)
+    app = DashboardApp(target, live_metrics=False)
+    notes: list[str] = []
+
+    def notify(message: str, **_: object) -> None:
+        notes.append(message)
+
+    app.notify = notify  # type: ignore[method-assign]
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: app.state == "ready")
+        assert app.plan is not None and app.plan.threads == cpus
+        assert any(f"-t {cpus * 64}" in n for n in notes), notes

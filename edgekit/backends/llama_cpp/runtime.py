@@ -26,6 +26,7 @@ from edgekit.backends.llama_cpp.sampler import NativeSampler, PieceDecoder
 from edgekit.backends.llama_cpp.threads import ThreadGovernor
 from edgekit.devices.profiles import DeviceProfile
 from edgekit.errors import (
+    ContextCreationError,
     EmptyPromptError,
     ModelFileError,
     ModelLoadError,
@@ -49,9 +50,19 @@ def fallback_chat_template(architecture: str) -> str:
     return "gemma" if architecture.startswith("gemma") else "chatml"
 
 
-def load_failure(info: ModelInfo, error: ValueError) -> ModelFileError:
+def load_failure(info: ModelInfo, error: ValueError) -> ModelFileError | ContextCreationError:
     """Why llama.cpp refused a file whose header edgekit already read and checked."""
     import gguf
+
+    # llama-cpp-python raises "Failed to create llama_context" once the weights have loaded: the
+    # file is fine, and the context, cache type or batch asked for is what llama.cpp refused.
+    if "llama_context" in str(error):
+        return ContextCreationError(
+            f"{info.path.name} loaded, but llama.cpp could not create its context",
+            hint="A setting is what it refused, not the file: lower --ctx, or use "
+            'kv_cache_type = "f16" and a smaller batch in the device profile; run with '
+            "--verbose to see llama.cpp's reason.",
+        )
 
     if info.architecture not in gguf.MODEL_ARCH_NAMES.values():
         return UnsupportedModelError(

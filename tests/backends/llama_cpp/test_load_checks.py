@@ -10,7 +10,12 @@ import pytest
 
 from edgekit.backends.llama_cpp.runtime import LlamaCppRuntime
 from edgekit.devices.profiles import load_profile
-from edgekit.errors import ModelLoadError, ModelSanityError, UnsupportedModelError
+from edgekit.errors import (
+    ContextCreationError,
+    ModelLoadError,
+    ModelSanityError,
+    UnsupportedModelError,
+)
 from edgekit.gguf.metadata import add_metadata
 from edgekit.gguf.reader import load_model_info, read_header
 
@@ -71,3 +76,10 @@ def test_unknown_architecture_keeps_the_newer_build_hint(tiny_model: Path, tmp_p
         LlamaCppRuntime(info, load_profile("cpu"), 128)
     assert e.value.hint and "newer" in e.value.hint
     assert read_header(bad).metadata["general.architecture"] == "llamx"
+
+
+def test_a_context_llama_cpp_refuses_blames_the_setting_not_the_file(tiny_model: Path) -> None:
+    # 2^30 tokens of KV cache is terabytes: the weights load, the context cannot be made.
+    with pytest.raises(ContextCreationError) as e:
+        LlamaCppRuntime(load_model_info(tiny_model), load_profile("cpu"), 1 << 30)
+    assert e.value.hint and "--ctx" in e.value.hint and "again" not in e.value.hint
