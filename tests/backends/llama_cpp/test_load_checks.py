@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from gguf import GGMLQuantizationType
 
 from edgekit.backends.llama_cpp.runtime import LlamaCppRuntime
 from edgekit.devices.profiles import load_profile
@@ -79,7 +80,11 @@ def test_unknown_architecture_keeps_the_newer_build_hint(tiny_model: Path, tmp_p
 
 
 def test_a_context_llama_cpp_refuses_blames_the_setting_not_the_file(tiny_model: Path) -> None:
-    # 2^30 tokens of KV cache is terabytes: the weights load, the context cannot be made.
+    # llama.cpp quantizes the V cache only with flash attention: the weights load, the context
+    # cannot be made. (The profile schema refuses this pair; a replace() goes past it.)
+    profile = replace(
+        load_profile("cpu"), kv_cache_type=GGMLQuantizationType.Q4_0, flash_attn=False
+    )
     with pytest.raises(ContextCreationError) as e:
-        LlamaCppRuntime(load_model_info(tiny_model), load_profile("cpu"), 1 << 30)
+        LlamaCppRuntime(load_model_info(tiny_model), profile, 256)
     assert e.value.hint and "--ctx" in e.value.hint and "again" not in e.value.hint
