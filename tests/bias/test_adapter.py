@@ -17,7 +17,7 @@ from edgekit.backends.base import AdapterRuntime, SamplingParams, ScoringRuntime
 from edgekit.backends.runner import open_runtime, plan_run
 from edgekit.bias.controller import write_erasure
 from edgekit.bias.derive import derive
-from edgekit.bias.erasure import ModelWeights, build_adapter, check_adapter
+from edgekit.bias.erasure import Directions, ModelWeights, build_adapter, check_adapter
 from edgekit.bias.logprobs import LogProbScorer
 from edgekit.errors import AdapterFileError
 from edgekit.gguf.reader import load_model_info
@@ -39,8 +39,14 @@ def runtime(tiny: Path) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def adapter(runtime: Any, tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directions = derive(runtime, rank=3)
+def directions(runtime: Any) -> Directions:
+    """Derived once through the real runtime (seconds per derivation on a busy machine): the
+    tests below differ in what they write from it, not in how it was found."""
+    return derive(runtime, rank=3)
+
+
+@pytest.fixture(scope="module")
+def adapter(directions: Directions, tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("adapter") / "erase.gguf"
     alphas = dict.fromkeys(directions.blocks, 1.0)
     return write_erasure(path, ModelWeights(tiny), directions, alphas, {"scale": 1.0})
@@ -90,10 +96,9 @@ def test_scale_zero_is_the_base_model_and_one_changes_it(runtime: Any, adapter: 
 
 
 def test_an_adapter_rewritten_in_place_is_loaded_again(
-    runtime: Any, tiny: Path, tmp_path: Path
+    runtime: Any, directions: Directions, tiny: Path, tmp_path: Path
 ) -> None:
     # --mitigate rewrites the model's adapter at the same path: the new tensors must apply.
-    directions = derive(runtime, rank=2)
     weights = ModelWeights(tiny)
     path = tmp_path / "same.gguf"
     outputs = []
@@ -157,15 +162,13 @@ def test_an_adapter_for_another_model_is_refused_before_loading(
         check_adapter(other, load_model_info(other))
 
 
-def test_partial_alphas_only_touch_their_blocks(runtime: Any, tiny: Path) -> None:
-    directions = derive(runtime, rank=2)
+def test_partial_alphas_only_touch_their_blocks(directions: Directions, tiny: Path) -> None:
     tensors = build_adapter(ModelWeights(tiny), directions, {2: 0.5, 3: 0.0})
     assert {t.base for t in tensors} == {"blk.2.attn_output.weight"}
     assert all(np.isfinite(t.a).all() and np.isfinite(t.b).all() for t in tensors)
 
 
-def test_readers_name_the_matrices_an_eraser_rewrites(runtime: Any, tiny: Path) -> None:
-    directions = derive(runtime, rank=2)
+def test_readers_name_the_matrices_an_eraser_rewrites(directions: Directions, tiny: Path) -> None:
     weights = ModelWeights(tiny)
     tensors = {t.base: t for t in build_adapter(weights, directions, {1: 1.0})}
     assert set(tensors) == {"blk.1.attn_output.weight"}
