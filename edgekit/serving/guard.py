@@ -8,8 +8,9 @@ pass, so the guard needs neither torch nor a second copy of the model, which a P
 hold), steps the same controller as `edgekit run --bias-guard` (edgekit.bias.guard) and, when
 the scale moves, sets it for every later request through llama-server's POST /lora-adapters.
 Every step goes to the bias history as a "serve" loop session, as the run guard's rows do. A
-scale someone else set (a client with the key can POST /lora-adapters too) is set back at the
-next scored output; a request's own "lora" field is the front's to refuse.
+scale someone else set (a process that reaches llama-server's own port with the key) is set
+back at the first scored output after the next drift check (DRIFT_CHECK_S); through the front,
+a client's POST /lora-adapters and a request's own "lora" field are refused.
 
 The scale stays within [floor, ceiling]:
 - ceiling: the scale `edgekit bias --mitigate` calibrated and checked against its perplexity and
@@ -29,6 +30,7 @@ import json
 import logging
 import queue
 import threading
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -52,6 +54,7 @@ FLOOR_SHARE = 0.5
 QUEUE_SIZE = 64
 HTTP_TIMEOUT_S = 10.0
 SCALE_TOLERANCE = 1e-4  # llama-server keeps the scale as a float32
+DRIFT_CHECK_S = 10.0  # how often the scale on the server is compared with the guard's
 SOURCE = "serve"
 # Endpoints whose output is generated text; embeddings and the rest carry nothing to score.
 SCORED_PATHS = frozenset(
@@ -203,6 +206,8 @@ class Guard:
         self.state = LoopState(strength=config.max_strength)
         self.dropped = 0
         self.failures = 0
+        self.drift_check_s = DRIFT_CHECK_S
+        self._checked_at = time.monotonic()
         self._queue: queue.Queue[Exchange | None] = queue.Queue(maxsize=queue_size)
         self._closed = threading.Event()
         self._persist(None)
@@ -263,7 +268,10 @@ class Guard:
         adj = replace(adj, detail={**adj.detail, "path": exchange.path})
         if adj.strength_after != adj.strength_before:
             self.setter.set_scale(adj.strength_after)
-        elif abs((found := self.setter.scale()) - adj.strength_after) > SCALE_TOLERANCE:
+            self._checked_at = time.monotonic()
+        elif self._drift_check_due() and (
+            abs((found := self.setter.scale()) - adj.strength_after) > SCALE_TOLERANCE
+        ):
             # A client with the key can POST /lora-adapters too: the guard's scale wins again.
             log.warning(
                 "bias guard: the adapter's scale was %.3f, not %.3f: set again",
@@ -274,6 +282,16 @@ class Guard:
             adj = replace(adj, detail={**adj.detail, "found_scale": found})
         self.state = next_turn(state)
         self._persist(adj)
+
+    def _drift_check_due(self) -> bool:
+        # GET /lora-adapters is a task in llama-server's queue, served between decode steps:
+        # asked after every output it costs the stream, so a foreign scale is looked for at
+        # most every DRIFT_CHECK_S.
+        now = time.monotonic()
+        if now - self._checked_at < self.drift_check_s:
+            return False
+        self._checked_at = now
+        return True
 
     def _persist(self, adjustment: Any) -> None:
         if self.conn is not None:

@@ -66,12 +66,14 @@ class RecordingSetter:
     def __init__(self, fail_first: bool = False, initial: float = 1.0) -> None:
         self.initial = initial
         self.scales: list[float] = []
+        self.reads = 0
         self.entered = threading.Event()
         self.gate = threading.Event()
         self.gate.set()
         self.fail_first = fail_first
 
     def scale(self) -> float:
+        self.reads += 1
         return self.scales[-1] if self.scales else self.initial
 
     def set_scale(self, scale: float) -> None:
@@ -142,6 +144,23 @@ def test_the_scale_stays_within_the_calibrated_limits(recorder: RecordingSetter)
     guard.close()
 
 
+def test_the_server_scale_is_read_back_at_most_once_per_drift_interval(
+    recorder: RecordingSetter,
+) -> None:
+    # Each read is a task in llama-server's queue between decode steps: not one per output.
+    guard = Guard(recorder, loop_config(ScaleLimits(0.5, 1.0)))
+    for _ in range(30):  # clean outputs: relaxed to the floor within a few, then held there
+        guard.observe(exchange(CLEAN))
+    assert guard.drain(30)
+    assert recorder.scales[-1] == pytest.approx(0.5) and len(recorder.scales) < 30
+    assert recorder.reads == 0  # all within one interval
+    guard.drift_check_s = 0.0
+    guard.observe(exchange(CLEAN))
+    assert guard.drain(30)
+    assert recorder.reads == 1
+    guard.close()
+
+
 def test_auto_finds_the_calibrated_adapter_and_refuses_without_one(
     model: Path, calibrated: Path, tmp_path: Path
 ) -> None:
@@ -178,6 +197,7 @@ def test_served_outputs_move_the_adapter_scale_on_a_real_llama_server(
     with running_llama_server(model, args, api_key=KEY) as (url, _):
         assert adapter_scale(url) == 1.0
         guard = start_guard(model, "auto", url, KEY)
+        guard.drift_check_s = 0.0  # look for a foreign scale after every output
         try:
             # A real served output: the tiny model's random words name no group, so it is clean.
             body = {"messages": [{"role": "user", "content": "the city"}], "max_tokens": 8}
