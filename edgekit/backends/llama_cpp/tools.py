@@ -116,12 +116,15 @@ class QuantizeRequest:
 
 
 def _type_file(req: QuantizeRequest) -> Path | None:
+    # A scratch file of its own (mkstemp), never a name beside the output that a user's file
+    # could already have: it is deleted when llama-quantize is done.
     if not req.types:
         return None
-    path = req.out.with_name(req.out.name + ".types.txt")
+    fd, name = tempfile.mkstemp(prefix="edgekit-", suffix=".types.txt")
     body = "\n".join(f"^{re.escape(n)}$={t.name.lower()}" for n, t in req.types.items())
-    path.write_text(body + "\n", encoding="utf-8")
-    return path
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(body + "\n")
+    return Path(name)
 
 
 def quantize(

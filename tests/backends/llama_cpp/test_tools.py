@@ -288,3 +288,18 @@ def test_cli_measured_convert_needs_no_torch_calibration(
         .stat()
         .st_size
     )
+
+
+def test_pinned_types_never_touch_a_file_beside_the_output(
+    tiny_base_gguf: Path, tmp_path: Path
+) -> None:
+    # The list of pinned types is a scratch file of its own: a user's file with the name the
+    # scratch file once had (OUT.types.txt) is neither overwritten nor deleted.
+    out = tmp_path / "o.gguf"
+    mine = tmp_path / "o.gguf.types.txt"
+    mine.write_text("my notes\n")
+    pinned = {"output.weight": Q.Q8_0}
+    tools.quantize(tools.QuantizeRequest(tiny_base_gguf, out, "Q4_0", types=pinned))
+    assert mine.read_text() == "my notes\n"
+    assert types_in(out)["output.weight"] == Q.Q8_0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.gguf", "o.gguf.types.txt"]
