@@ -41,6 +41,7 @@ from rich.text import Text
 
 from edgekit.errors import EdgekitError
 from edgekit.tui.monitor import DEFAULT_HISTORY, MemoryReading
+from edgekit.tui.ticker import Ticker
 
 POLL_INTERVAL_S = 0.5
 HTTP_TIMEOUT_S = 5.0
@@ -229,7 +230,6 @@ class ServerWatcher:
     ) -> None:
         self.client = ServerClient(url, api_key)
         self.memory = ServerMemory(url)
-        self.interval_s = interval_s
         self._clock = clock
         self._slots = SlotTracker()
         self._rss: deque[int] = deque(maxlen=history)
@@ -240,29 +240,17 @@ class ServerWatcher:
         self._model_hash: str | None = None
         self._lock = threading.Lock()
         self._snapshot = ServerSnapshot(self.client.url)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._ticker = Ticker(self.poll, interval_s, "edgekit-attach")
 
     def start(self) -> None:
-        if self._thread is None:
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="edgekit-attach", daemon=True)
-            self._thread.start()
+        self._ticker.start()
 
     def stop(self) -> None:
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            self._stop.set()
-            thread.join()
+        self._ticker.stop()
 
     def snapshot(self) -> ServerSnapshot:
         with self._lock:
             return self._snapshot
-
-    def _run(self) -> None:
-        self.poll()
-        while not self._stop.wait(self.interval_s):
-            self.poll()
 
     def poll(self) -> ServerSnapshot:
         """One reading of every source; a failure keeps the last numbers and says why."""

@@ -18,6 +18,7 @@ import psutil
 
 from edgekit.backends.base import GenerationStats, decode_rate
 from edgekit.metrics import peak_rss_bytes
+from edgekit.tui.ticker import Ticker
 
 DEFAULT_INTERVAL_S = 0.25
 DEFAULT_HISTORY = 240  # one minute at the default interval
@@ -112,7 +113,6 @@ class Monitor:
         sample_memory: Callable[[], MemoryReading] = read_memory,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
-        self.interval_s = interval_s
         self._sample_memory = sample_memory
         self._clock = clock
         self._lock = threading.Lock()
@@ -123,30 +123,17 @@ class Monitor:
         self._last: GenerationStats | None = None
         self._stopped: LiveGeneration | None = None
         self._generations = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._ticker = Ticker(self.sample, interval_s, "edgekit-monitor")
 
     def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="edgekit-monitor", daemon=True)
-        self._thread.start()
+        self._ticker.start()
 
     def stop(self) -> None:
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            self._stop.set()
-            thread.join()
+        self._ticker.stop()
 
     @property
     def running(self) -> bool:
-        return self._thread is not None
-
-    def _run(self) -> None:
-        self.sample()  # a first reading right away, so a front has numbers before the first tick
-        while not self._stop.wait(self.interval_s):
-            self.sample()
+        return self._ticker.running
 
     def sample(self) -> None:
         """Take one memory reading and close the current token-rate interval."""
