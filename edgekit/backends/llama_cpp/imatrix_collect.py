@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from edgekit.backends.llama_cpp.ggml_quant import ggml_lib as _ggml
+from edgekit.backends.llama_cpp.ggml_quant import ggml_lib
 from edgekit.backends.llama_cpp.lib import BareModel, import_llama_cpp
 from edgekit.errors import CalibrationError
 
@@ -62,7 +62,7 @@ class _Tensor(ctypes.Structure):
 
 
 def _op_code(name: bytes) -> int:
-    ggml = _ggml()
+    ggml = ggml_lib()
     ggml.ggml_op_name.restype = ctypes.c_char_p
     ggml.ggml_op_name.argtypes = [ctypes.c_int]
     for i in range(256):
