@@ -197,7 +197,8 @@ async def chat_turn(pilot: Pilot[None], app: DashboardApp, text: str) -> None:
 
 
 async def test_a_long_chat_drops_its_oldest_turns_instead_of_failing(tiny_model: Path) -> None:
-    app = DashboardApp(DashboardTarget(str(tiny_model), n_ctx=256), params=GREEDY)
+    target = DashboardTarget(str(tiny_model), n_ctx=256)
+    app = DashboardApp(target, params=GREEDY, live_metrics=False)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_until(pilot, lambda: app.state == "ready")
         for turn in range(4):
