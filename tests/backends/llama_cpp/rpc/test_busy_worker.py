@@ -58,7 +58,10 @@ def _ignores_sigpipe(pid: int) -> bool:
     return bool(mask & (1 << (13 - 1)))  # SIGPIPE is 13
 
 
-def test_a_second_client_is_refused_promptly_and_cannot_kill_the_worker() -> None:
+def test_a_second_client_is_refused_promptly_and_cannot_kill_the_worker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(protocol, "QUEUE_WAIT_S", 1.0)  # the relay reads it per connection
     with running_workers(None) as (worker,):
         assert worker.process is not None and _ignores_sigpipe(worker.process.pid)
         first = _client(worker.endpoint)
@@ -68,7 +71,7 @@ def test_a_second_client_is_refused_promptly_and_cannot_kill_the_worker() -> Non
         second.sendall(HELLO)
         refused = _recv_all(second, len(BUSY_REPLY))
         assert refused == BUSY_REPLY
-        assert time.monotonic() - start < QUEUE_WAIT_S + 2
+        assert time.monotonic() - start < protocol.QUEUE_WAIT_S + 2
         second.close()
         with pytest.raises(WorkerBusyError, match="serving another client"):
             probe(worker.endpoint)
@@ -77,7 +80,7 @@ def test_a_second_client_is_refused_promptly_and_cannot_kill_the_worker() -> Non
         stale.sendall(HELLO)
         stale.close()
         first.close()
-        time.sleep(QUEUE_WAIT_S + 0.5)
+        time.sleep(protocol.QUEUE_WAIT_S + 0.5)
         assert worker.process.poll() is None, "the worker died"
         assert probe(worker.endpoint).devices  # and serves the next client
         assert worker.relay is not None and worker.relay.refused >= 2
