@@ -19,7 +19,8 @@ import numpy.typing as npt
 from gguf import GGUF_DEFAULT_ALIGNMENT, GGMLQuantizationType, Keys
 
 from edgekit.errors import ConversionError
-from edgekit.gguf.reader import Cursor, GGUFHeader, TensorInfo
+from edgekit.gguf.cursor import Cursor
+from edgekit.gguf.reader import GGUFHeader, TensorInfo
 from edgekit.outputs import atomic_output
 
 _CHUNK = 16 * 2**20

@@ -21,7 +21,8 @@ from gguf import GGUF_DEFAULT_ALIGNMENT, GGUFValueType, Keys
 from edgekit.errors import NotAGGUFError
 
 # The header walker is the same one the reader uses (it skips the vocabulary without keeping it).
-from edgekit.gguf.reader import Cursor, read_header, read_tensor_info
+from edgekit.gguf.cursor import Cursor
+from edgekit.gguf.reader import read_header, read_tensor_info
 
 MetaValue = str | bool | int | float | Sequence[str] | Sequence[float]
 

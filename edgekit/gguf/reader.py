@@ -7,14 +7,14 @@ large arrays without keeping them (well under a second) and checks the file is c
 The file may be damaged or hostile, so every count, length and size is checked against the bytes
 left in the file and a sane limit before anything is allocated or looped over, the tensor table is
 held to llama.cpp's own rules (ggml/src/gguf.cpp), and each kind of damage has its own error class
-(edgekit.errors). Metadata values are type- and range-checked where they are used (gguf_values).
+(edgekit.errors). Values are read by cursor.py and type- and range-checked where they are used
+(values.py).
 Format constants come from gguf's enums.
 """
 
 from __future__ import annotations
 
 import mmap
-import struct
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +31,6 @@ from gguf import (
 
 from edgekit.errors import (
     CorruptModelError,
-    HeaderLimitError,
     MetadataTypeError,
     MetadataValueError,
     ModelFileError,
@@ -41,6 +40,7 @@ from edgekit.errors import (
     TruncatedModelError,
     UnsupportedModelError,
 )
+from edgekit.gguf.cursor import HINT_DAMAGED, Cursor
 from edgekit.gguf.values import (
     MAX_CONTEXT,
     MAX_HEAD_DIM,
@@ -60,17 +60,14 @@ from edgekit.gguf.values import (
 )
 
 # Limits checked BEFORE anything is allocated or looped over, so that a few edited bytes cannot make
-# the reader loop for minutes or fill memory. Each is far above any released model. llama.cpp's
-# own (ggml/src/gguf.cpp: 2^30 elements or bytes) are looser: it allocates in C++, we in Python
-# objects, and we must stay fast (a full read of the default model's header takes ~30 ms of CPU).
-# llama-cpp-python reads every key back through llama.cpp one by one at load, in time that grows
-# with the square of the count: 60,000 keys took 57 s here, 4,096 take ~0.3 s.
+# the reader loop for minutes or fill memory (those of single values: cursor.py). Each is far
+# above any released model. llama.cpp's own (ggml/src/gguf.cpp: 2^30 elements or bytes) are
+# looser: it allocates in C++, we in Python objects, and we must stay fast (a full read of the
+# default model's header takes ~30 ms of CPU). llama-cpp-python reads every key back through
+# llama.cpp one by one at load, in time that grows with the square of the count: 60,000 keys took
+# 57 s here, 4,096 take ~0.3 s.
 MAX_KV = 1 << 12  # real models have ~30-60 metadata keys, a few hundred at most
 MAX_TENSORS = 1 << 20  # the largest MoE files have a few thousand
-MAX_ARRAY = 1 << 22  # vocabularies and merges: ~300k at most today
-MAX_STRING = 1 << 26  # a whole tokenizer.json fits
-MAX_KEPT_TEXT = 1 << 26  # all kept metadata text together (long arrays are skipped, not kept)
-MAX_TOKEN_BYTES = 1 << 16  # the longest real tokens (runs of spaces) are a few hundred bytes
 MAX_TENSOR_NAME = 63  # GGML_MAX_NAME - 1
 MAX_DIMS = 4  # GGML_MAX_DIMS
 __all__ = [
@@ -82,28 +79,6 @@ __all__ = [
     "model_info",
     "read_header",
 ]
-_HINT_DAMAGED = "The file is damaged: download or convert it again."
-
-# Arrays longer than these (vocabularies, merges, scores) are skipped: only type and length kept.
-# Numeric arrays up to a model's layer count are kept: some keys hold one value per layer.
-_MAX_KEPT_ARRAY = 64
-_MAX_KEPT_NUMERIC_ARRAY = 1 << 14
-
-# struct formats of the scalar value types (little-endian, as GGUF stores them)
-SCALAR_FORMATS: dict[GGUFValueType, str] = {
-    GGUFValueType.UINT8: "<B",
-    GGUFValueType.INT8: "<b",
-    GGUFValueType.UINT16: "<H",
-    GGUFValueType.INT16: "<h",
-    GGUFValueType.UINT32: "<I",
-    GGUFValueType.INT32: "<i",
-    GGUFValueType.FLOAT32: "<f",
-    GGUFValueType.BOOL: "<?",
-    GGUFValueType.UINT64: "<Q",
-    GGUFValueType.INT64: "<q",
-    GGUFValueType.FLOAT64: "<d",
-}
-_U64 = struct.Struct("<Q")
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,157 +112,6 @@ class GGUFHeader:
     extra: dict[str, Any] = field(default_factory=dict)
     value_types: dict[str, GGUFValueType] = field(default_factory=dict)  # as stored in the file
     vocab: VocabSummary = field(default_factory=VocabSummary)  # what llama.cpp's loader asserts on
-
-
-class Cursor:
-    def __init__(self, buf: mmap.mmap | bytes, path: Path) -> None:
-        self.buf = buf
-        self.pos = 0
-        self.path = path
-        self.size = len(buf)
-        self.kept_text = 0
-        self.key = ""  # the metadata key being read, for messages
-        self.vocab = VocabSummary()
-
-    def remaining(self) -> int:
-        return max(0, self.size - self.pos)
-
-    def truncated(self, what: str) -> TruncatedModelError:
-        return TruncatedModelError(
-            f"{self.path} ends inside its GGUF header ({what} at byte {self.pos})",
-            hint="The file is incomplete: download or convert it again.",
-        )
-
-    def take(self, fmt: str) -> Any:
-        size = struct.calcsize(fmt)
-        if self.pos + size > self.size:
-            raise self.truncated("a value")
-        (value,) = struct.unpack_from(fmt, self.buf, self.pos)
-        self.pos += size
-        return value
-
-    def count(self, what: str, min_item_bytes: int, limit: int) -> int:
-        """A u64 count of items that follow, checked against the bytes left and a sane limit."""
-        at = self.pos
-        n: int = self.take("<Q")
-        room = self.remaining() // min_item_bytes
-        if n > limit or n > room:
-            why = f"the limit is {limit:,}" if n > limit else f"the file has room for {room:,}"
-            raise HeaderLimitError(
-                f"{self.path}: the header claims {n:,} {what} (at byte {at}), but {why}",
-                hint=_HINT_DAMAGED,
-            )
-        return n
-
-    def string(self, limit: int = MAX_STRING, keep: bool = True) -> str:
-        n = self.take("<Q")
-        if n > limit:
-            raise HeaderLimitError(
-                f"{self.path}: a string of {n:,} bytes at byte {self.pos - 8} is over the limit "
-                f"of {limit:,}",
-                hint=_HINT_DAMAGED,
-            )
-        if self.pos + n > self.size:
-            raise self.truncated("a string")
-        if keep:
-            self.kept_text += n
-            if self.kept_text > MAX_KEPT_TEXT:
-                raise HeaderLimitError(
-                    f"{self.path}: the header's metadata text is over {MAX_KEPT_TEXT:,} bytes",
-                    hint=_HINT_DAMAGED,
-                )
-        raw = bytes(self.buf[self.pos : self.pos + n])
-        self.pos += n
-        return raw.decode("utf-8", errors="replace")
-
-    def value(self, vtype: GGUFValueType) -> Any:
-        if vtype == GGUFValueType.STRING:
-            return self.string()
-        if vtype == GGUFValueType.ARRAY:
-            return self.array()
-        return self.take(SCALAR_FORMATS[vtype])
-
-    def value_type(self) -> GGUFValueType:
-        raw = self.take("<I")
-        try:
-            return GGUFValueType(raw)
-        except ValueError:
-            raise CorruptModelError(
-                f"{self.path}: corrupt GGUF header (value type {raw} at byte {self.pos - 4})",
-                hint=_HINT_DAMAGED,
-            ) from None
-
-    def array(self) -> list[Any] | SkippedArray:
-        item_type = self.value_type()
-        if item_type == GGUFValueType.ARRAY:
-            # llama.cpp rejects arrays of arrays, so there is no nesting to recurse into.
-            raise MetadataTypeError(
-                f"{self.path}: {self.key or 'a value'} is an array of arrays (byte "
-                f"{self.pos - 4}); GGUF readers (llama.cpp) reject nested arrays",
-                hint=_HINT_DAMAGED,
-            )
-        if item_type == GGUFValueType.STRING:
-            n = self.count("array elements", 8, MAX_ARRAY)
-            if self.key == Keys.Tokenizer.LIST:
-                self.vocab.tokens = self._token_texts(n)
-                if n <= _MAX_KEPT_ARRAY:
-                    return [t.decode("utf-8", errors="replace") for t in self.vocab.tokens]
-                return SkippedArray(item_type, n)
-            if n <= _MAX_KEPT_ARRAY:
-                return [self.string() for _ in range(n)]
-            self._skip_strings(n)
-            return SkippedArray(item_type, n)
-        fmt = SCALAR_FORMATS[item_type]
-        width = struct.calcsize(fmt)
-        n = self.count("array elements", width, MAX_ARRAY)
-        if self.key == Keys.Tokenizer.TOKEN_TYPE and item_type == GGUFValueType.INT32:
-            self.vocab.token_types = bytes(self.buf[self.pos : self.pos + n * width])
-        if n > _MAX_KEPT_NUMERIC_ARRAY:
-            self.pos += n * width  # in bounds: count() checked n * width against the file
-            return SkippedArray(item_type, n)
-        values = list(struct.unpack_from(f"<{n}{fmt[1]}", self.buf, self.pos))
-        self.pos += n * width
-        return values
-
-    def _token_texts(self, n: int) -> list[bytes]:
-        """The vocabulary's token texts: llama.cpp's loader asserts on duplicates and throws
-        from C++ (an abort) where a byte token is missing, so they are checked (check_vocab).
-        ~60 ms for a 262k-token vocabulary."""
-        buf, pos, end, unpack = self.buf, self.pos, self.size, _U64.unpack_from
-        texts: list[bytes] = []
-        for _ in range(n):
-            if pos + 8 > end:
-                self.pos = min(pos, end)
-                raise self.truncated("the token list")
-            length = unpack(buf, pos)[0]
-            if length > MAX_TOKEN_BYTES:  # kept, so a bent length must not copy the file
-                self.pos = pos
-                raise HeaderLimitError(
-                    f"{self.path}: token {len(texts)} is {length:,} bytes long (byte {pos}); "
-                    f"the limit is {MAX_TOKEN_BYTES:,}",
-                    hint=_HINT_DAMAGED,
-                )
-            pos += 8
-            if pos + length > end:
-                self.pos = end
-                raise self.truncated("the token list")
-            texts.append(buf[pos : pos + length])
-            pos += length
-        self.pos = pos
-        return texts
-
-    def _skip_strings(self, n: int) -> None:
-        # The vocabulary walk: the hot loop of the reader, so it avoids method calls.
-        buf, pos, end, unpack = self.buf, self.pos, self.size, _U64.unpack_from
-        for _ in range(n):
-            if pos + 8 > end:
-                self.pos = min(pos, end)
-                raise self.truncated("a metadata array")
-            pos += 8 + unpack(buf, pos)[0]
-        if pos > end:
-            self.pos = end
-            raise self.truncated("a metadata array")
-        self.pos = pos
 
 
 def read_header(path: str | Path) -> GGUFHeader:
@@ -344,7 +168,7 @@ def _key(cur: Cursor, seen: dict[str, Any]) -> str:
     key = cur.string(limit=1 << 16)
     if not key or key in seen:
         why = "an empty key" if not key else f"key {key!r} a second time"
-        raise CorruptModelError(f"{cur.path}: the header has {why} (byte {at})", hint=_HINT_DAMAGED)
+        raise CorruptModelError(f"{cur.path}: the header has {why} (byte {at})", hint=HINT_DAMAGED)
     return key
 
 
@@ -354,12 +178,12 @@ def _alignment(cur: Cursor, md: dict[str, Any], types: dict[str, GGUFValueType])
         return GGUF_DEFAULT_ALIGNMENT
     if types[key] != GGUFValueType.UINT32:  # the type llama.cpp requires
         raise MetadataTypeError(
-            f"{cur.path}: {key} is {types[key].name}, not UINT32", hint=_HINT_DAMAGED
+            f"{cur.path}: {key} is {types[key].name}, not UINT32", hint=HINT_DAMAGED
         )
     value: int = md[key]
     if value <= 0 or value & (value - 1):
         raise MetadataValueError(
-            f"{cur.path}: {key} is {value}, not a power of two", hint=_HINT_DAMAGED
+            f"{cur.path}: {key} is {value}, not a power of two", hint=HINT_DAMAGED
         )
     if value < GGUF_DEFAULT_ALIGNMENT:
         # llama.cpp maps tensor data and hands it to its CPU back end, which aborts on a buffer
@@ -367,7 +191,7 @@ def _alignment(cur: Cursor, md: dict[str, Any], types: dict[str, GGUFValueType])
         raise MetadataValueError(
             f"{cur.path}: {key} is {value}; llama.cpp needs tensor data aligned to at least "
             f"{GGUF_DEFAULT_ALIGNMENT} bytes",
-            hint=_HINT_DAMAGED,
+            hint=HINT_DAMAGED,
         )
     return value
 
@@ -381,14 +205,12 @@ def _tensor_table(cur: Cursor, n_tensors: int, alignment: int) -> list[TensorInf
     for _ in range(n_tensors):
         t = read_tensor_info(cur)
         if t.name in names:
-            raise TensorInfoError(
-                f"{cur.path}: tensor {t.name!r} appears twice", hint=_HINT_DAMAGED
-            )
+            raise TensorInfoError(f"{cur.path}: tensor {t.name!r} appears twice", hint=HINT_DAMAGED)
         if t.offset != expected:
             raise TensorInfoError(
                 f"{cur.path}: tensor {t.name!r} starts at data offset {t.offset:,}, but the "
                 f"previous tensors end at {expected:,}",
-                hint=_HINT_DAMAGED,
+                hint=HINT_DAMAGED,
             )
         names.add(t.name)
         tensors.append(t)
@@ -406,7 +228,7 @@ def read_tensor_info(cur: Cursor) -> TensorInfo:
         raise TensorInfoError(
             f"{cur.path}: tensor {name!r} (byte {at}) has {n_dims} dimensions; GGML allows "
             f"at most {MAX_DIMS}",
-            hint=_HINT_DAMAGED,
+            hint=HINT_DAMAGED,
         )
     shape = tuple(cur.take("<q") for _ in range(n_dims))
     n_elements = 1
@@ -415,7 +237,7 @@ def read_tensor_info(cur: Cursor) -> TensorInfo:
     if any(d < 0 for d in shape) or n_elements >= 2**63:
         raise TensorInfoError(
             f"{cur.path}: tensor {name!r} has an impossible shape {list(shape)}",
-            hint=_HINT_DAMAGED,
+            hint=HINT_DAMAGED,
         )
     raw_type = cur.take("<I")
     try:
@@ -430,7 +252,7 @@ def read_tensor_info(cur: Cursor) -> TensorInfo:
         raise TensorInfoError(
             f"{cur.path}: tensor {name!r} has rows of {shape[0]} values, not a multiple of "
             f"{ggml_type.name}'s block of {block_size}",
-            hint=_HINT_DAMAGED,
+            hint=HINT_DAMAGED,
         )
     return TensorInfo(name, shape, ggml_type, cur.take("<Q"))
 
