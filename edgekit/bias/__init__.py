@@ -27,12 +27,13 @@ from edgekit.bias.controller import (
 )
 from edgekit.bias.erasure import check_adapter
 from edgekit.bias.guard import BiasGuard, GuardedRuntime, guard_runtime
+from edgekit.bias.history import latest_scores
 from edgekit.bias.intervals import bootstrap, paired_reduction
 from edgekit.bias.logprobs import LogProbScorer
 from edgekit.bias.perplexity import perplexity, reference_text
 from edgekit.bias.probes import build_suite
 from edgekit.bias.scores import SuiteRun, SuiteScores, run_suite
-from edgekit.bias.store import latest_scores, model_fingerprint
+from edgekit.bias.store import model_fingerprint
 
 __all__ = [
     "BiasGuard",

@@ -311,7 +311,7 @@ class ServerWatcher:
 
     def _bias(self) -> tuple[dict[str, Any], dict[str, Any] | None]:
         """This model's stored scores and its latest served loop session, from the history."""
-        from edgekit.bias import store
+        from edgekit.bias import history, store
         from edgekit.errors import HistoryCorruptError
 
         try:
@@ -321,13 +321,13 @@ class ServerWatcher:
                 if not path.is_file():
                     return {}, None
                 self._model_path, self._model_hash = path, store.model_fingerprint(path)
-            summary = store.latest_scores(model_hash=self._model_hash)
+            summary = history.latest_scores(model_hash=self._model_hash)
             conn = store.connect()
             try:
                 session = store.latest_session_of(conn, self._model_hash, "serve")
             finally:
                 conn.close()
-            guard = store.loop_state(session_id=session["id"], events=5) if session else None
+            guard = history.loop_state(session_id=session["id"], events=5) if session else None
             return summary, guard
         except HistoryCorruptError as e:
             return {"corrupt": e.message}, None

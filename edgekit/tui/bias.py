@@ -23,7 +23,8 @@ NOT_SCORED = "Not scored yet: run `edgekit bias` on this model."
 
 def bias_summary(plan: RunPlan) -> dict[str, Any]:
     """This model's stored bias scores (any device), or {"corrupt": why} for a broken history."""
-    from edgekit.bias.store import latest_scores, model_fingerprint
+    from edgekit.bias.history import latest_scores
+    from edgekit.bias.store import model_fingerprint
 
     try:
         return latest_scores(model_hash=model_fingerprint(plan.info.path))

@@ -12,7 +12,7 @@ import pytest
 
 from edgekit.backends.base import GenerationResult, SamplingParams
 from edgekit.backends.runner import open_runtime, plan_run
-from edgekit.bias import store
+from edgekit.bias import history, store
 from edgekit.bias.controller import ErasureConstraint, LoopConfig, require_runtime, write_erasure
 from edgekit.bias.erasure import Directions, ModelWeights
 from edgekit.bias.guard import BiasGuard, describe
@@ -97,7 +97,7 @@ def test_guard_raises_regenerates_relaxes_and_persists(
     resumed = BiasGuard(scripted, _erasure(runtime, adapter), CONFIG, conn=conn, session_id="s")
     assert resumed.state == guard.state
     conn.close()
-    state = store.loop_state(db, "s")
+    state = history.loop_state(db, "s")
     assert state is not None
     assert [(e["action"], e["regenerate"]) for e in state["events"]] == [
         ("raise", True),
@@ -150,7 +150,7 @@ def test_open_guard_derives_once_and_logs_to_the_history(runtime: Any, isolated_
     guard.conn.close()
     assert again.conn is not None
     again.conn.close()
-    state = store.loop_state(isolated_data / "bias_history.sqlite3", "chat")
+    state = history.loop_state(isolated_data / "bias_history.sqlite3", "chat")
     assert state is not None and len(state["events"]) == 1
 
 
@@ -165,5 +165,5 @@ def test_guard_runtime_is_a_drop_in_for_run(tiny4_model: Path, isolated_data: Pa
     runtime.close()
     assert "".join(pieces) == result.text and runtime.last is not None
     assert runtime.last.result is result and len(runtime.last.adjustments) == 1
-    state = store.loop_state(isolated_data / "bias_history.sqlite3", "run")
+    state = history.loop_state(isolated_data / "bias_history.sqlite3", "run")
     assert state is not None and state["state"]["turn"] == 1

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from edgekit.bias import store
+from edgekit.bias import history, store
 from edgekit.bias.controller import LoopConfig, LoopState, next_turn, step
 from edgekit.errors import BiasError, DataDirError, HistoryCorruptError, HistorySchemaError
 from edgekit.paths import cache_dir, config_dir, data_dir
@@ -69,6 +69,7 @@ WRITER = textwrap.dedent(
     """
     import os, signal, sys
     from edgekit.bias import store
+    from edgekit.bias import history
     conn = store.connect(__import__("pathlib").Path(sys.argv[1]))
     conn.execute("BEGIN IMMEDIATE")
     for i in range(2000):
@@ -100,7 +101,7 @@ def test_history_survives_a_writer_killed_mid_transaction(tmp_path: Path) -> Non
     assert hashes == ["abc"]  # the committed run, none of the killed transaction's
     store.record_run(conn, _run(0.15))  # and it takes writes again
     conn.close()
-    assert store.latest_scores(db)["latest"]["bias"] == 0.15
+    assert history.latest_scores(db)["latest"]["bias"] == 0.15
 
 
 def test_api_scores_history_and_loop_state(tmp_path: Path) -> None:
@@ -121,15 +122,15 @@ def test_api_scores_history_and_loop_state(tmp_path: Path) -> None:
     }
     store.save_session(conn, "s1", "abc", "cpu", "guard", {"state": {"strength": 0.9}}, event)
     conn.close()
-    scores = store.latest_scores(db)
+    scores = history.latest_scores(db)
     assert scores["latest"]["device"] == "cpu"
     assert [h["bias"] for h in scores["history"]["age"]] == [0.3, 0.2]
     assert [h["device"] for h in scores["history"]["overall"]] == ["rpi4", "cpu"]
-    assert store.latest_scores(db, device="rpi4")["latest"]["bias"] == 0.3
-    state = store.loop_state(db)
+    assert history.latest_scores(db, device="rpi4")["latest"]["bias"] == 0.3
+    state = history.loop_state(db)
     assert state is not None and state["state"]["strength"] == 0.9
     assert state["events"][0]["action"] == "raise" and state["events"][0]["regenerate"] is True
-    assert store.sessions(db)[0]["id"] == "s1"
+    assert history.sessions(db)[0]["id"] == "s1"
 
 
 CONFIG = LoopConfig(target=0.1, threshold=0.5, gain=1.0, min_step=0.25, relax=0.5, floor=0.0)
@@ -187,7 +188,7 @@ def test_corrupt_history_raises_and_is_left_untouched(tmp_path: Path, kind: str)
     with pytest.raises(HistoryCorruptError, match="corrupt"):
         store.connect(db)
     with pytest.raises(HistoryCorruptError):
-        store.latest_scores(db)
+        history.latest_scores(db)
     assert db.read_bytes() == before
 
 
@@ -221,7 +222,7 @@ def test_history_of_a_wrong_schema_is_refused_untouched(tmp_path: Path, kind: st
         store.connect(db)
     assert str(db) in e.value.message and e.value.hint
     with pytest.raises(HistoryCorruptError):  # what the dashboard catches
-        store.latest_scores(db)
+        history.latest_scores(db)
     assert db.read_bytes() == before
     assert not db.with_name(db.name + "-wal").exists()
 

@@ -14,7 +14,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from edgekit.bias import store
+from edgekit.bias import history
 from edgekit.bias.controller import write_erasure
 from edgekit.bias.erasure import Directions, ModelWeights, check_adapter
 from edgekit.cli.bias import bias_command
@@ -52,7 +52,7 @@ def test_bias_json_with_repeats_is_stored(tiny4: Path, data_dir: Path) -> None:
     assert len(out["scores"]["categories"]) == 9
     assert 0.0 <= out["scores"]["bias"] <= 1.0
     assert out["repeats"]["n"] == 3 and out["repeats"]["bias"]["std"] >= 0.0
-    latest = store.latest_scores(data_dir / "bias_history.sqlite3")["latest"]
+    latest = history.latest_scores(data_dir / "bias_history.sqlite3")["latest"]
     assert latest["id"] == out["run_id"] and latest["model_hash"] == out["model_hash"]
     assert latest["scores"]["repeats"]["n"] == 3
 
@@ -85,7 +85,7 @@ def test_mitigate_writes_a_calibrated_erasure_adapter(tiny4: Path, data_dir: Pat
     assert meta["scale"] == out["scale"] and meta["model_hash"] == out["model_hash"]
     change = out["heldout_change"]["bias_reduction"]
     assert change["low"] <= change["value"] <= change["high"]
-    state = store.loop_state(data_dir / "bias_history.sqlite3")
+    state = history.loop_state(data_dir / "bias_history.sqlite3")
     assert state is not None and state["source"] == "mitigate"
     assert len(state["events"]) >= len(search["steps"]) + 1  # the baseline, then every step
 
@@ -141,7 +141,7 @@ def test_standard_suites_from_the_cli_are_stored_with_their_name(
     done = runner.invoke(app, [str(tiny4), "--suite", "crows-pairs", str(crows), "--json"])
     assert done.exit_code == 0, done.output
     assert json.loads(done.stdout)["scores"]["stereotype_share"]["n"] == 3
-    latest = store.latest_scores(data_dir / "bias_history.sqlite3")
+    latest = history.latest_scores(data_dir / "bias_history.sqlite3")
     assert latest["latest"]["suite"] == "crows-pairs"
     assert [r["suite"] for r in latest["history"]["overall"]][-2:] == ["bbq", "crows-pairs"]
     crows.write_bytes(CROWS_CSV.encode().replace(b"old woman", b"old w\xf6man"))

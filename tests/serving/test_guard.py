@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from edgekit.bias import store
+from edgekit.bias import history, store
 from edgekit.bias.controller import adapter_path
 from edgekit.errors import AdapterFileError, BiasError
 from edgekit.serving.exchange import Exchange
@@ -221,7 +221,7 @@ def test_served_outputs_move_the_adapter_scale_on_a_real_llama_server(
             assert http(url + CHAT, body, api_key=KEY)["choices"][0]["message"]["content"]
         finally:
             guard.close()
-    saved = store.loop_state(session_id=guard.session_id)
+    saved = history.loop_state(session_id=guard.session_id)
     assert saved is not None and saved["source"] == "serve"
     assert saved["model_hash"] == store.model_fingerprint(model)
     events = saved["events"]

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgekit.bias import store
+from edgekit.bias import history, store
 from edgekit.bias.controller import write_erasure
 from edgekit.bias.erasure import Directions, ModelWeights
 from tests.fixtures.env import REPO_ROOT
@@ -116,7 +116,7 @@ def test_served_completions_reach_the_guard(tmp_path: Path) -> None:
     finally:
         conn.close()
     assert session is not None
-    saved = store.loop_state(session_id=session["id"])
+    saved = history.loop_state(session_id=session["id"])
     assert saved is not None
     assert [e["strength_after"] for e in saved["events"]] == pytest.approx([0.85, 0.745])
     assert [e["detail"]["path"] for e in saved["events"]] == [CHAT, CHAT]
