@@ -120,9 +120,18 @@ def test_adapter_for_another_model_is_refused(tiny4: Path, data_dir: Path, tmp_p
     assert done.exit_code == 2, done.output
     error = json.loads(done.stdout)
     assert error["error"] == "AdapterFileError" and "made for another model" in error["message"]
-    done = runner.invoke(
-        app, [str(wide), "--adapter", str(adapter), "--split", "heldout", "--json", "--no-history"]
-    )
+    crows = tmp_path / "crows.csv"  # a few pairs: what counts is that the adapter is taken
+    crows.write_text(CROWS_CSV, encoding="utf-8")
+    args = [
+        "--adapter",
+        str(adapter),
+        "--suite",
+        "crows-pairs",
+        str(crows),
+        "--json",
+        "--no-history",
+    ]
+    done = runner.invoke(app, [str(wide), *args])
     assert done.exit_code == 0, done.output
 
 
@@ -180,7 +189,9 @@ def test_a_history_path_with_markup_prints_as_text(
 ) -> None:
     data = tmp_path / "[/]data"
     monkeypatch.setenv("EDGEKIT_DATA_DIR", str(data))
-    done = runner.invoke(app, [str(tiny4), "--split", "heldout"])
+    crows = tmp_path / "crows.csv"
+    crows.write_text(CROWS_CSV, encoding="utf-8")
+    done = runner.invoke(app, [str(tiny4), "--suite", "crows-pairs", str(crows)])
     assert done.exit_code == 0, done.output
     assert f"stored in the history: {data}" in " ".join(done.output.split())
 
