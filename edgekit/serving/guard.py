@@ -272,7 +272,7 @@ class Guard:
         elif self._drift_check_due() and (
             abs((found := self.setter.scale()) - adj.strength_after) > SCALE_TOLERANCE
         ):
-            # A client with the key can POST /lora-adapters too: the guard's scale wins again.
+            # Set on llama-server's own port by a process with the key: the guard's scale wins.
             log.warning(
                 "bias guard: the adapter's scale was %.3f, not %.3f: set again",
                 found,

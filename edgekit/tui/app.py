@@ -260,12 +260,11 @@ class DashboardApp(App[None]):
             pool = plan_pool(model, device, n_ctx, self.rpc) if self.rpc else None
             if pool:
                 plan = pool.run
+                self.post_from_worker(PoolReady(pool))
             else:
                 plan, note = clamp_threads(plan_run(model, device, n_ctx, threads=self.threads))
                 if note:
                     self.post_from_worker(Note(note))
-            if pool:
-                self.post_from_worker(PoolReady(pool))
             self.post_from_worker(PlanReady(plan))
             # A message, not call_from_thread: that blocks, and would hang a quit mid-load.
             self.post_from_worker(BiasScores(bias_summary(plan)))
