@@ -13,11 +13,13 @@ if TYPE_CHECKING:
 
 
 def fit_history(
-    runtime: Runtime, messages: list[dict[str, str]], n_ctx: int, reserve: int
+    runtime: Runtime, messages: list[dict[str, str]], n_ctx: int, max_reply: int
 ) -> tuple[list[int], int]:
-    """The conversation's tokens, leaving `reserve` tokens for the reply: the oldest turns are
-    dropped (in place) until it fits; system messages and the newest message are always kept.
+    """The conversation's tokens, leaving room for the reply (max_reply tokens, at most half the
+    context, so a long -n does not empty the history): the oldest turns are dropped (in place)
+    until it fits; system messages and the newest message are always kept.
     Returns the tokens and how many turns were dropped."""
+    reserve = min(max_reply, n_ctx // 2)
     dropped = 0
     while True:
         try:

@@ -203,8 +203,7 @@ def _chat(runtime: Runtime, plan: RunPlan, params: SamplingParams, as_json: bool
         if not line.strip():
             continue
         messages.append({"role": "user", "content": line.strip()})
-        reserve = min(params.max_tokens, plan.n_ctx // 2)
-        tokens, dropped = fit_history(runtime, messages, plan.n_ctx, reserve)
+        tokens, dropped = fit_history(runtime, messages, plan.n_ctx, params.max_tokens)
         if dropped and not as_json:
             err_console.print(
                 Text(

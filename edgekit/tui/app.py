@@ -330,8 +330,7 @@ class DashboardApp(App[None]):
         error: EdgekitError | None = None
         dropped = 0
         try:
-            reserve = min(self.params.max_tokens, n_ctx // 2)
-            tokens, dropped = fit_history(runtime, messages, n_ctx, reserve)
+            tokens, dropped = fit_history(runtime, messages, n_ctx, self.params.max_tokens)
             result = runtime.generate(tokens, self.params, on_token=self.on_token)
         except GenerationStopped:
             pass
