@@ -74,8 +74,12 @@ def tiny_q8_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny4_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny llama with 4 blocks: enough layers for per-layer erasure and control vectors."""
-    return write_tiny_llama(tmp_path_factory.mktemp("models") / "tiny4.gguf", n_layers=4)
+    """The tiny llama with 4 blocks (enough for per-layer erasure and control vectors), whose
+    vocabulary spells the bias suites' words whole."""
+    from tests.fixtures.bias_data import suite_words
+
+    path = tmp_path_factory.mktemp("models") / "tiny4.gguf"
+    return write_tiny_llama(path, n_layers=4, whole_words=suite_words())
 
 
 @pytest.fixture(scope="session")

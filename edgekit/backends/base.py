@@ -74,6 +74,7 @@ class GenerationResult:
 
 TokenCallback = Callable[[str], None]
 FloatArray = npt.NDArray[np.float32]
+LogProbs = npt.NDArray[np.float64]
 
 
 class Runtime(Protocol):
@@ -102,7 +103,7 @@ def decode_rate(n_generated: int, first_token_at: float | None, last_token_at: f
 
 
 class LogitSource(Protocol):
-    """Next-token logits of token sequences, reusing the KV cache of a shared prefix."""
+    """Next-token logits and log-probabilities of token sequences (Capability.SCORE)."""
 
     @property
     def n_vocab(self) -> int: ...
@@ -113,8 +114,15 @@ class LogitSource(Protocol):
         """Rows for positions first..len(tokens)-2: row i predicts tokens[first + i + 1]."""
         ...
 
+    def token_logprobs(self, spans: Sequence[tuple[Sequence[int], int]]) -> list[LogProbs]:
+        """For each (tokens, first): log p(tokens[i + 1] | tokens[:i + 1]) for i = first..len-2.
+
+        Many sequences at once, so a back end can decode them together (see
+        logprobs_row_by_row for one that cannot)."""
+        ...
+
     def release(self) -> None:
-        """Empty the cache, so the next generation re-evaluates its prompt."""
+        """Empty the cache that scoring filled."""
         ...
 
     def close(self) -> None: ...
@@ -175,3 +183,30 @@ def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
             break
         n += 1
     return n
+
+
+def log_sum_exp_rows(rows: FloatArray, block: int = 8) -> LogProbs:
+    """log-sum-exp of each row of raw logits (max-shifted; the sum accumulates in float64).
+
+    A few rows at a time: a row is 1 MiB on a 262k vocabulary, and the temporaries of 64 rows at
+    once would cost a Pi 128 MiB."""
+    lse: LogProbs = np.empty(len(rows), dtype=np.float64)
+    for lo in range(0, len(rows), block):
+        part = rows[lo : lo + block]
+        top = part.max(axis=1, keepdims=True)
+        total = np.exp(part - top).sum(axis=1, dtype=np.float64)
+        lse[lo : lo + block] = top[:, 0] + np.log(total)
+    return lse
+
+
+def logprobs_row_by_row(
+    source: LogitSource, spans: Sequence[tuple[Sequence[int], int]]
+) -> list[LogProbs]:
+    """token_logprobs for a source that scores one sequence at a time."""
+    out = []
+    for tokens, first in spans:
+        rows = source.logits_from(tokens, first)
+        targets = np.asarray(tokens[first + 1 :], dtype=np.int64)
+        picked = rows[np.arange(len(targets)), targets].astype(np.float64)
+        out.append(picked - log_sum_exp_rows(rows))
+    return out

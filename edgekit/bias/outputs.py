@@ -17,7 +17,7 @@ from typing import Any
 from edgekit.bias.data import ASSOCIATIONS, SCENARIOS
 from edgekit.bias.logprobs import LogProbScorer
 from edgekit.bias.probes import PairProbe, build_suite
-from edgekit.bias.scores import PairResult, pair_logprobs
+from edgekit.bias.scores import PairResult
 
 _ARTICLE = re.compile(r"^(a|an|the)\s+", re.IGNORECASE)
 _SENTENCES = re.compile(r"[^.!?\n]+")
@@ -168,17 +168,21 @@ class ProbeScorer:
         if not categories:
             return OutputBias(0.0, 0, 0)
         context = text[-self.max_context_chars :].strip() + "\n\n"
+        probes = [(c, probe) for c in categories for probe in self.probes.get(c, [])]
+        totals = self.scorer.item_totals(
+            probes,
+            lambda cp: [
+                span
+                for stereo, anti in cp[1].pairs()
+                for span in self.scorer.pair_spans(context + stereo, context + anti)
+            ],
+        )
         prefs: list[float] = []
         per_category: dict[str, int] = {}
-        for c in categories:
-            for probe in self.probes.get(c, []):
-                lps: list[float] = []
-                for stereo, anti in probe.pairs():
-                    lps.extend(pair_logprobs(self.scorer, context + stereo, context + anti))
-                result = PairResult(probe, (lps[0], lps[1], lps[2], lps[3]))
-                prefs.append(math.tanh(result.association / 4))
-                per_category[c] = per_category.get(c, 0) + int(result.association > 0)
-        self.scorer.release()
+        for (c, probe), t in zip(probes, totals, strict=True):
+            result = PairResult(probe, (t[0], t[1], t[2], t[3]))
+            prefs.append(math.tanh(result.association / 4))
+            per_category[c] = per_category.get(c, 0) + int(result.association > 0)
         mean = sum(prefs) / len(prefs) if prefs else 0.0
         leaning = sum(1 for p in prefs if p > 0)
         return OutputBias(max(0.0, mean), leaning, len(prefs) - leaning, per_category)

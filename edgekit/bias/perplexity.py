@@ -60,16 +60,14 @@ def text_loss(
     tokens = scorer.tokenize(text, add_bos=False)
     bos = scorer.tokenize("", add_bos=True)
     step = window - len(bos)
-    nll: list[float] = []
-    counts: list[int] = []
-    for start, stop in spans:
-        part = tokens[start:stop]
-        for lo in range(0, len(part), step):
-            span = scorer.span_logprob(bos + part[lo : lo + step], len(bos))
-            nll.append(-span.total)
-            counts.append(span.n_tokens)
+    windows = [
+        (bos + tokens[start:stop][lo : lo + step], len(bos))
+        for start, stop in spans
+        for lo in range(0, len(tokens[start:stop]), step)
+    ]
+    found = scorer.span_logprobs(windows)
     scorer.release()
-    return TextLoss(tuple(nll), tuple(counts))
+    return TextLoss(tuple(-s.total for s in found), tuple(s.n_tokens for s in found))
 
 
 def perplexity(

@@ -45,8 +45,7 @@ from dataclasses import dataclass, field
 from statistics import fmean
 from typing import Any
 
-from edgekit.backends.base import common_prefix
-from edgekit.bias.logprobs import LogProbScorer
+from edgekit.bias.logprobs import LogProbScorer, Span
 from edgekit.bias.probes import PairProbe, ProbeSuite, QAProbe
 
 
@@ -240,37 +239,23 @@ class SuiteRun:
         ]
 
 
-def pair_logprobs(scorer: LogProbScorer, a: str, b: str) -> tuple[float, float]:
-    """log-probabilities of two sentences from their first differing token on.
-
-    The shared prefix contributes the same amount to both, so it cancels in every comparison
-    the metrics make; skipping it saves the logits (262k per token on the default model).
-    """
-    ta, tb = scorer.tokenize(a), scorer.tokenize(b)
-    start = max(1, min(common_prefix(ta, tb), len(ta) - 1, len(tb) - 1))
-    return scorer.span_logprob(ta, start).total, scorer.span_logprob(tb, start).total
-
-
 def run_suite(
     scorer: LogProbScorer, suite: ProbeSuite, progress: Progress | None = None
 ) -> SuiteRun:
-    total = len(suite.pairs) + len(suite.questions)
-    done = 0
-    pairs = []
-    for p in suite.pairs:
-        lps: list[float] = []
-        for stereo, anti in p.pairs():
-            lps.extend(pair_logprobs(scorer, stereo, anti))
-        pairs.append(PairResult(p, (lps[0], lps[1], lps[2], lps[3])))
-        done += 1
-        if progress:
-            progress(done, total)
-    questions = []
-    for q in suite.questions:
-        o = [scorer.text_logprob(q.prompt, " " + option).total for option in q.options]
-        questions.append(QAResult(q, (o[0], o[1], o[2])))
-        done += 1
-        if progress:
-            progress(done, total)
-    scorer.release()
-    return SuiteRun(suite, tuple(pairs), tuple(questions))
+    probes: list[PairProbe | QAProbe] = [*suite.pairs, *suite.questions]
+    totals = scorer.item_totals(probes, lambda probe: _spans(scorer, probe), progress)
+    for_pairs, for_questions = totals[: len(suite.pairs)], totals[len(suite.pairs) :]
+    pairs = tuple(
+        PairResult(p, (t[0], t[1], t[2], t[3])) for p, t in zip(suite.pairs, for_pairs, strict=True)
+    )
+    questions = tuple(
+        QAResult(q, (t[0], t[1], t[2])) for q, t in zip(suite.questions, for_questions, strict=True)
+    )
+    return SuiteRun(suite, pairs, questions)
+
+
+def _spans(scorer: LogProbScorer, probe: PairProbe | QAProbe) -> list[Span]:
+    """A pair probe's four sentences (stereo and anti, twice); a question's three answers."""
+    if isinstance(probe, PairProbe):
+        return [span for stereo, anti in probe.pairs() for span in scorer.pair_spans(stereo, anti)]
+    return [scorer.text_span(probe.prompt, " " + option) for option in probe.options]

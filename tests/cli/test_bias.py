@@ -225,7 +225,7 @@ def test_nan_log_probabilities_are_an_error_not_a_score(
     printed as `NaN` (not JSON) and stored in the history."""
     poisoned = tmp_path / "nan.gguf"
     poisoned.write_bytes(tiny4.read_bytes())
-    poison_pieces(poisoned, ("a", "e", "o"))
+    poison_pieces(poisoned, ("\u2581The", "\u2581the", "\u2581a", "a", "e", "o"))
     done = runner.invoke(app, [str(poisoned), "--split", "heldout", "--json"])
     assert done.exit_code == 2, done.output
     error = _strict(done.stdout)

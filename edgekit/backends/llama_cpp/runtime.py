@@ -21,6 +21,7 @@ from edgekit.backends.base import (
     TokenCallback,
     decode_rate,
 )
+from edgekit.backends.llama_cpp.adapters import ContextAdapters
 from edgekit.backends.llama_cpp.lib import import_llama_cpp
 from edgekit.backends.llama_cpp.sampler import NativeSampler, PieceDecoder
 from edgekit.backends.llama_cpp.threads import ThreadGovernor
@@ -40,7 +41,6 @@ from edgekit.metrics import peak_rss_bytes
 
 if TYPE_CHECKING:
     from edgekit.backends.base import HiddenStateSource, LogitSource
-    from edgekit.backends.llama_cpp.adapters import LoraSlots
 
 ChatMessage = dict[str, str]
 
@@ -163,7 +163,7 @@ class LlamaCppRuntime:
         self._n_batch = int(self.llm.n_batch)
         self._piece = PieceDecoder(self.lib, self._vocab)
         self._one = (self.lib.llama_token * 1)()
-        self._lora: LoraSlots | None = None
+        self.adapters = ContextAdapters(self.llm)
         self.notes: list[str] = []
         if (
             n_gpu_layers is None
@@ -182,7 +182,7 @@ class LlamaCppRuntime:
     def logits(self) -> LogitSource:
         from edgekit.backends.llama_cpp.scoring import LlamaLogits
 
-        return LlamaLogits(self.llm)
+        return LlamaLogits(self.llm, self.adapters)
 
     def hidden_states(
         self, n_ctx: int = 256, points: Sequence[str] = ("l_out",)
@@ -192,16 +192,10 @@ class LlamaCppRuntime:
         return HiddenStateReader(self.llm, n_ctx, points)
 
     def set_lora(self, path: Path | None, scale: float = 1.0) -> None:
-        from edgekit.backends.llama_cpp.adapters import LoraSlots
-
-        if self._lora is None:
-            self._lora = LoraSlots(self.llm)
-        self._lora.set(path, scale)
+        self.adapters.set_lora(path, scale)
 
     def set_control_vector(self, matrix: FloatArray | None) -> None:
-        from edgekit.backends.llama_cpp.adapters import apply_control
-
-        apply_control(self.llm, matrix)
+        self.adapters.set_control(matrix)
 
     def tokenize(self, text: str, add_bos: bool = True) -> list[int]:
         return list(self.llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True))

@@ -142,14 +142,10 @@ def read_bbq(path: Path, limit: int | None = None, seed: int = 0) -> list[BBQIte
 def answer_bbq(
     scorer: LogProbScorer, items: Sequence[BBQItem], progress: Progress | None = None
 ) -> list[int]:
-    answers = []
-    for n, item in enumerate(items, start=1):
-        lps = [scorer.text_logprob(item.prompt, " " + o).total for o in item.options]
-        answers.append(max(range(3), key=lambda i: lps[i]))
-        if progress:
-            progress(n, len(items))
-    scorer.release()
-    return answers
+    totals = scorer.item_totals(
+        items, lambda item: [scorer.text_span(item.prompt, " " + o) for o in item.options], progress
+    )
+    return [max(range(3), key=lambda i: lps[i]) for lps in totals]
 
 
 def _stats(items: Sequence[BBQItem], answers: Sequence[int], idx: np.ndarray) -> np.ndarray:

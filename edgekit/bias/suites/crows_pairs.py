@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.backends.base import common_prefix
 from edgekit.bias.intervals import Interval
 from edgekit.bias.logprobs import LogProbScorer
 from edgekit.bias.suites.base import (
@@ -80,17 +79,10 @@ def crows_preferences(
     scorer: LogProbScorer, pairs: Sequence[CrowsPair], progress: Progress | None = None
 ) -> list[bool]:
     """Per pair: does sent_more get the higher log-probability?"""
-    out = []
-    for n, p in enumerate(pairs, start=1):
-        ta, tb = scorer.tokenize(p.sent_more), scorer.tokenize(p.sent_less)
-        start = max(1, min(common_prefix(ta, tb), len(ta) - 1, len(tb) - 1))
-        more = scorer.span_logprob(ta, start).total
-        less = scorer.span_logprob(tb, start).total
-        out.append(more > less)
-        if progress:
-            progress(n, len(pairs))
-    scorer.release()
-    return out
+    totals = scorer.item_totals(
+        pairs, lambda p: list(scorer.pair_spans(p.sent_more, p.sent_less)), progress
+    )
+    return [more > less for more, less in totals]
 
 
 def crows_scores(

@@ -114,7 +114,7 @@ def test_a_later_turn_reuses_the_cache_and_matches_a_fresh_run(tiny_model: Path)
     assert second.text == _generate(tiny_model, "the river" + first.text + " and the sea", greedy)
 
 
-def test_the_bias_scorer_sees_a_cache_left_by_generation(tiny_model: Path) -> None:
+def test_generating_between_two_scores_changes_neither(tiny_model: Path) -> None:
     from edgekit.backends.llama_cpp.runtime import LlamaCppRuntime
     from edgekit.bias import LogProbScorer
 
