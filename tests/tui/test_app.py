@@ -142,8 +142,8 @@ async def test_switch_model_loads_the_new_one(tiny_model: Path, tiny_q8_model: P
         assert app.query_one("#types", DataTable).get_row("Q8_0")[0] == "Q8_0"
 
 
-async def test_bias_guard_toggles_on_and_off(tiny_model: Path) -> None:
-    app = DashboardApp(DashboardTarget(str(tiny_model)), params=GREEDY)
+async def test_bias_guard_toggles_on_and_off(tiny4_model: Path) -> None:
+    app = DashboardApp(DashboardTarget(str(tiny4_model)), params=GREEDY)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_until(pilot, lambda: app.state == "ready")
         await pilot.press("ctrl+g")
