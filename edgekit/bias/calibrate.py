@@ -48,7 +48,7 @@ from edgekit.bias.controller import (
     write_erasure,
 )
 from edgekit.bias.data import CATEGORIES
-from edgekit.bias.derive import DEFAULT_RANK, directions_from, observe_contrasts
+from edgekit.bias.derive import DEFAULT_RANK, directions_at, observe_contrasts
 from edgekit.bias.erasure import Directions, ModelWeights, Observations
 from edgekit.bias.intervals import share_below
 from edgekit.bias.logprobs import LogProbScorer
@@ -82,14 +82,20 @@ class Fold:
 
 
 def cross_fit(
-    obs: Observations, n_layer: int, suite: ProbeSuite, folds: int = FOLDS, rank: int = DEFAULT_RANK
-) -> list[Fold]:
-    out = []
+    obs: Observations,
+    n_layer: int,
+    suite: ProbeSuite,
+    folds: int = FOLDS,
+    ranks: Sequence[int] = (DEFAULT_RANK,),
+) -> dict[int, list[Fold]]:
+    """Per rank, each fold's probes and the directions derived without its pairs."""
+    out: dict[int, list[Fold]] = {r: [] for r in ranks}
     for k in range(folds):
         pairs = tuple(p for p in suite.pairs if fold_of(p.source, folds) == k)
         questions = tuple(q for q in suite.questions if fold_of(q.source, folds) == k)
         unseen = obs.without({p.source for p in pairs})
-        out.append(Fold(ProbeSuite(pairs, questions), directions_from(unseen, n_layer, rank)))
+        for r, directions in directions_at(unseen, n_layer, ranks).items():
+            out[r].append(Fold(ProbeSuite(pairs, questions), directions))
     return out
 
 
@@ -118,9 +124,11 @@ class OutOfFold:
         n_layer: int,
         text: str,
         workdir: Path,
+        ranks: Sequence[int] = (),
     ) -> None:
+        """ranks: the ones the search may try, derived together when the first is needed."""
         self.runtime, self.weights, self.obs, self.n_layer = runtime, weights, obs, n_layer
-        self.text, self.workdir = text, workdir
+        self.text, self.workdir, self.ranks = text, workdir, tuple(ranks)
         self.suite = build_suite("calibration")
         self.scorer = LogProbScorer(runtime.logits())
         self._written = 0
@@ -128,15 +136,20 @@ class OutOfFold:
         self._folds: dict[int, list[Fold]] = {}
 
     def shipped(self, rank: int) -> Directions:
-        """Directions from every calibration pair at `rank`, derived once per rank."""
+        """Directions from every calibration pair at `rank` (every rank derived at once)."""
         if rank not in self._shipped:
-            self._shipped[rank] = directions_from(self.obs, self.n_layer, rank)
+            self._shipped.update(directions_at(self.obs, self.n_layer, self._ranks(rank)))
         return self._shipped[rank]
 
     def folds(self, rank: int) -> list[Fold]:
         if rank not in self._folds:
-            self._folds[rank] = cross_fit(self.obs, self.n_layer, self.suite, rank=rank)
+            self._folds.update(
+                cross_fit(self.obs, self.n_layer, self.suite, ranks=self._ranks(rank))
+            )
         return self._folds[rank]
+
+    def _ranks(self, rank: int) -> tuple[int, ...]:
+        return tuple(sorted({rank, *self.ranks}))
 
     def _apply(self, directions: Directions, blocks: Sequence[int]) -> None:
         # A fresh file per trial: no two trials can share a loaded adapter handle.
@@ -250,7 +263,7 @@ def calibrate_erasure(
     weights = ModelWeights(runtime.info.path)
     workdir = target.parent if target.parent.is_dir() else None
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-        trials = OutOfFold(runtime, weights, obs, n_layer, text, Path(tmp))
+        trials = OutOfFold(runtime, weights, obs, n_layer, text, Path(tmp), cfg.ranks)
         try:
             every = list(range(n_layer))
             result = choose(trials, late_bands(every, bands), cfg, on_step)

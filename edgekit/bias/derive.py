@@ -19,7 +19,7 @@ from edgekit.bias.erasure import (
     Observations,
     contrast_labels,
     contrast_sources,
-    derive_directions,
+    derive_at_ranks,
     group_contrasts,
     observe,
 )
@@ -99,7 +99,15 @@ def observe_contrasts(
 
 
 def directions_from(obs: Observations, n_layer: int, rank: int = DEFAULT_RANK) -> Directions:
-    found = derive_directions(obs, rank)
+    return directions_at(obs, n_layer, (rank,))[rank]
+
+
+def directions_at(obs: Observations, n_layer: int, ranks: Sequence[int]) -> dict[int, Directions]:
+    """Directions at each rank (one decomposition per reader input serves them all)."""
+    return {r: _fill_last_blocks(d, n_layer) for r, d in derive_at_ranks(obs, ranks).items()}
+
+
+def _fill_last_blocks(found: Directions, n_layer: int) -> Directions:
     # llama.cpp may cut the last block to the rows that produce logits before a reader's input
     # (the feed-forward part's), so that input is never read whole: it takes the nearest
     # earlier block's eraser.

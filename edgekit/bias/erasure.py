@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +137,23 @@ def _first_difference(a: Sequence[int], b: Sequence[int]) -> int:
     return max(1, min(n, len(a) - 1, len(b) - 1))
 
 
+@dataclass(frozen=True)
+class Whitening:
+    """S^(1/2), S^(-1/2) and S^-1 of a covariance shrunk by `shrink` (see SHRINK)."""
+
+    half: Array
+    inv_half: Array
+    inv: Array
+
+    @classmethod
+    def of(cls, cov: Array, shrink: float) -> Whitening:
+        n = cov.shape[0]
+        s = cov.astype(np.float64) + shrink * float(np.trace(cov)) / n * np.eye(n)
+        ev, q = np.linalg.eigh(s)
+        ev = np.maximum(ev, ev.max() * 1e-9)
+        return cls((q * np.sqrt(ev)) @ q.T, (q / np.sqrt(ev)) @ q.T, (q / ev) @ q.T)
+
+
 @dataclass
 class Statistics:
     """Running sums of one reader input's states (position 0 left out: Gemma keeps a huge
@@ -145,6 +162,10 @@ class Statistics:
     n: int = 0
     total: Array | None = None
     outer: Array | None = None
+    # The whitening depends on the plain text alone, which every fold and rank of a search
+    # shares: computed once per shrink (an eigh and three products of 1,024-wide matrices per
+    # reader input, about half of a derivation on Gemma 3 270M).
+    _whitened: dict[float, Whitening] = field(default_factory=dict, repr=False, compare=False)
 
     def add(self, states: FloatArray) -> None:
         x = states.astype(np.float64)
@@ -152,6 +173,12 @@ class Statistics:
         s, o = x.sum(axis=0), x.T @ x
         self.total = s if self.total is None else self.total + s
         self.outer = o if self.outer is None else self.outer + o
+        self._whitened.clear()
+
+    def whitening(self, shrink: float) -> Whitening:
+        if shrink not in self._whitened:
+            self._whitened[shrink] = Whitening.of(self.moments()[1], shrink)
+        return self._whitened[shrink]
 
     def moments(self) -> tuple[Array, Array]:
         if self.total is None or self.outer is None or self.n < 2:
@@ -227,21 +254,25 @@ def observe(
     return Observations(contrasts, stats, tuple(labels), tuple(sources))
 
 
-def _top_directions(white: Array, rank: int, labels: Sequence[str]) -> Array:
-    """Orthonormal rows spanning the whitened contrasts' top directions: the top `rank` of all
-    of them, or with labels an equal share of the rank for each category's own contrasts, so
-    that the categories whose contrasts are largest do not take every direction."""
+def _singular_bases(white: Array, labels: Sequence[str]) -> tuple[list[Array], bool]:
+    """The whitened contrasts' right singular vectors: of all of them, or with labels of each
+    category's own contrasts (then True). Every rank of a search truncates the same ones."""
     if len(labels) != len(white):
-        _, _, vt = np.linalg.svd(white, full_matrices=False)
-        return vt[:rank]
+        return [np.linalg.svd(white, full_matrices=False)[2]], False
     groups = sorted(set(labels))
-    share = max(1, -(-rank // len(groups)))
-    rows = []
-    for g in groups:
-        _, _, vt = np.linalg.svd(white[[lab == g for lab in labels]], full_matrices=False)
-        rows.append(vt[:share])
-    q, _ = np.linalg.qr(np.concatenate(rows).T)
-    return q.T[: min(len(q.T), share * len(groups))]
+    rows = [white[[lab == g for lab in labels]] for g in groups]
+    return [np.linalg.svd(r, full_matrices=False)[2] for r in rows], True
+
+
+def _top_directions(bases: list[Array], rank: int, per_category: bool) -> Array:
+    """Orthonormal rows spanning the top directions: the top `rank` of all contrasts, or per
+    category an equal share of the rank, so that the categories whose contrasts are largest do
+    not take every direction."""
+    if not per_category:
+        return bases[0][:rank]
+    share = max(1, -(-rank // len(bases)))
+    q, _ = np.linalg.qr(np.concatenate([vt[:share] for vt in bases]).T)
+    return q.T[: min(len(q.T), share * len(bases))]
 
 
 # How far S is pulled toward a multiple of the identity (a share of its mean variance): tens of
@@ -261,35 +292,49 @@ def leace_eraser(
     rank: int,
     shrink: float = SHRINK,
     labels: Sequence[str] = (),
+    white: Whitening | None = None,
 ) -> Eraser:
     """The least-change eraser of the contrasts' top whitened directions (module doc), with S
-    shrunk by `shrink` (see SHRINK)."""
-    n = cov.shape[0]
-    s = cov.astype(np.float64) + shrink * float(np.trace(cov)) / n * np.eye(n)
-    ev, q = np.linalg.eigh(s)
-    ev = np.maximum(ev, ev.max() * 1e-9)
-    half, inv_half, inv = (q * np.sqrt(ev)) @ q.T, (q / np.sqrt(ev)) @ q.T, (q / ev) @ q.T
+    shrunk by `shrink` (see SHRINK); `white`: S's whitening, when already computed."""
+    w = white or Whitening.of(cov, shrink)
+    bases, per_category = _singular_bases(contrasts.astype(np.float64) @ w.inv_half, labels)
+    return _eraser(_top_directions(bases, rank, per_category), mean, w)
+
+
+def _eraser(v: Array, mean: Array, white: Whitening) -> Eraser:
     # At most n - 1 directions: A mu = 0 needs one dimension of its own (a rank as wide as a
     # small model's input would leave the constraints singular).
-    v = _top_directions(contrasts.astype(np.float64) @ inv_half, rank, labels)[: n - 1]
+    v = v[: white.half.shape[0] - 1]
     k = v.shape[0]
-    delta = half @ v.T
+    delta = white.half @ v.T
     g = np.concatenate([delta, mean.astype(np.float64)[:, None]], axis=1)
     # Lagrange: A = C^T G^T S^-1 with (G^T S^-1 G) C = [I; 0]; the last column keeps the mean.
     target = np.zeros((k + 1, k))
     target[:k] = np.eye(k)
-    c = np.linalg.solve(g.T @ inv @ g, target)
-    readout = (inv @ g @ c).T
+    c = np.linalg.solve(g.T @ white.inv @ g, target)
+    readout = (white.inv @ g @ c).T
     return Eraser(delta.astype(np.float32), readout.astype(np.float32))
 
 
 def derive_directions(obs: Observations, rank: int = 16, shrink: float = SHRINK) -> Directions:
-    erasers: dict[Site, Eraser] = {}
+    return derive_at_ranks(obs, (rank,), shrink)[rank]
+
+
+def derive_at_ranks(
+    obs: Observations, ranks: Sequence[int], shrink: float = SHRINK
+) -> dict[int, Directions]:
+    """Directions at each rank, from one whitening and one decomposition per reader input."""
+    erasers: dict[int, dict[Site, Eraser]] = {r: {} for r in ranks}
     for site, contrasts in sorted(obs.contrasts.items()):
-        mean, cov = obs.statistics[site].moments()
-        erasers[site] = leace_eraser(contrasts, mean, cov, rank, shrink, obs.labels)
+        stats = obs.statistics[site]
+        mean, white = stats.moments()[0], stats.whitening(shrink)
+        bases, per_category = _singular_bases(
+            contrasts.astype(np.float64) @ white.inv_half, obs.labels
+        )
+        for r in ranks:
+            erasers[r][site] = _eraser(_top_directions(bases, r, per_category), mean, white)
     n = max((c.shape[0] for c in obs.contrasts.values()), default=0)
-    return Directions(erasers, n)
+    return {r: Directions(found, n) for r, found in erasers.items()}
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ def test_folds_partition_the_calibration_probes_by_source() -> None:
     suite = build_suite("calibration")
     rt = FakeRuntime(FakeModel(planted=2.0))
     obs, n_layer = observe_contrasts(rt)
-    folds = cross_fit(obs, n_layer, suite, folds=2, rank=4)
+    folds = cross_fit(obs, n_layer, suite, folds=2, ranks=(4,))[4]
     assert len(folds) == 2
     ids = [p.id for f in folds for p in f.suite.pairs]
     assert sorted(ids) == sorted(p.id for p in suite.pairs)
