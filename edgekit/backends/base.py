@@ -143,6 +143,11 @@ class HiddenStateSource(Protocol):
         fresh cache per call."""
         ...
 
+    def read_many(self, seqs: Sequence[Sequence[int]]) -> list[dict[str, dict[int, FloatArray]]]:
+        """read() of each sequence, so a back end can decode them together (see
+        read_one_by_one for one that cannot)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -210,3 +215,10 @@ def logprobs_row_by_row(
         picked = rows[np.arange(len(targets)), targets].astype(np.float64)
         out.append(picked - log_sum_exp_rows(rows))
     return out
+
+
+def read_one_by_one(
+    source: HiddenStateSource, seqs: Sequence[Sequence[int]]
+) -> list[dict[str, dict[int, FloatArray]]]:
+    """read_many for a source that reads one sequence at a time."""
+    return [source.read(tokens) for tokens in seqs]

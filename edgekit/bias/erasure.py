@@ -209,6 +209,10 @@ class Observations:
         )
 
 
+# Pairs per read_many call: a back end decodes their sentences together where they fit.
+PAIRS_PER_READ = 32
+
+
 def observe(
     states: HiddenStateSource,
     tokenize: Any,
@@ -236,22 +240,38 @@ def observe(
                 stats.setdefault((point, block), Statistics()).add(x[1:])
 
     total = len(pairs) + len(texts)
-    for n, (a, b) in enumerate(pairs, start=1):
-        ta, tb = tokenize(a), tokenize(b)
-        start = _first_difference(ta, tb)
-        ra, rb = states.read(ta), states.read(tb)
-        for point in ra.keys() & rb.keys():
-            for block in ra[point].keys() & rb[point].keys():
-                d = ra[point][block][start:].mean(axis=0) - rb[point][block][start:].mean(axis=0)
-                rows.setdefault((point, block), []).append(d)
+    for lo in range(0, len(pairs), PAIRS_PER_READ):
+        chunk = [(tokenize(a), tokenize(b)) for a, b in pairs[lo : lo + PAIRS_PER_READ]]
+        reads = states.read_many([t for pair in chunk for t in pair])
+        for k, (ta, tb) in enumerate(chunk):
+            start = _first_difference(ta, tb)
+            ra, rb = reads[2 * k], reads[2 * k + 1]
+            for point in ra.keys() & rb.keys():
+                for block in ra[point].keys() & rb[point].keys():
+                    d = ra[point][block][start:].mean(axis=0) - rb[point][block][start:].mean(
+                        axis=0
+                    )
+                    rows.setdefault((point, block), []).append(d)
         if progress:
-            progress(n, total)
+            progress(lo + len(chunk), total)
     for n, tokens in enumerate(texts, start=len(pairs) + 1):
         record(states.read(tokens))
         if progress:
             progress(n, total)
     contrasts = {site: np.stack(r).astype(np.float32) for site, r in rows.items()}
     return Observations(contrasts, stats, tuple(labels), tuple(sources))
+
+
+def _contrast(
+    ra: dict[str, dict[int, FloatArray]], rb: dict[str, dict[int, FloatArray]], start: int
+) -> list[tuple[Site, FloatArray]]:
+    """Per site both reads have: mean state of A minus that of B from the first differing token."""
+    out = []
+    for point in ra.keys() & rb.keys():
+        for block in ra[point].keys() & rb[point].keys():
+            a, b = ra[point][block][start:], rb[point][block][start:]
+            out.append(((point, block), a.mean(axis=0) - b.mean(axis=0)))
+    return out
 
 
 def _singular_bases(white: Array, labels: Sequence[str]) -> tuple[list[Array], bool]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from edgekit.backends.base import GenerationResult, SamplingParams, TokenCallback
@@ -28,6 +28,39 @@ from edgekit.bias.controller import (
 from edgekit.bias.outputs import LexiconScorer, OutputBias
 
 log = logging.getLogger("edgekit.bias")
+
+MAX_SCALE = 1.0  # the exact erasure (ScaleLimits)
+FLOOR_SHARE = 0.5
+
+
+@dataclass(frozen=True)
+class ScaleLimits:
+    """The range every guard (run, dashboard, serve) keeps an erasure adapter's scale in.
+
+    - ceiling: the scale `edgekit bias --mitigate` calibrated and checked against its perplexity
+      and accuracy limits, and never above 1. Scale 1 is the exact erasure, W' = (I - D A) W;
+      past 1 the adapter reflects the erased component (W - 2 D A W at scale 2) instead of
+      removing it, which no calibration measured.
+    - floor: FLOOR_SHARE of the ceiling. A session starts at the ceiling (the adapter as it was
+      validated); outputs that score clean relax it toward the floor, and biased ones push it
+      back up. A floor above 0 keeps a partial erasure on through a long clean stretch, where a
+      per-output score (noisy on a small model) would otherwise turn the erasure off entirely.
+    """
+
+    floor: float
+    ceiling: float
+
+    @classmethod
+    def from_calibrated(cls, calibrated: float) -> ScaleLimits:
+        """From the calibrated scale; an uncalibrated adapter (0) gets the exact erasure."""
+        ceiling = min(MAX_SCALE, calibrated) if calibrated > 0 else MAX_SCALE
+        return cls(floor=FLOOR_SHARE * ceiling, ceiling=ceiling)
+
+
+def loop_config(limits: ScaleLimits, base: LoopConfig | None = None) -> LoopConfig:
+    """The controller's settings within `limits`; serve passes no regenerations (a served
+    response has already gone to the client)."""
+    return replace(base or LoopConfig(), floor=limits.floor, max_strength=limits.ceiling)
 
 
 class OutputScorer(Protocol):
@@ -220,19 +253,17 @@ def open_guard(
 ) -> BiasGuard:
     """A guard for `edgekit run --bias-guard`, with the model's saved constraint and history.
 
-    The floor (and starting scale) is the scale `edgekit bias --mitigate` calibrated for this
-    model, 0 if it never ran; the adapter is derived on first use (once per model).
+    The scale starts at the one `edgekit bias --mitigate` calibrated for this model and stays
+    within ScaleLimits; the adapter is derived on first use (once per model).
     """
-    from dataclasses import replace as _replace
-
     from edgekit.bias.controller import ErasureConstraint, load_or_derive, require_runtime
 
     runtime = require_runtime(runtime)
     model_hash = store.model_fingerprint(runtime.info.path)
     conn = store.connect()
     erasure = load_or_derive(runtime, model_hash, notify)
-    floor = erasure.scale
-    cfg = _replace(config or LoopConfig(), floor=floor)
+    limits = ScaleLimits.from_calibrated(erasure.scale)
+    cfg = loop_config(limits, config)
     output_scorer: OutputScorer
     if scorer == "probe":
         from edgekit.bias.outputs import ProbeScorer
@@ -249,7 +280,7 @@ def open_guard(
         session_id=session_id,
         model_hash=model_hash,
         device=device,
-        initial_strength=floor,
+        initial_strength=limits.ceiling,
     )
 
 

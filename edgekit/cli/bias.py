@@ -16,7 +16,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from edgekit.cli.render import err_console, out_console, print_json, user_errors
+from edgekit.cli.render import err_console, out_console, print_json, stage_bar, user_errors
 
 if TYPE_CHECKING:
     from edgekit.bias.controller import Measurement
@@ -153,7 +153,7 @@ def _score(
 ) -> dict[str, Any]:
     from edgekit.bias.suites import score_suite, suite_title, tables
 
-    out = score_suite(runtime, name, items, request, _progress(as_json, suite_title(name)))
+    out = score_suite(runtime, name, items, request, _progress(suite_title(name)))
     if not as_json:
         _print_tables(tables(out))
     return out
@@ -172,7 +172,7 @@ def _mitigate(
     hooks = MitigationHooks(
         say=partial(_say, as_json),
         on_step=None if as_json else _show_step,
-        progress=partial(_progress, as_json),
+        progress=_progress,
     )
     result = mitigate(runtime, scored, request, hooks, conn)
     out = result.to_dict()
@@ -212,16 +212,9 @@ def _show_step(m: Measurement, next_scale: float) -> None:
     )
 
 
-def _progress(as_json: bool, label: str) -> Progress | None:
-    if as_json:
-        return None
-
-    def report(done: int, total: int) -> None:
-        # A line per quarter: enough to see a slow Pi is moving, few enough for a log file.
-        if done == total or done % max(1, total // 4) == 0:
-            _say(False, f"{label}: {done}/{total}")
-
-    return report
+def _progress(label: str) -> Progress | None:
+    """A bar with an ETA on stderr for each stage, with --json too (stdout stays the JSON)."""
+    return stage_bar(label)
 
 
 def _print_tables(tables: Sequence[ScoreTable]) -> None:

@@ -16,7 +16,15 @@ from typing import Any, ParamSpec, TypeVar
 import typer
 from rich.console import Console, ConsoleOptions, RenderableType
 from rich.panel import Panel
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
@@ -252,23 +260,50 @@ def _render_quietly(error: EdgekitError, as_json: bool) -> None:
         render_error(error, as_json=as_json)
 
 
-@contextmanager
-def progress_bar(description: str, quiet: bool) -> Iterator[Callable[..., None]]:
-    """A rich bar on stderr; yields update(done, total, *label)."""
-    columns = (
+def _bar(quiet: bool = False) -> Progress:
+    return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
         TextColumn("[dim]{task.fields[label]}"),
+        console=err_console,
+        disable=quiet,
+        transient=True,
     )
-    with Progress(*columns, console=err_console, disable=quiet, transient=True) as bar:
+
+
+@contextmanager
+def progress_bar(description: str, quiet: bool) -> Iterator[Callable[..., None]]:
+    """A rich bar on stderr; yields update(done, total, *label)."""
+    with _bar(quiet) as bar:
         task = bar.add_task(description, total=None, label="")
 
         def update(done: int, total: int, *label: str) -> None:
             bar.update(task, completed=done, total=total, label=label[0] if label else "")
 
         yield update
+
+
+def stage_bar(description: str) -> Callable[[int, int], None]:
+    """report(done, total) for a stage that only reports counts: a rich bar with an ETA on
+    stderr (also under --json, whose promise is about stdout), gone when done reaches total."""
+    state: dict[str, tuple[Progress, TaskID]] = {}
+
+    def report(done: int, total: int) -> None:
+        if "bar" not in state:
+            bar = _bar()
+            bar.start()
+            state["bar"] = (bar, bar.add_task(description, total=total, label=""))
+        bar, task = state["bar"]
+        bar.update(task, completed=done, total=total)
+        if done >= total:
+            bar.stop()
+            del state["bar"]
+
+    return report
 
 
 def kv_table(title: str, rows: dict[str, Any]) -> Table:

@@ -12,15 +12,7 @@ scale someone else set (a process that reaches llama-server's own port with the 
 back at the first scored output after the next drift check (DRIFT_CHECK_S); through the front,
 a client's POST /lora-adapters and a request's own "lora" field are refused.
 
-The scale stays within [floor, ceiling]:
-- ceiling: the scale `edgekit bias --mitigate` calibrated and checked against its perplexity and
-  accuracy limits, and never above 1. Scale 1 is the exact erasure, W' = (I - D A) W; past 1 the
-  adapter reflects the erased component (W - 2 D A W at scale 2) instead of removing it, which
-  no calibration measured.
-- floor: FLOOR_SHARE of the ceiling. The session starts at the ceiling (the adapter as it was
-  validated); outputs that score clean relax it toward the floor, and biased ones push it back
-  up. A floor above 0 keeps a partial erasure on through a long clean stretch, where a per-
-  output score (noisy on a small model) would otherwise turn the erasure off entirely.
+The scale stays within the limits every guard keeps (edgekit.bias.guard.ScaleLimits).
 """
 
 from __future__ import annotations
@@ -34,14 +26,14 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
 from edgekit.bias import store
 from edgekit.bias.controller import LoopConfig, LoopState, adapter_path, next_turn
 from edgekit.bias.erasure import KEY_META, check_adapter
-from edgekit.bias.guard import OutputScorer, persist, score_and_step
+from edgekit.bias.guard import OutputScorer, ScaleLimits, loop_config, persist, score_and_step
 from edgekit.bias.outputs import LexiconScorer
 from edgekit.errors import BiasError, EdgekitError
 from edgekit.gguf.reader import load_model_info, read_header
@@ -49,8 +41,6 @@ from edgekit.serving.exchange import Exchange
 
 log = logging.getLogger("edgekit.bias")
 
-MAX_SCALE = 1.0  # the exact erasure (module doc)
-FLOOR_SHARE = 0.5
 QUEUE_SIZE = 64
 HTTP_TIMEOUT_S = 10.0
 SCALE_TOLERANCE = 1e-4  # llama-server keeps the scale as a float32
@@ -60,18 +50,6 @@ SOURCE = "serve"
 SCORED_PATHS = frozenset(
     {"/v1/chat/completions", "/v1/completions", "/chat/completions", "/completions", "/completion"}
 )
-
-
-@dataclass(frozen=True)
-class ScaleLimits:
-    floor: float
-    ceiling: float
-
-    @classmethod
-    def from_calibrated(cls, calibrated: float) -> ScaleLimits:
-        """From the adapter's recorded scale; an uncalibrated file (0) gets the exact erasure."""
-        ceiling = min(MAX_SCALE, calibrated) if calibrated > 0 else MAX_SCALE
-        return cls(floor=FLOOR_SHARE * ceiling, ceiling=ceiling)
 
 
 def recorded_scale(adapter: Path) -> float:
@@ -302,9 +280,9 @@ def worth_scoring(exchange: Exchange) -> bool:
     return exchange.status == 200 and exchange.path in SCORED_PATHS and bool(exchange.text.strip())
 
 
-def loop_config(limits: ScaleLimits) -> LoopConfig:
+def served_loop(limits: ScaleLimits) -> LoopConfig:
     # No regenerations: the response has already gone to the client.
-    return LoopConfig(floor=limits.floor, max_strength=limits.ceiling, max_regenerations=0)
+    return loop_config(limits, LoopConfig(max_regenerations=0))
 
 
 def start_guard(model: Path, adapter_spec: str, server_url: str, api_key: str | None) -> Guard:
@@ -318,7 +296,7 @@ def start_guard(model: Path, adapter_spec: str, server_url: str, api_key: str | 
     setter.set_scale(limits.ceiling)  # whatever it was, the session starts where it says
     return Guard(
         setter,
-        loop_config(limits),
+        served_loop(limits),
         conn=store.connect(),
         model_hash=store.model_fingerprint(model),
     )

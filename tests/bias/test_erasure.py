@@ -71,7 +71,8 @@ def test_directions_from_calibration_erase_the_group_contrast() -> None:
     seen: list[tuple[int, int]] = []
     assert derive(rt, rank=2, progress=lambda n, total: seen.append((n, total))).blocks == [0, 1, 2]
     total = seen[-1][1]
-    assert total > len(pairs) and [n for n, _ in seen] == list(range(1, total + 1))
+    done = [n for n, _ in seen]  # pairs are read in chunks, the texts one by one
+    assert total > len(pairs) and done == sorted(set(done)) and done[-1] == total
 
 
 def test_the_lexicon_given_replaces_the_group_lexicon() -> None:

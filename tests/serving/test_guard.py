@@ -12,15 +12,14 @@ import pytest
 
 from edgekit.bias import history, store
 from edgekit.bias.controller import adapter_path
+from edgekit.bias.guard import FLOOR_SHARE, ScaleLimits
 from edgekit.errors import AdapterFileError, BiasError
 from edgekit.serving.exchange import Exchange
 from edgekit.serving.guard import (
-    FLOOR_SHARE,
     Guard,
-    ScaleLimits,
     guard_server_args,
-    loop_config,
     resolve_bias_adapter,
+    served_loop,
     start_guard,
 )
 from tests.fixtures.lora_server import http, running_llama_server, write_erasure_adapter
@@ -93,7 +92,7 @@ def recorder() -> Iterator[RecordingSetter]:
 
 
 def test_a_full_queue_drops_outputs_without_blocking_or_raising(recorder: RecordingSetter) -> None:
-    guard = Guard(recorder, loop_config(ScaleLimits(0.5, 1.0)), queue_size=2)
+    guard = Guard(recorder, served_loop(ScaleLimits(0.5, 1.0)), queue_size=2)
     recorder.gate.clear()
     guard.observe(exchange(CLEAN))  # the thread takes it and waits in set_scale
     assert recorder.entered.wait(10)
@@ -110,7 +109,7 @@ def test_a_full_queue_drops_outputs_without_blocking_or_raising(recorder: Record
 
 
 def test_observe_never_raises_and_skips_what_has_no_output(recorder: RecordingSetter) -> None:
-    guard = Guard(recorder, loop_config(ScaleLimits(0.5, 1.0)))
+    guard = Guard(recorder, served_loop(ScaleLimits(0.5, 1.0)))
     guard.observe(exchange(CLEAN, status=500))
     guard.observe(exchange(CLEAN, path="/v1/embeddings"))
     guard.observe(exchange("   "))
@@ -122,7 +121,7 @@ def test_observe_never_raises_and_skips_what_has_no_output(recorder: RecordingSe
 
 def test_a_failed_scale_change_leaves_the_loop_running() -> None:
     setter = RecordingSetter(fail_first=True)
-    guard = Guard(setter, loop_config(ScaleLimits(0.5, 1.0)))
+    guard = Guard(setter, served_loop(ScaleLimits(0.5, 1.0)))
     guard.observe(exchange(CLEAN))
     guard.observe(exchange(CLEAN))
     assert guard.drain(10)
@@ -135,7 +134,7 @@ def test_the_scale_stays_within_the_calibrated_limits(recorder: RecordingSetter)
     assert ScaleLimits.from_calibrated(1.5) == ScaleLimits(FLOOR_SHARE, 1.0)  # never reflect
     assert ScaleLimits.from_calibrated(0.8) == ScaleLimits(FLOOR_SHARE * 0.8, 0.8)
     assert ScaleLimits.from_calibrated(0.0).ceiling == 1.0  # an uncalibrated file: exact erasure
-    guard = Guard(recorder, loop_config(ScaleLimits.from_calibrated(0.8)))
+    guard = Guard(recorder, served_loop(ScaleLimits.from_calibrated(0.8)))
     for text in [CLEAN] * 20 + [BIASED] * 6 + [CLEAN] * 3:
         guard.observe(exchange(text))
     assert guard.drain(30)
@@ -148,7 +147,7 @@ def test_the_server_scale_is_read_back_at_most_once_per_drift_interval(
     recorder: RecordingSetter,
 ) -> None:
     # Each read is a task in llama-server's queue between decode steps: not one per output.
-    guard = Guard(recorder, loop_config(ScaleLimits(0.5, 1.0)))
+    guard = Guard(recorder, served_loop(ScaleLimits(0.5, 1.0)))
     for _ in range(30):  # clean outputs: relaxed to the floor within a few, then held there
         guard.observe(exchange(CLEAN))
     assert guard.drain(30)

@@ -4,7 +4,8 @@ llama.cpp names each block's output `l_out-N` in the compute graph, after the co
 layer N has been added; the eval callback (`cb_eval` in the context params) lets us copy those
 tensors out as the graph runs. That keeps the steering path free of torch, so a Raspberry Pi can
 derive its own vectors. The callback needs a context of its own (it is fixed at creation), so
-this opens a small second context on the already-loaded model weights.
+this opens a small second context on the already-loaded model weights. Short sequences (the
+contrast pairs) go through it several to a decode, as a prefix tree (packing.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 
 from edgekit.backends.base import FloatArray
 from edgekit.backends.llama_cpp.lib import fill_batch, ggml_base
+from edgekit.backends.llama_cpp.packing import Pack, PackLimits
 from edgekit.backends.llama_cpp.quiet import quietly
 from edgekit.errors import RuntimeBackendError
 
@@ -28,6 +30,11 @@ POINTS = {
     "ffn_norm": b"ffn_norm-",
     "kqv_out": b"kqv_out-",
 }
+
+
+SEQS = 64
+
+States = dict[str, dict[int, FloatArray]]
 
 
 class HiddenStateReader:
@@ -54,11 +61,15 @@ class HiddenStateReader:
         params.cb_eval = self._callback
         params.cb_eval_user_data = None
         params.no_perf = True
+        params.n_seq_max = SEQS
+        params.kv_unified = True  # sequences that share a prefix share its cells
         self.ctx = quietly(lambda: llama_cpp.llama_init_from_model(llm.model, params))
         if not self.ctx:
             raise RuntimeBackendError("llama.cpp could not open a context to read hidden states")
-        self._batch = llama_cpp.llama_batch_init(n_ctx, 0, 1)
+        self._batch = llama_cpp.llama_batch_init(n_ctx, 0, SEQS)
         self.n_ctx = n_ctx
+        # Rows 0: the one output row a decode needs is set by hand (_decode_pack).
+        self.limits = PackLimits(tokens=n_ctx, rows=0, seqs=SEQS)
 
     def close(self) -> None:
         if self.ctx:
@@ -84,7 +95,7 @@ class HiddenStateReader:
         self._captured.setdefault(point, {})[int(layer)] = out
         return True
 
-    def read(self, tokens: Sequence[int]) -> dict[str, dict[int, FloatArray]]:
+    def read(self, tokens: Sequence[int]) -> States:
         """{point: {block: (n_tokens, n_embd)}} for one sequence (a fresh cache each time)."""
         if not 0 < len(tokens) <= self.n_ctx:
             raise ValueError(f"{len(tokens)} tokens do not fit the {self.n_ctx}-token context")
@@ -98,3 +109,41 @@ class HiddenStateReader:
         if rc != 0:
             raise RuntimeBackendError(f"llama_decode failed while reading hidden states ({rc})")
         return {p: dict(v) for p, v in self._captured.items()}
+
+    def read_many(self, seqs: Sequence[Sequence[int]]) -> list[States]:
+        """read() of each sequence; those that fit share decodes, as a prefix tree."""
+        out: list[States | None] = [None] * len(seqs)
+        pack = Pack(self.limits)
+        for i, tokens in enumerate(seqs):
+            if not 0 < len(tokens) <= self.n_ctx:
+                raise ValueError(f"{len(tokens)} tokens do not fit the {self.n_ctx}-token context")
+            if not pack.try_add(i, tokens, len(tokens) - 1):
+                self._decode_pack(pack, out)
+                pack = Pack(self.limits)
+                pack.try_add(i, tokens, len(tokens) - 1)
+        if pack.members:
+            self._decode_pack(pack, out)
+        return [x if x is not None else {} for x in out]
+
+    def _decode_pack(self, pack: Pack, out: list[States | None]) -> None:
+        self.lib.llama_memory_clear(self.lib.llama_get_memory(self.ctx), True)
+        b = self._batch
+        for i, token in enumerate(pack.token):
+            b.token[i] = token
+            b.pos[i] = pack.pos[i]
+            b.n_seq_id[i] = len(pack.seqs[i])
+            for k, seq in enumerate(pack.seqs[i]):
+                b.seq_id[i][k] = seq
+            b.logits[i] = i == len(pack.token) - 1  # one row (see read)
+        b.n_tokens = len(pack.token)
+        self._captured = {}
+        self._n_tokens = len(pack.token)
+        rc = self.lib.llama_decode(self.ctx, b)
+        if rc != 0:
+            raise RuntimeBackendError(f"llama_decode failed while reading hidden states ({rc})")
+        for seq, index in enumerate(pack.members):
+            rows = np.array(pack.paths[seq], dtype=np.int64)
+            out[index] = {
+                p: {block: x[rows] for block, x in blocks.items()}
+                for p, blocks in self._captured.items()
+            }

@@ -103,3 +103,24 @@ def test_scoring_sees_the_control_vector_and_leaves_the_chat_cache_alone(runtime
     np.testing.assert_allclose(early.token_logprobs(span)[0], base, atol=1e-5)
     early.close()
     assert first.text and held > 0
+
+
+def test_hidden_states_read_together_are_those_read_one_at_a_time(runtime) -> None:  # type: ignore[no-untyped-def]
+    states = runtime.hidden_states(128, ("l_out", "attn_norm"))
+    try:
+        seqs = [runtime.tokenize(f"the {w} runs to the sea") for w in ("river", "city", "sea")]
+        seqs += [runtime.tokenize(" ".join(["the river and the sea"] * 12))]  # alone: too long
+        seqs *= 12  # several decodes
+        together = states.read_many(seqs)
+        alone = [states.read(t) for t in seqs]
+    finally:
+        states.close()
+    assert together[0].keys() == {"l_out", "attn_norm"}
+    # Rounding of other batch shapes (~2e-3 here) against what another context moves (>0.1).
+    moved = np.abs(alone[0]["l_out"][2][-1] - alone[1]["l_out"][2][-1]).max()
+    assert moved > 0.1
+    for t, a in zip(together, alone, strict=True):
+        for point, blocks in a.items():
+            assert t[point].keys() == blocks.keys() and len(blocks) >= 3
+            for block, x in blocks.items():
+                np.testing.assert_allclose(t[point][block], x, atol=1e-2)
