@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.backends.base import FloatArray
-from edgekit.backends.llama_cpp.lib import fill_batch, ggml_base
+from edgekit.backends.llama_cpp.lib import fill_batch, fill_tree, ggml_base
 from edgekit.backends.llama_cpp.packing import Pack, PackLimits
 from edgekit.backends.llama_cpp.quiet import quietly
 from edgekit.errors import RuntimeBackendError
@@ -127,18 +127,11 @@ class HiddenStateReader:
 
     def _decode_pack(self, pack: Pack, out: list[States | None]) -> None:
         self.lib.llama_memory_clear(self.lib.llama_get_memory(self.ctx), True)
-        b = self._batch
-        for i, token in enumerate(pack.token):
-            b.token[i] = token
-            b.pos[i] = pack.pos[i]
-            b.n_seq_id[i] = len(pack.seqs[i])
-            for k, seq in enumerate(pack.seqs[i]):
-                b.seq_id[i][k] = seq
-            b.logits[i] = i == len(pack.token) - 1  # one row (see read)
-        b.n_tokens = len(pack.token)
+        last = len(pack.token) - 1
+        fill_tree(self._batch, pack, [i == last for i in range(last + 1)])  # one row (see read)
         self._captured = {}
         self._n_tokens = len(pack.token)
-        rc = self.lib.llama_decode(self.ctx, b)
+        rc = self.lib.llama_decode(self.ctx, self._batch)
         if rc != 0:
             raise RuntimeBackendError(f"llama_decode failed while reading hidden states ({rc})")
         for seq, index in enumerate(pack.members):

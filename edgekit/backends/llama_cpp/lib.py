@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from edgekit.backends.llama_cpp.packing import Pack
 from edgekit.errors import EdgekitError, RuntimeBackendError
 
 F32 = npt.NDArray[np.float32]
@@ -90,6 +91,19 @@ def fill_batch(
         batch.seq_id[i][0] = 0
         batch.logits[i] = outputs is None or pos in outputs
     batch.n_tokens = len(tokens)
+
+
+def fill_tree(batch: Any, pack: Pack, outputs: Sequence[bool]) -> None:
+    """Put a prefix tree of sequences in a llama_batch (packing.py): each node once, with the
+    ids of every sequence through it; `outputs[i]`: whether node i's logits are computed."""
+    for i, token in enumerate(pack.token):
+        batch.token[i] = token
+        batch.pos[i] = pack.pos[i]
+        batch.n_seq_id[i] = len(pack.seqs[i])
+        for k, seq in enumerate(pack.seqs[i]):
+            batch.seq_id[i][k] = seq
+        batch.logits[i] = outputs[i]
+    batch.n_tokens = len(pack.token)
 
 
 def vocab_only(path: Path) -> Any:

@@ -27,9 +27,15 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.backends.base import FloatArray, LogProbs, common_prefix, log_sum_exp_rows
+from edgekit.backends.base import (
+    FloatArray,
+    LogProbs,
+    common_prefix,
+    log_sum_exp_rows,
+    logprobs_row_by_row,
+)
 from edgekit.backends.llama_cpp.adapters import ContextAdapters
-from edgekit.backends.llama_cpp.lib import fill_batch
+from edgekit.backends.llama_cpp.lib import fill_batch, fill_tree
 from edgekit.backends.llama_cpp.packing import Pack, PackLimits, fits_alone
 from edgekit.backends.llama_cpp.quiet import quietly
 from edgekit.errors import RuntimeBackendError
@@ -90,7 +96,7 @@ class LlamaLogits:
         for i, (tokens, first) in enumerate(spans):
             self._check(tokens, first)
             if not fits_alone(tokens, first, self.limits):
-                out[i] = self._alone(tokens, first)
+                out[i] = logprobs_row_by_row(self, [(tokens, first)])[0]
             elif not pack.try_add(i, tokens, first):
                 self._decode_pack(pack, out)
                 pack = Pack(self.limits)
@@ -135,24 +141,9 @@ class LlamaLogits:
                 f"({self.n_ctx} tokens)"
             )
 
-    def _alone(self, tokens: Sequence[int], first: int) -> LogProbs:
-        rows = self.logits_from(tokens, first)
-        targets = np.asarray(tokens[first + 1 :], dtype=np.int64)
-        picked = rows[np.arange(len(targets)), targets].astype(np.float64)
-        return picked - log_sum_exp_rows(rows)
-
     def _decode_pack(self, pack: Pack, out: list[LogProbs | None]) -> None:
         self.release()
-        b = self._batch
-        for i, token in enumerate(pack.token):
-            b.token[i] = token
-            b.pos[i] = pack.pos[i]
-            ids = pack.seqs[i]
-            b.n_seq_id[i] = len(ids)
-            for k, seq in enumerate(ids):
-                b.seq_id[i][k] = seq
-            b.logits[i] = pack.output[i]
-        b.n_tokens = len(pack.token)
+        fill_tree(self._batch, pack, pack.output)
         self._decode()
         rows = self._rows(pack.n_rows)
         lse = log_sum_exp_rows(rows)
