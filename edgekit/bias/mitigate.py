@@ -86,7 +86,9 @@ def mitigate(
             "no reference text for perplexity (looked in /usr/share/common-licenses)",
             hint="Install the base-files package, which ships the license texts.",
         )
-    on_step = _logged(hooks.on_step, conn, model)
+    planned = 1 + request.iterations * request.bands  # the base model, then each candidate
+    search_bar = hooks.progress("erasure search (candidates measured)")
+    on_step = _counted(_logged(hooks.on_step, conn, model), search_bar, planned)
     hooks.say(
         "deriving group directions and the erasure adapter from the calibration split and lexicon"
     )
@@ -98,6 +100,8 @@ def mitigate(
         on_step=on_step,
         progress=hooks.progress("group directions (sentences read)"),
     )
+    if search_bar:
+        search_bar(planned, planned)  # the search may skip ranks past an overshoot
     heldout = build_suite("heldout")
     constraint = ErasureConstraint(runtime, erasure.adapter)
     scorer = LogProbScorer(runtime.logits())
@@ -129,6 +133,21 @@ def _logged(
         log(m, next_scale)
 
     return both
+
+
+def _counted(on_step: StepHook | None, bar: Progress | None, planned: int) -> StepHook:
+    """on_step, and the search's progress moved one measurement on."""
+    done = 0
+
+    def step(m: Measurement, next_scale: float) -> None:
+        nonlocal done
+        done += 1
+        if bar:
+            bar(min(done, planned - 1), planned)
+        if on_step is not None:
+            on_step(m, next_scale)
+
+    return step
 
 
 def record_mitigation(
