@@ -139,19 +139,35 @@ def _first_difference(a: Sequence[int], b: Sequence[int]) -> int:
 
 @dataclass(frozen=True)
 class Whitening:
-    """S^(1/2), S^(-1/2) and S^-1 of a covariance shrunk by `shrink` (see SHRINK)."""
+    """A covariance shrunk by `shrink` (see SHRINK), kept as its eigenvectors and eigenvalues:
+    the products with S^(1/2), S^(-1/2) and S^-1 are taken through them, so no n x n power of S
+    is ever formed (three of them, float64, were 25 MB per reader input on Gemma 3 270M)."""
 
-    half: Array
-    inv_half: Array
-    inv: Array
+    q: Array
+    ev: Array
 
     @classmethod
     def of(cls, cov: Array, shrink: float) -> Whitening:
         n = cov.shape[0]
         s = cov.astype(np.float64) + shrink * float(np.trace(cov)) / n * np.eye(n)
         ev, q = np.linalg.eigh(s)
-        ev = np.maximum(ev, ev.max() * 1e-9)
-        return cls((q * np.sqrt(ev)) @ q.T, (q / np.sqrt(ev)) @ q.T, (q / ev) @ q.T)
+        return cls(q, np.maximum(ev, ev.max() * 1e-9))
+
+    @property
+    def n(self) -> int:
+        return int(self.q.shape[0])
+
+    def whiten(self, rows: Array) -> Array:
+        """rows @ S^(-1/2)."""
+        return ((rows @ self.q) / np.sqrt(self.ev)) @ self.q.T
+
+    def colour(self, cols: Array) -> Array:
+        """S^(1/2) @ cols."""
+        return self.q @ (np.sqrt(self.ev)[:, None] * (self.q.T @ cols))
+
+    def solve(self, cols: Array) -> Array:
+        """S^-1 @ cols."""
+        return self.q @ ((self.q.T @ cols) / self.ev[:, None])
 
 
 @dataclass
@@ -163,8 +179,8 @@ class Statistics:
     total: Array | None = None
     outer: Array | None = None
     # The whitening depends on the plain text alone, which every fold and rank of a search
-    # shares: computed once per shrink (an eigh and three products of 1,024-wide matrices per
-    # reader input, about half of a derivation on Gemma 3 270M).
+    # shares: computed once per shrink (an eigh of a 1,024-wide matrix per reader input on
+    # Gemma 3 270M, with the three products it replaced about half of a derivation).
     _whitened: dict[float, Whitening] = field(default_factory=dict, repr=False, compare=False)
 
     def add(self, states: FloatArray) -> None:
@@ -317,22 +333,23 @@ def leace_eraser(
     """The least-change eraser of the contrasts' top whitened directions (module doc), with S
     shrunk by `shrink` (see SHRINK); `white`: S's whitening, when already computed."""
     w = white or Whitening.of(cov, shrink)
-    bases, per_category = _singular_bases(contrasts.astype(np.float64) @ w.inv_half, labels)
+    bases, per_category = _singular_bases(w.whiten(contrasts.astype(np.float64)), labels)
     return _eraser(_top_directions(bases, rank, per_category), mean, w)
 
 
 def _eraser(v: Array, mean: Array, white: Whitening) -> Eraser:
     # At most n - 1 directions: A mu = 0 needs one dimension of its own (a rank as wide as a
     # small model's input would leave the constraints singular).
-    v = v[: white.half.shape[0] - 1]
+    v = v[: white.n - 1]
     k = v.shape[0]
-    delta = white.half @ v.T
+    delta = white.colour(v.T)
     g = np.concatenate([delta, mean.astype(np.float64)[:, None]], axis=1)
     # Lagrange: A = C^T G^T S^-1 with (G^T S^-1 G) C = [I; 0]; the last column keeps the mean.
     target = np.zeros((k + 1, k))
     target[:k] = np.eye(k)
-    c = np.linalg.solve(g.T @ white.inv @ g, target)
-    readout = (white.inv @ g @ c).T
+    inv_g = white.solve(g)
+    c = np.linalg.solve(g.T @ inv_g, target)
+    readout = (inv_g @ c).T
     return Eraser(delta.astype(np.float32), readout.astype(np.float32))
 
 
@@ -349,7 +366,7 @@ def derive_at_ranks(
         stats = obs.statistics[site]
         mean, white = stats.moments()[0], stats.whitening(shrink)
         bases, per_category = _singular_bases(
-            contrasts.astype(np.float64) @ white.inv_half, obs.labels
+            white.whiten(contrasts.astype(np.float64)), obs.labels
         )
         for r in ranks:
             erasers[r][site] = _eraser(_top_directions(bases, r, per_category), mean, white)
