@@ -9,19 +9,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from edgekit.backends.base import FloatArray, ScoringRuntime
+from edgekit.backends.base import FloatArray, HiddenStateSource, ScoringRuntime
 from edgekit.bias.erasure import (
     POINTS,
     Directions,
     Observations,
+    Site,
+    Statistics,
     contrast_labels,
     contrast_sources,
     derive_at_ranks,
     group_contrasts,
-    observe,
 )
 from edgekit.bias.lexicon import lexicon_contrasts
 from edgekit.bias.probes import build_suite
@@ -73,6 +75,80 @@ def covariance_windows(runtime: ScoringRuntime, n_ctx: int) -> list[list[int]]:
     for text in texts:
         windows += text_windows(runtime.tokenize(text), n_ctx)[:MAX_COVARIANCE_WINDOWS]
     return windows
+
+
+# Pairs per read_many call: a back end decodes their sentences together where they fit.
+PAIRS_PER_READ = 32
+
+
+def observe(
+    states: HiddenStateSource,
+    tokenize: Any,
+    pairs: Sequence[tuple[str, str]],
+    texts: Sequence[Sequence[int]],
+    labels: Sequence[str] = (),
+    progress: Callable[[int, int], None] | None = None,
+    sources: Sequence[str] = (),
+) -> Observations:
+    """Contrasts of the pairs (mean state from the first differing token on, A minus B) and the
+    statistics of the plain-text windows' states; `progress(done, total)` after each pair and
+    text (minutes on a Pi).
+
+    The pairs' own states stay out of the statistics: they are short template sentences about
+    groups, 61% of the states the observation sees, and a covariance that counts them takes the
+    template's and the groups' variation for the model's ordinary use of those directions (Gemma
+    3 270M, every block at rank 108, held-out split: with them 79% of the bias removed at +4.3%
+    perplexity on GPL-3 tokens 1024-2047, from plain text alone 83% at +3.0%)."""
+    rows: dict[Site, list[FloatArray]] = {}
+    stats: dict[Site, Statistics] = {}
+
+    def record(read: dict[str, dict[int, FloatArray]]) -> None:
+        for point, blocks in read.items():
+            for block, x in blocks.items():
+                stats.setdefault((point, block), Statistics()).add(x[1:])
+
+    total = len(pairs) + len(texts)
+    for lo in range(0, len(pairs), PAIRS_PER_READ):
+        chunk = [(tokenize(a), tokenize(b)) for a, b in pairs[lo : lo + PAIRS_PER_READ]]
+        reads = states.read_many([t for pair in chunk for t in pair])
+        for k, (ta, tb) in enumerate(chunk):
+            start = _first_difference(ta, tb)
+            ra, rb = reads[2 * k], reads[2 * k + 1]
+            for point in ra.keys() & rb.keys():
+                for block in ra[point].keys() & rb[point].keys():
+                    d = ra[point][block][start:].mean(axis=0) - rb[point][block][start:].mean(
+                        axis=0
+                    )
+                    rows.setdefault((point, block), []).append(d)
+        if progress:
+            progress(lo + len(chunk), total)
+    for n, tokens in enumerate(texts, start=len(pairs) + 1):
+        record(states.read(tokens))
+        if progress:
+            progress(n, total)
+    contrasts = {site: np.stack(r).astype(np.float32) for site, r in rows.items()}
+    return Observations(contrasts, stats, tuple(labels), tuple(sources))
+
+
+def _contrast(
+    ra: dict[str, dict[int, FloatArray]], rb: dict[str, dict[int, FloatArray]], start: int
+) -> list[tuple[Site, FloatArray]]:
+    """Per site both reads have: mean state of A minus that of B from the first differing token."""
+    out = []
+    for point in ra.keys() & rb.keys():
+        for block in ra[point].keys() & rb[point].keys():
+            a, b = ra[point][block][start:], rb[point][block][start:]
+            out.append(((point, block), a.mean(axis=0) - b.mean(axis=0)))
+    return out
+
+
+def _first_difference(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return max(1, min(n, len(a) - 1, len(b) - 1))
 
 
 def observe_contrasts(

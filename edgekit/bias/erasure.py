@@ -44,7 +44,7 @@ erasure; alpha_l, the per-block constraint weight, is baked into B.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,7 +53,7 @@ import gguf
 import numpy as np
 import numpy.typing as npt
 
-from edgekit.backends.base import FloatArray, HiddenStateSource
+from edgekit.backends.base import FloatArray
 from edgekit.bias.probes import PairProbe
 from edgekit.errors import AdapterFileError
 from edgekit.gguf.reader import ModelInfo, read_header
@@ -126,15 +126,6 @@ def contrast_labels(probes: Iterable[PairProbe]) -> list[str]:
 def contrast_sources(probes: Iterable[PairProbe]) -> list[str]:
     """The probe source of each pair group_contrasts returns, in the same order."""
     return [p.source for p in probes for _ in range(2)]
-
-
-def _first_difference(a: Sequence[int], b: Sequence[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return max(1, min(n, len(a) - 1, len(b) - 1))
 
 
 @dataclass(frozen=True)
@@ -223,71 +214,6 @@ class Observations:
             tuple(self.labels[i] for i in keep) if self.labels else (),
             tuple(self.sources[i] for i in keep),
         )
-
-
-# Pairs per read_many call: a back end decodes their sentences together where they fit.
-PAIRS_PER_READ = 32
-
-
-def observe(
-    states: HiddenStateSource,
-    tokenize: Any,
-    pairs: Sequence[tuple[str, str]],
-    texts: Sequence[Sequence[int]],
-    labels: Sequence[str] = (),
-    progress: Callable[[int, int], None] | None = None,
-    sources: Sequence[str] = (),
-) -> Observations:
-    """Contrasts of the pairs (mean state from the first differing token on, A minus B) and the
-    statistics of the plain-text windows' states; `progress(done, total)` after each pair and
-    text (minutes on a Pi).
-
-    The pairs' own states stay out of the statistics: they are short template sentences about
-    groups, 61% of the states the observation sees, and a covariance that counts them takes the
-    template's and the groups' variation for the model's ordinary use of those directions (Gemma
-    3 270M, every block at rank 108, held-out split: with them 79% of the bias removed at +4.3%
-    perplexity on GPL-3 tokens 1024-2047, from plain text alone 83% at +3.0%)."""
-    rows: dict[Site, list[FloatArray]] = {}
-    stats: dict[Site, Statistics] = {}
-
-    def record(read: dict[str, dict[int, FloatArray]]) -> None:
-        for point, blocks in read.items():
-            for block, x in blocks.items():
-                stats.setdefault((point, block), Statistics()).add(x[1:])
-
-    total = len(pairs) + len(texts)
-    for lo in range(0, len(pairs), PAIRS_PER_READ):
-        chunk = [(tokenize(a), tokenize(b)) for a, b in pairs[lo : lo + PAIRS_PER_READ]]
-        reads = states.read_many([t for pair in chunk for t in pair])
-        for k, (ta, tb) in enumerate(chunk):
-            start = _first_difference(ta, tb)
-            ra, rb = reads[2 * k], reads[2 * k + 1]
-            for point in ra.keys() & rb.keys():
-                for block in ra[point].keys() & rb[point].keys():
-                    d = ra[point][block][start:].mean(axis=0) - rb[point][block][start:].mean(
-                        axis=0
-                    )
-                    rows.setdefault((point, block), []).append(d)
-        if progress:
-            progress(lo + len(chunk), total)
-    for n, tokens in enumerate(texts, start=len(pairs) + 1):
-        record(states.read(tokens))
-        if progress:
-            progress(n, total)
-    contrasts = {site: np.stack(r).astype(np.float32) for site, r in rows.items()}
-    return Observations(contrasts, stats, tuple(labels), tuple(sources))
-
-
-def _contrast(
-    ra: dict[str, dict[int, FloatArray]], rb: dict[str, dict[int, FloatArray]], start: int
-) -> list[tuple[Site, FloatArray]]:
-    """Per site both reads have: mean state of A minus that of B from the first differing token."""
-    out = []
-    for point in ra.keys() & rb.keys():
-        for block in ra[point].keys() & rb[point].keys():
-            a, b = ra[point][block][start:], rb[point][block][start:]
-            out.append(((point, block), a.mean(axis=0) - b.mean(axis=0)))
-    return out
 
 
 def _singular_bases(white: Array, labels: Sequence[str]) -> tuple[list[Array], bool]:

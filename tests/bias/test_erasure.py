@@ -13,14 +13,13 @@ from edgekit.bias.controller import (
     require_runtime,
     search_scale,
 )
-from edgekit.bias.derive import derive, directions_from, observe_contrasts
+from edgekit.bias.derive import derive, directions_from, observe, observe_contrasts
 from edgekit.bias.erasure import (
     POINTS,
     Eraser,
     derive_directions,
     group_contrasts,
     leace_eraser,
-    observe,
     reader_pair,
 )
 from edgekit.bias.intervals import paired_reduction
