@@ -190,6 +190,12 @@ def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     return n
 
 
+def first_difference(a: Sequence[int], b: Sequence[int]) -> int:
+    """Where two token sequences part: their common prefix, kept to 1..len-1 of each, so each
+    has a scored span and the BOS is never scored."""
+    return max(1, min(common_prefix(a, b), len(a) - 1, len(b) - 1))
+
+
 def log_sum_exp_rows(rows: FloatArray, block: int = 8) -> LogProbs:
     """log-sum-exp of each row of raw logits (max-shifted; the sum accumulates in float64).
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.backends.base import FloatArray, HiddenStateSource, ScoringRuntime
+from edgekit.backends.base import FloatArray, HiddenStateSource, ScoringRuntime, first_difference
 from edgekit.bias.erasure import (
     POINTS,
     Directions,
@@ -112,7 +112,7 @@ def observe(
         chunk = [(tokenize(a), tokenize(b)) for a, b in pairs[lo : lo + PAIRS_PER_READ]]
         reads = states.read_many([t for pair in chunk for t in pair])
         for k, (ta, tb) in enumerate(chunk):
-            start = _first_difference(ta, tb)
+            start = first_difference(ta, tb)
             ra, rb = reads[2 * k], reads[2 * k + 1]
             for point in ra.keys() & rb.keys():
                 for block in ra[point].keys() & rb[point].keys():
@@ -140,15 +140,6 @@ def _contrast(
             a, b = ra[point][block][start:], rb[point][block][start:]
             out.append(((point, block), a.mean(axis=0) - b.mean(axis=0)))
     return out
-
-
-def _first_difference(a: Sequence[int], b: Sequence[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return max(1, min(n, len(a) - 1, len(b) - 1))
 
 
 def observe_contrasts(

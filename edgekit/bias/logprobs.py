@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from edgekit.backends.base import LogitSource, common_prefix
+from edgekit.backends.base import LogitSource, common_prefix, first_difference
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ class LogProbScorer:
         the metrics make; skipping it saves the logits (262k per token on the default model).
         """
         ta, tb = self.tokenize(a), self.tokenize(b)
-        start = max(1, min(common_prefix(ta, tb), len(ta) - 1, len(tb) - 1))
+        start = first_difference(ta, tb)
         return (ta, start), (tb, start)
 
     def text_logprob(self, prefix: str, continuation: str) -> SpanLogProb:
