@@ -17,7 +17,7 @@ import numpy as np
 
 from edgekit.backends.base import FloatArray
 from edgekit.backends.llama_cpp.lib import fill_batch, fill_tree, ggml_base
-from edgekit.backends.llama_cpp.packing import Pack, PackLimits
+from edgekit.backends.llama_cpp.packing import Pack, PackLimits, packs
 from edgekit.backends.llama_cpp.quiet import quietly
 from edgekit.errors import RuntimeBackendError
 
@@ -113,15 +113,10 @@ class HiddenStateReader:
     def read_many(self, seqs: Sequence[Sequence[int]]) -> list[States]:
         """read() of each sequence; those that fit share decodes, as a prefix tree."""
         out: list[States | None] = [None] * len(seqs)
-        pack = Pack(self.limits)
-        for i, tokens in enumerate(seqs):
+        for tokens in seqs:
             if not 0 < len(tokens) <= self.n_ctx:
                 raise ValueError(f"{len(tokens)} tokens do not fit the {self.n_ctx}-token context")
-            if not pack.try_add(i, tokens, len(tokens) - 1):
-                self._decode_pack(pack, out)
-                pack = Pack(self.limits)
-                pack.try_add(i, tokens, len(tokens) - 1)
-        if pack.members:
+        for pack in packs(self.limits, ((i, t, len(t) - 1) for i, t in enumerate(seqs))):
             self._decode_pack(pack, out)
         return [x if x is not None else {} for x in out]
 

@@ -12,7 +12,7 @@ per tree node that any sequence reads, so a prompt's last row serves all of its 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 
@@ -115,3 +115,18 @@ class Pack:
 def fits_alone(tokens: Sequence[int], first: int, limits: PackLimits) -> bool:
     """Whether the sequence fits an empty pack (one that does not is decoded in chunks)."""
     return len(tokens) <= limits.tokens and len(tokens) - 1 - first <= limits.rows
+
+
+def packs(limits: PackLimits, spans: Iterable[tuple[int, Sequence[int], int]]) -> Iterator[Pack]:
+    """(caller's index, tokens, first) in order, as full packs; each span must fit alone."""
+    pack = Pack(limits)
+    for index, tokens, first in spans:
+        if pack.try_add(index, tokens, first):
+            continue
+        if pack.members:
+            yield pack
+        pack = Pack(limits)
+        if not pack.try_add(index, tokens, first):
+            raise ValueError(f"a sequence of {len(tokens)} tokens does not fit {limits}")
+    if pack.members:
+        yield pack

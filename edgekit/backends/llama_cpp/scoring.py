@@ -36,7 +36,7 @@ from edgekit.backends.base import (
 )
 from edgekit.backends.llama_cpp.adapters import ContextAdapters
 from edgekit.backends.llama_cpp.lib import fill_batch, fill_tree
-from edgekit.backends.llama_cpp.packing import Pack, PackLimits, fits_alone
+from edgekit.backends.llama_cpp.packing import Pack, PackLimits, fits_alone, packs
 from edgekit.backends.llama_cpp.quiet import quietly
 from edgekit.errors import RuntimeBackendError
 
@@ -92,16 +92,14 @@ class LlamaLogits:
 
     def token_logprobs(self, spans: Sequence[tuple[Sequence[int], int]]) -> list[LogProbs]:
         out: list[LogProbs | None] = [None] * len(spans)
-        pack = Pack(self.limits)
+        packed = []
         for i, (tokens, first) in enumerate(spans):
             self._check(tokens, first)
-            if not fits_alone(tokens, first, self.limits):
+            if fits_alone(tokens, first, self.limits):
+                packed.append((i, tokens, first))
+            else:
                 out[i] = logprobs_row_by_row(self, [(tokens, first)])[0]
-            elif not pack.try_add(i, tokens, first):
-                self._decode_pack(pack, out)
-                pack = Pack(self.limits)
-                pack.try_add(i, tokens, first)
-        if pack.members:
+        for pack in packs(self.limits, packed):
             self._decode_pack(pack, out)
         return [x if x is not None else np.zeros(0) for x in out]
 
