@@ -9,7 +9,6 @@ then the server, so no process outlives the command.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ipaddress
 import os
@@ -32,7 +31,8 @@ from edgekit.backends.llama_cpp.server import (
     slot_context,
 )
 from edgekit.errors import OptionError, UnsupportedModelError
-from edgekit.serving.front import Front, Observers, Upstream
+from edgekit.serving.exchange import Observers
+from edgekit.serving.front import Front, Upstream
 
 if TYPE_CHECKING:
     from edgekit.backends.base import RunPlan
@@ -257,7 +257,7 @@ def serve(
         running = Running(plan, public.url(), server.pid, log_path, adapter)
         front = Front(upstream, public.api_key, plan.n_ctx_slot, observers, guard is not None)
         try:
-            died = asyncio.run(_run_front(front, sock, server, lambda: on_ready(running)))
+            died = _run_front(front, sock, server, lambda: on_ready(running))
         finally:
             server.stop()
         if died:
@@ -271,25 +271,40 @@ def serve(
             guard.close()
 
 
-async def _run_front(
+def _run_front(
     front: Front, sock: socket.socket, server: ServerProcess, ready: Callable[[], None]
 ) -> bool:
     """Serve until a stop signal (False) or the server's death (True)."""
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    died = False
+    stop = threading.Event()
 
     def on_exit() -> None:
         server.proc.wait()
-        with contextlib.suppress(RuntimeError):  # the loop already ended: a stop by signal
-            loop.call_soon_threadsafe(stop.set)
+        stop.set()
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
     threading.Thread(target=on_exit, name="llama-server-watch", daemon=True).start()
-    await front.start(sock)
-    ready()
-    await stop.wait()
-    died = server.exit_code() is not None
-    await front.stop()
-    return died
+    with _signals_set(stop):
+        front.start(sock)
+        try:
+            ready()
+            while not stop.wait(1.0):  # a timeout keeps the main thread open to signals
+                pass
+        finally:
+            front.stop()
+    return server.exit_code() is not None
+
+
+@contextlib.contextmanager
+def _signals_set(stop: threading.Event) -> Iterator[None]:
+    """Ctrl-C and SIGTERM end the serving loop instead of raising in whatever it is doing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {
+        s: signal.signal(s, lambda signum, frame: stop.set())
+        for s in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)

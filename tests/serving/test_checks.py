@@ -24,8 +24,7 @@ from edgekit.serving.checks import (
     check_body_size,
     check_request,
 )
-from edgekit.serving.exchange import Exchange
-from edgekit.serving.front import Observers, generated_text
+from edgekit.serving.exchange import Exchange, Observers, generated_text
 from edgekit.serving.service import bind, check_exposure, is_loopback
 
 CTX = 512
