@@ -7,8 +7,14 @@ concurrency (1, 2, 4, 8) a round sends `concurrency` streaming /v1/completions r
 threads, so the client costs both sides the same. Per round:
 - aggregate decode tok/s = sum over requests of (tokens - 1) / (last token of any request - first
   token of any request): the first token pays for the prompt;
-- TTFT per request: from sending the request to the first generated text.
-Single-stream: edgekit serve at concurrency 1 against `edgekit run -p ... --json` decode tok/s.
+- TTFT per request: from sending the request to the first generated text. The p50 is over every
+  request of the level, pooled over the rounds, with a 95% interval from resampling the round
+  pairs: at c > 1 a request's TTFT falls on steps of llama-server's batch loop (its prompt joins
+  the step under way or waits for the next), so one round's median jumps by a whole prompt step
+  by chance, and a median of per-round differences scatters by tens of milliseconds.
+Single-stream: edgekit serve at concurrency 1 against `edgekit run -p ... --json` decode tok/s;
+a like-for-like pair only without --bias-adapter (run loads no adapter), so only then is it
+part of the verdict.
 
 Targets: edgekit serve >= 0.97x bare aggregate tok/s and <= +5 ms p50 TTFT at every concurrency;
 single-stream >= 0.97x `edgekit run`. `--bias-adapter SPEC` runs both with the guard's adapter
@@ -21,6 +27,7 @@ import argparse
 import http.client
 import json
 import os
+import random
 import secrets
 import signal
 import subprocess
@@ -113,6 +120,20 @@ def one_round(target: Target, concurrency: int, round_no: int, max_tokens: int) 
         if concurrency == 1
         else None,
     }
+
+
+def ttft_interval(
+    e: list[dict[str, Any]], b: list[dict[str, Any]], draws: int = 2000
+) -> tuple[float, float]:
+    """95% interval of the pooled p50 TTFT difference, resampling rounds as pairs."""
+    rng = random.Random(0)
+    diffs = []
+    for _ in range(draws):
+        picks = [rng.randrange(len(e)) for _ in e]
+        e_ttft = [t for i in picks for t in e[i]["ttft_ms"]]
+        b_ttft = [t for i in picks for t in b[i]["ttft_ms"]]
+        diffs.append(median(e_ttft) - median(b_ttft))
+    return percentile(diffs, 0.025), percentile(diffs, 0.975)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -209,19 +230,20 @@ def report(
         # Paired by round: the two servers' rounds ran back to back, so a slow minute of the
         # shared machine falls on both and cancels in the ratio; the median ignores a bad pair.
         ratios = [x["aggregate_tok_s"] / y["aggregate_tok_s"] for x, y in zip(e, b, strict=True)]
-        diffs = [median(x["ttft_ms"]) - median(y["ttft_ms"]) for x, y in zip(e, b, strict=True)]
-        ratio, extra_ms = median(ratios), median(diffs)
+        ratio = median(ratios)
         e_tok = median([x["aggregate_tok_s"] for x in e])
         b_tok = median([x["aggregate_tok_s"] for x in b])
         e_ttft = [t for x in e for t in x["ttft_ms"]]
         b_ttft = [t for x in b for t in x["ttft_ms"]]
+        extra_ms = median(e_ttft) - median(b_ttft)
+        low_ms, high_ms = ttft_interval(e, b)
         ok = ok and ratio >= TARGET_RATIO and extra_ms <= TARGET_TTFT_MS
         rows.append(
             [c, f"{e_tok:.1f}", f"{b_tok:.1f}",
              f"{ratio:.3f} [{percentile(ratios, 0.25):.3f}, {percentile(ratios, 0.75):.3f}]",
              f"{median(e_ttft):.1f} / {percentile(e_ttft, 0.99):.1f}",
              f"{median(b_ttft):.1f} / {percentile(b_ttft, 0.99):.1f}",
-             f"{extra_ms:+.1f} [{percentile(diffs, 0.25):+.1f}, {percentile(diffs, 0.75):+.1f}]"]
+             f"{extra_ms:+.1f} [{low_ms:+.1f}, {high_ms:+.1f}]"]
         )  # fmt: skip
         levels.append(
             {
@@ -231,7 +253,7 @@ def report(
                 "ratio": ratio,
                 "ratio_per_round": ratios,
                 "ttft_p50_diff_ms": extra_ms,
-                "ttft_p50_diff_ms_per_round": diffs,
+                "ttft_p50_diff_ms_95": [low_ms, high_ms],
                 "edgekit_ttft_ms_p50": median(e_ttft),
                 "edgekit_ttft_ms_p99": percentile(e_ttft, 0.99),
                 "llama_server_ttft_ms_p50": median(b_ttft),
@@ -242,13 +264,16 @@ def report(
     print_table(
         f"edgekit serve vs bare llama-server: {max_tokens} tokens/request, {rounds} rounds/level",
         ["clients", "edgekit tok/s", "llama-server tok/s", "paired ratio [IQR]",
-         "edgekit TTFT p50/p99 ms", "llama-server TTFT p50/p99 ms", "p50 TTFT diff ms [IQR]"],
+         "edgekit TTFT p50/p99 ms", "llama-server TTFT p50/p99 ms", "p50 TTFT diff ms [95%]"],
         rows,
     )  # fmt: skip
     serve_rates = [x["single_tok_s"] for x in results[edge][1]]
     single, run = median(serve_rates), median(run_rates)
     single_ratio = median([x / y for x, y in zip(serve_rates, run_rates, strict=True)])
-    ok = ok and single_ratio >= TARGET_RATIO
+    if bias is None:
+        ok = ok and single_ratio >= TARGET_RATIO
+    else:
+        print("single stream: serve has the adapter and run has none, so not judged here")
     print_table(
         "single stream",
         ["path", "decode tok/s"],
