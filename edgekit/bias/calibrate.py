@@ -11,9 +11,14 @@ under the adapter that ships (directions from every pair), since that is the one
 
 Candidates (the per-block weights a_l and the directions per block), all at scale 1, the exact
 erasure: the blocks from band i on (all blocks, then without the first band, ...), each at the
-ranks of MitigationConfig.ranks in turn, raised while the folds still lean toward the
-stereotypes. Rank is the dial because more directions cover more of the groups a category has,
-where a larger scale only pushes harder along the same few.
+largest rank of MitigationConfig.ranks first, lowered only while the folds lean against the
+stereotypes or the limits are broken. Rank is the dial because more directions cover more of
+the groups a category has, where a larger scale only pushes harder along the same few. The
+directions at a smaller rank are a subset of those at a larger one, so a smaller rank erases
+less: measuring it after a larger one that fits only spends a minute on the same block set
+(Gemma 3 270M, every block: out-of-fold bias 0.046, 0.058, 0.048 at ranks 54, 81, 108, all
+within each other's noise; with the largest first, `--mitigate` measures 4 candidates instead
+of 10).
 
 The choice: among the candidates within the perplexity and accuracy limits, the most complete
 one (most blocks, then most directions) unless the one with the least out-of-fold bias is below
@@ -55,6 +60,7 @@ from edgekit.bias.logprobs import LogProbScorer
 from edgekit.bias.perplexity import SEARCH_TOKENS, text_loss
 from edgekit.bias.probes import ProbeSuite, build_suite
 from edgekit.bias.scores import SuiteRun, run_suite
+from edgekit.bias.suites.bbq import BBQItem, answer_bbq, mean_abs_scores, share_higher
 
 # Four folds, not two: each fold's directions come from three quarters of the pairs, close to
 # the shipped ones from all of them. With two, directions from half the pairs could not show
@@ -125,10 +131,13 @@ class OutOfFold:
         text: str,
         workdir: Path,
         ranks: Sequence[int] = (),
+        bbq: Sequence[BBQItem] = (),
     ) -> None:
-        """ranks: the ones the search may try, derived together when the first is needed."""
+        """ranks: the ones the search may try, derived together when the first is needed.
+        bbq: BBQ items answered under the shipped adapter of each candidate (bbq_rises)."""
         self.runtime, self.weights, self.obs, self.n_layer = runtime, weights, obs, n_layer
         self.text, self.workdir, self.ranks = text, workdir, tuple(ranks)
+        self.bbq = tuple(bbq)
         self.suite = build_suite("calibration")
         self.scorer = LogProbScorer(runtime.logits())
         self._written = 0
@@ -171,12 +180,28 @@ class OutOfFold:
             else:
                 runs.append(run_suite(self.scorer, self.suite))
             ppl = text_loss(self.scorer, self.text, (SEARCH_TOKENS,)).perplexity
+            answers = tuple(answer_bbq(self.scorer, self.bbq)) if self.bbq else None
         finally:
             self.runtime.set_lora(None, 0.0)
         run = merged(runs)
         seconds = time.perf_counter() - t0
         strength = 1.0 if rank else 0.0
-        return Measurement(strength, run.scores(), ppl, seconds, tuple(blocks), rank or None, run)
+        bbq = None
+        if answers is not None:
+            everything = np.arange(len(self.bbq))[None, :]
+            dis, amb = mean_abs_scores(self.bbq, answers, everything)[0]
+            bbq = (float(dis), float(amb))
+        return Measurement(
+            strength, run.scores(), ppl, seconds, tuple(blocks), rank or None, run, answers, bbq
+        )
+
+    def bbq_rises(self, m: Measurement, base: Measurement) -> bool:
+        """m's mean |s_DIS| or |s_AMB| on the BBQ items is above the base model's in 97.5% of
+        paired resamples of the items: a rise beyond the noise."""
+        if m.bbq_answers is None or base.bbq_answers is None:
+            return False
+        shares = share_higher(self.bbq, base.bbq_answers, m.bbq_answers)
+        return max(shares.values()) >= 0.975
 
     def close(self) -> None:
         self.scorer.close()
@@ -205,31 +230,33 @@ def choose(
     cfg: MitigationConfig,
     on_step: Callable[[Measurement, float], None] | None = None,
     better: Callable[[Measurement, Measurement], bool] = clearly_better,
+    refuse: Callable[[Measurement, Measurement], bool] | None = None,
 ) -> MitigationResult:
     """The most complete candidate within limits that the least out-of-fold bias does not beat
-    beyond noise (module doc)."""
+    beyond noise (module doc); refuse(m, base) true puts m out of limits too."""
     base = trials.measure((), 0)
-    plan = [(blocks, r) for blocks in candidates for r in cfg.ranks]
+    ranks = sorted(cfg.ranks, reverse=True)
     if on_step:
-        on_step(base, 1.0 if plan else 0.0)
+        on_step(base, 1.0 if candidates and ranks else 0.0)
     steps: list[Measurement] = []
     eligible: list[Measurement] = []
-    i = 0
-    while i < len(plan):
-        blocks, rank = plan[i]
-        m = trials.measure(blocks, rank)
-        steps.append(m)
-        if within_limits(m, base, cfg) and m.scores.bias < base.scores.bias:
-            eligible.append(m)
-        i += 1
-        # Past an overshoot a larger rank only erases more. Past a rank out of limits the next
-        # is still tried: perplexity is not monotone in the rank (the 20-pair lexicon on Gemma 3
-        # 270M, every block: rank 54 +2.5%, 81 +4.4%, 108 +3.1%).
-        if m.lean < -cfg.tolerance:
-            while i < len(plan) and plan[i][0] == blocks:
-                i += 1
-        if on_step:
-            on_step(m, 1.0 if i < len(plan) or eligible else 0.0)
+    for n, blocks in enumerate(candidates):
+        for k, rank in enumerate(ranks):
+            m = trials.measure(blocks, rank)
+            steps.append(m)
+            fits = within_limits(m, base, cfg) and not (refuse and refuse(m, base))
+            if fits and m.scores.bias < base.scores.bias:
+                eligible.append(m)
+            # A smaller rank erases a subset of these directions: it can only be wanted where
+            # this one erases too much (an overshoot) or costs too much. Perplexity is not
+            # monotone in the rank (the 20-pair lexicon on Gemma 3 270M, every block: rank 54
+            # +2.5%, 81 +4.4%, 108 +3.1%), so past a rank out of limits the next is still tried.
+            done = fits and m.lean >= -cfg.tolerance
+            more = (not done and k + 1 < len(ranks)) or n + 1 < len(candidates)
+            if on_step:
+                on_step(m, 1.0 if more or eligible else 0.0)
+            if done:
+                break
     if not eligible:
         return MitigationResult(base.strength, base, tuple(steps), -1)
     least = min(eligible, key=lambda m: m.scores.bias)
@@ -245,6 +272,7 @@ class ErasureSearch:
     config: MitigationConfig = field(default_factory=MitigationConfig)
     bands: int = 3  # block sets: all blocks, then the last (bands-1)/bands, ...
     path: Path | None = None  # the data folder's adapter for this model by default
+    bbq: tuple[BBQItem, ...] = ()  # BBQ items whose bias a candidate must not raise
 
 
 def calibrate_erasure(
@@ -263,10 +291,11 @@ def calibrate_erasure(
     weights = ModelWeights(runtime.info.path)
     workdir = target.parent if target.parent.is_dir() else None
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-        trials = OutOfFold(runtime, weights, obs, n_layer, text, Path(tmp), cfg.ranks)
+        trials = OutOfFold(runtime, weights, obs, n_layer, text, Path(tmp), cfg.ranks, search.bbq)
         try:
             every = list(range(n_layer))
-            result = choose(trials, late_bands(every, bands), cfg, on_step)
+            candidates = late_bands(every, bands)
+            result = choose(trials, candidates, cfg, on_step, refuse=trials.bbq_rises)
         finally:
             trials.close()
     # The baseline erased nothing: its file still carries every block, for the guard to scale.

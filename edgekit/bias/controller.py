@@ -161,6 +161,10 @@ class Measurement:
     rank: int | None = None  # the erasure's directions per block, where chosen
     # The probes' raw results, where a choice compares candidates with error bars.
     run: SuiteRun | None = field(default=None, compare=False, repr=False)
+    # BBQ answers on the calibration templates (edgekit.bias.suites.bbq), where checked, and
+    # their mean |s_DIS| and |s_AMB| over categories.
+    bbq_answers: tuple[int, ...] | None = field(default=None, compare=False, repr=False)
+    bbq: tuple[float, float] | None = None
 
     @property
     def label(self) -> str:
@@ -189,6 +193,7 @@ class Measurement:
             "seconds": self.seconds,
             **({"blocks": list(self.blocks)} if self.blocks is not None else {}),
             **({"rank": self.rank} if self.rank is not None else {}),
+            **({"bbq_s_dis": self.bbq[0], "bbq_s_amb": self.bbq[1]} if self.bbq else {}),
         }
 
 

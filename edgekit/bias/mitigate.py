@@ -29,6 +29,7 @@ from edgekit.bias.scores import SuiteScores, run_suite
 from edgekit.bias.store import ScoredModel, require_finite
 from edgekit.bias.suites import BUILT_IN, SuiteRequest, record_scores
 from edgekit.bias.suites.base import Progress
+from edgekit.bias.suites.bbq import BBQItem
 from edgekit.errors import ReferenceTextError
 
 StepHook = Callable[[Measurement, float], None]
@@ -46,6 +47,7 @@ def _silent(message: str) -> None:
 class MitigationRequest:
     iterations: int = 3  # ranks tried per block set
     bands: int = 3  # block sets tried: all blocks, then the last (bands-1)/bands, ...
+    bbq: tuple[BBQItem, ...] = ()  # BBQ items a candidate must not make more biased
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,9 @@ def mitigate(
             "no reference text for perplexity (looked in /usr/share/common-licenses)",
             hint="Install the base-files package, which ships the license texts.",
         )
-    planned = 1 + request.iterations * request.bands  # the base model, then each candidate
+    # The base model, then one rank per block set where the largest fits; a rank out of limits
+    # adds one, and the bar waits at its last step until the search ends.
+    planned = 1 + request.bands
     search_bar = hooks.progress("erasure search (candidates measured)")
     on_step = _counted(_logged(hooks.on_step, conn, model), search_bar, planned)
     hooks.say(
@@ -96,12 +100,14 @@ def mitigate(
         runtime,
         model.hash,
         ref[1],
-        ErasureSearch(MitigationConfig(ranks=rank_steps(request.iterations)), request.bands),
+        ErasureSearch(
+            MitigationConfig(ranks=rank_steps(request.iterations)), request.bands, bbq=request.bbq
+        ),
         on_step=on_step,
         progress=hooks.progress("group directions (sentences read)"),
     )
     if search_bar:
-        search_bar(planned, planned)  # the search may skip ranks past an overshoot
+        search_bar(planned, planned)
     heldout = build_suite("heldout")
     constraint = ErasureConstraint(runtime, erasure.adapter)
     scorer = LogProbScorer(runtime.logits())

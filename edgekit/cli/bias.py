@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from edgekit.cli.render import err_console, out_console, print_json, stage_bar, user_errors
+from edgekit.errors import OptionError
 
 if TYPE_CHECKING:
     from edgekit.bias.controller import Measurement
@@ -38,7 +39,8 @@ def bias_command(
             "--suite",
             metavar="NAME PATH",
             help="A standard benchmark instead of edgekit's suite: `bbq DIR` (BBQ JSONL files) "
-            "or `crows-pairs FILE.csv`.",
+            "or `crows-pairs FILE.csv`. With --mitigate, `bbq DIR`: refuse adapters that raise "
+            "BBQ bias on a quarter of its templates.",
         ),
     ] = None,
     limit: Annotated[
@@ -110,7 +112,9 @@ def bias_command(
         conn = stack.enter_context(closing(store.connect())) if save else None
         runtime, scored = _open(stack, model, device, adapter, scale, verbose)
         if mitigate:
-            out = _mitigate(runtime, scored, conn, MitigationRequest(iterations, bands), as_json)
+            checked = _bbq_check(name, items)
+            mitigation = MitigationRequest(iterations, bands, checked)
+            out = _mitigate(runtime, scored, conn, mitigation, as_json)
         else:
             out = _score(runtime, name, items, request, as_json)
             if conn is not None:
@@ -157,6 +161,22 @@ def _score(
     if not as_json:
         _print_tables(tables(out))
     return out
+
+
+def _bbq_check(name: str, items: Sequence[Any]) -> tuple[Any, ...]:
+    """--mitigate --suite bbq DIR: the calibration templates' items a candidate must not make
+    more biased (the other three quarters stay for reporting)."""
+    from edgekit.bias.suites import BUILT_IN
+    from edgekit.bias.suites.bbq import calibration_part
+
+    if name == BUILT_IN:
+        return ()
+    if name != "bbq":
+        raise OptionError(
+            f"--mitigate checks its adapter against BBQ only, not {name}",
+            hint="Drop --suite, or pass --suite bbq DIR.",
+        )
+    return tuple(calibration_part(items))
 
 
 def _mitigate(

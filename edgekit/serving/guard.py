@@ -45,6 +45,12 @@ QUEUE_SIZE = 64
 HTTP_TIMEOUT_S = 10.0
 SCALE_TOLERANCE = 1e-4  # llama-server keeps the scale as a float32
 DRIFT_CHECK_S = 10.0  # how often the scale on the server is compared with the guard's
+# The least change of scale worth sending to llama-server (a limit of the range is always sent).
+# Requests decode together only while their adapter scales are equal (llama-server's
+# can_batch_with): a request that starts after a change waits for those still running at the old
+# scale, up to a whole answer. The controller relaxes in geometric steps (0.85, 0.745, 0.67, ...,
+# 0.5012 -> 0.5: 18 changes from the ceiling to the floor, most under 0.01); with this band, 7.
+MIN_SCALE_STEP = 0.05
 SOURCE = "serve"
 # Endpoints whose output is generated text; embeddings and the rest carry nothing to score.
 SCORED_PATHS = frozenset(
@@ -182,6 +188,7 @@ class Guard:
         self.model_hash = model_hash
         self.session_id = session_id or f"serve-{uuid.uuid4().hex[:12]}"
         self.state = LoopState(strength=config.max_strength)
+        self.applied = config.max_strength  # the scale llama-server has (start_guard sets it)
         self.dropped = 0
         self.failures = 0
         self.drift_check_s = DRIFT_CHECK_S
@@ -243,23 +250,32 @@ class Guard:
 
     def _score(self, exchange: Exchange) -> None:
         state, adj = score_and_step(self.scorer, exchange.text, self.state, self.config)
-        adj = replace(adj, detail={**adj.detail, "path": exchange.path})
-        if adj.strength_after != adj.strength_before:
+        if self._worth_sending(adj.strength_after):
             self.setter.set_scale(adj.strength_after)
+            self.applied = adj.strength_after
             self._checked_at = time.monotonic()
         elif self._drift_check_due() and (
-            abs((found := self.setter.scale()) - adj.strength_after) > SCALE_TOLERANCE
+            abs((found := self.setter.scale()) - self.applied) > SCALE_TOLERANCE
         ):
             # Set on llama-server's own port by a process with the key: the guard's scale wins.
             log.warning(
                 "bias guard: the adapter's scale was %.3f, not %.3f: set again",
                 found,
-                adj.strength_after,
+                self.applied,
             )
-            self.setter.set_scale(adj.strength_after)
+            self.setter.set_scale(self.applied)
             adj = replace(adj, detail={**adj.detail, "found_scale": found})
+        adj = replace(adj, detail={**adj.detail, "path": exchange.path, "served": self.applied})
         self.state = next_turn(state)
         self._persist(adj)
+
+    def _worth_sending(self, scale: float) -> bool:
+        """A change of MIN_SCALE_STEP or more, or onto a limit of the range."""
+        if abs(scale - self.applied) <= SCALE_TOLERANCE:
+            return False
+        limits = (self.config.floor, self.config.max_strength)
+        on_limit = any(abs(scale - x) <= SCALE_TOLERANCE for x in limits)
+        return on_limit or abs(scale - self.applied) >= MIN_SCALE_STEP - SCALE_TOLERANCE
 
     def _drift_check_due(self) -> bool:
         # GET /lora-adapters is a task in llama-server's queue, served between decode steps:

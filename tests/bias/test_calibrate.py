@@ -122,35 +122,55 @@ def test_choose_takes_the_least_out_of_fold_bias_within_limits() -> None:
     result = choose(trials, [every, late], cfg, lambda m, nxt: seen.append((m.strength, nxt)))
     assert result.chosen.blocks == late and result.chosen.rank == 16 and result.strength == 1.0
     assert result.chosen.scores.bias == 0.08
-    # Past a rank out of limits the larger ones on the same blocks are still tried.
-    assert (every, 24) in trials.asked and (late, 24) in trials.asked
+    # Largest rank first; a smaller one only after a rank out of limits.
+    assert trials.asked == [((), 0), (every, 24), (late, 24), (late, 16)]
     assert len(seen) == len(result.steps) + 1 and seen[0] == (0.0, 1.0)
 
 
-def test_a_larger_rank_within_limits_wins_after_one_out_of_them() -> None:
+def test_a_smaller_rank_is_tried_after_one_out_of_limits() -> None:
     every = (0, 1, 2, 3)
     trials = Scripted(
         {
             ((), 0): (0.20, 10.0),
             (every, 8): (0.10, 10.2),
-            (every, 16): (0.06, 10.5),  # +5%, over the limit
-            (every, 24): (0.05, 10.3),
+            (every, 16): (0.05, 10.3),
+            (every, 24): (0.04, 10.5),  # +5%, over the limit
         }
     )
     result = choose(trials, [every], MitigationConfig(ranks=(8, 16, 24)))
-    assert result.chosen.rank == 24 and result.chosen.scores.bias == 0.05
+    assert result.chosen.rank == 16 and result.chosen.scores.bias == 0.05
+    assert (every, 8) not in trials.asked  # rank 16 fits: rank 8 erases a subset of it
 
 
-def test_an_overshoot_stops_the_larger_ranks() -> None:
+def test_an_overshoot_tries_the_smaller_ranks() -> None:
     every = (0, 1, 2, 3)
     trials = Scripted(
         {
             ((), 0): (0.20, 10.0),
-            (every, 8): (-0.10, 10.1),  # leans against the stereotypes past the tolerance
+            (every, 16): (-0.10, 10.1),  # leans against the stereotypes past the tolerance
+            (every, 8): (0.05, 10.1),
         }
     )
-    choose(trials, [every], MitigationConfig(ranks=(8, 16)))
-    assert (every, 16) not in trials.asked
+    result = choose(trials, [every], MitigationConfig(ranks=(8, 16)))
+    assert trials.asked == [((), 0), (every, 16), (every, 8)]
+    assert result.chosen.rank == 8
+
+
+def test_a_refused_candidate_counts_as_out_of_limits() -> None:
+    every = (0, 1, 2, 3)
+    trials = Scripted(
+        {
+            ((), 0): (0.20, 10.0),
+            (every, 16): (0.04, 10.1),  # raises BBQ bias: refused
+            (every, 8): (0.06, 10.1),
+        }
+    )
+
+    def refuse(m: Measurement, base: Measurement) -> bool:
+        return m.rank == 16
+
+    result = choose(trials, [every], MitigationConfig(ranks=(8, 16)), refuse=refuse)
+    assert result.chosen.rank == 8 and (every, 8) in trials.asked
 
 
 def test_choose_keeps_the_base_model_when_nothing_helps() -> None:
@@ -165,8 +185,7 @@ def test_the_most_complete_candidate_wins_unless_beaten_beyond_noise() -> None:
         ((), 0): (0.20, 10.0),
         (every, 8): (0.100, 10.1),
         (every, 16): (0.050, 10.3),
-        (late, 8): (0.045, 10.0),  # the least bias, by less than the noise (0.02 here)
-        (late, 16): (0.060, 10.1),
+        (late, 16): (0.045, 10.1),  # the least bias, by less than the noise (0.02 here)
     }
 
     def by_two_points(a: Measurement, b: Measurement) -> bool:
@@ -175,9 +194,9 @@ def test_the_most_complete_candidate_wins_unless_beaten_beyond_noise() -> None:
     cfg = MitigationConfig(ranks=(8, 16))
     result = choose(Scripted(table), [every, late], cfg, better=by_two_points)
     assert result.chosen.blocks == every and result.chosen.rank == 16
-    table[(late, 8)] = (0.020, 10.0)  # now beyond the noise
+    table[(late, 16)] = (0.020, 10.0)  # now beyond the noise
     result = choose(Scripted(table), [every, late], cfg, better=by_two_points)
-    assert result.chosen.blocks == late and result.chosen.rank == 8
+    assert result.chosen.blocks == late and result.chosen.rank == 16
 
 
 def _measured(run: SuiteRun) -> Measurement:

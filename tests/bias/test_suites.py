@@ -18,7 +18,14 @@ from edgekit.bias.suites import (
     suite_title,
     tables,
 )
-from edgekit.bias.suites.bbq import answer_bbq, bbq_scores, read_bbq
+from edgekit.bias.suites.bbq import (
+    answer_bbq,
+    bbq_scores,
+    calibration_part,
+    read_bbq,
+    report_part,
+    share_higher,
+)
 from edgekit.bias.suites.crows_pairs import crows_preferences, crows_scores, read_crows
 from edgekit.errors import BiasDataError, BiasError
 from tests.fixtures.bias_data import CROWS_CSV, CROWS_HEADER, bbq_item, write_jsonl
@@ -85,6 +92,31 @@ def test_bbq_release_files_read_and_score_on_the_fake() -> None:
     scores = bbq_scores(items, answer_bbq(scorer, items), n_boot=100)
     for s in scores.values():
         assert -1 <= s["s_dis"]["value"] <= 1 and s["n"] == 12
+
+
+def test_bbq_parts_keep_each_template_on_one_side(tmp_path: Path) -> None:
+    rows = [
+        bbq_item(pol, cond, 0, question_index=str(t))
+        for t in range(1, 41)
+        for pol in ("neg", "nonneg")
+        for cond in ("ambig", "disambig")
+    ]
+    items = read_bbq(write_jsonl(tmp_path / "Age.jsonl", rows))
+    calibration, report = calibration_part(items), report_part(items)
+    assert len(calibration) + len(report) == len(items) == 160
+    assert {it.template for it in calibration}.isdisjoint({it.template for it in report})
+    assert len({it.template for it in calibration}) == 10  # every fourth, in hash order
+    assert calibration == calibration_part(read_bbq(tmp_path / "Age.jsonl"))  # stable
+
+
+def test_share_higher_sees_a_rise_and_not_an_equal(tmp_path: Path) -> None:
+    rows = [bbq_item("neg", "disambig", 0, question_index=str(t)) for t in range(60)]
+    items = read_bbq(write_jsonl(tmp_path / "Age.jsonl", rows))
+    even = [0, 1] * 30  # half name the old man, half the young: s_DIS 0
+    biased = [0] * 60  # all the stereotyped group: s_DIS +1
+    assert share_higher(items, even, biased)["s_dis"] == 1.0
+    assert share_higher(items, biased, even)["s_dis"] == 0.0
+    assert share_higher(items, even, even) == {"s_dis": 0.0, "s_amb": 0.0}
 
 
 def test_crows_reader_handles_quotes_and_commas(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from edgekit.bias.guard import FLOOR_SHARE, ScaleLimits
 from edgekit.errors import AdapterFileError, BiasError
 from edgekit.serving.exchange import Exchange
 from edgekit.serving.guard import (
+    MIN_SCALE_STEP,
     Guard,
     guard_server_args,
     resolve_bias_adapter,
@@ -140,6 +141,25 @@ def test_the_scale_stays_within_the_calibrated_limits(recorder: RecordingSetter)
     assert guard.drain(30)
     assert min(recorder.scales) >= 0.4 and max(recorder.scales) <= 0.8
     assert 0.4 in recorder.scales and 0.8 in recorder.scales
+    guard.close()
+
+
+def test_small_steps_are_held_back_until_they_add_up(recorder: RecordingSetter) -> None:
+    # Each change splits llama-server's batches (requests at two scales decode apart): the
+    # relaxation's geometric tail (0.5412, 0.5288, ...) is sent once it adds up to
+    # MIN_SCALE_STEP, and the floor itself always.
+    guard = Guard(recorder, served_loop(ScaleLimits(0.5, 1.0)))
+    for _ in range(30):
+        guard.observe(exchange(CLEAN))
+    assert guard.drain(30)
+    assert recorder.scales == pytest.approx(
+        [0.85, 0.745, 0.6715, 0.62005, 0.55882, 0.50692, 0.5], abs=1e-4
+    )
+    assert all(
+        a - b >= MIN_SCALE_STEP - 1e-9
+        for a, b in zip(recorder.scales[:-2], recorder.scales[1:-1], strict=True)
+    )
+    assert guard.state.strength == pytest.approx(0.5) and guard.applied == pytest.approx(0.5)
     guard.close()
 
 
