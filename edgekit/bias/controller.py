@@ -52,6 +52,9 @@ class LoopConfig:
     floor: float = 0.0
     max_strength: float = 1.5
     max_regenerations: int = 1
+    # Weight of the newest output in the bias the scale follows (an exponential average;
+    # 1: that output alone). Regeneration still answers the output's own score.
+    smoothing: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -78,14 +81,15 @@ class LoopState:
     turn: int = 0
     adjustments: int = 0
     last_measured: float | None = None
+    smoothed: float | None = None  # the averaged bias the scale follows
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> LoopState:
-        known = {k: d[k] for k in ("strength", "turn", "adjustments", "last_measured") if k in d}
-        return cls(**known)
+        names = ("strength", "turn", "adjustments", "last_measured", "smoothed")
+        return cls(**{k: d[k] for k in names if k in d})
 
 
 def step(
@@ -98,10 +102,15 @@ def step(
 ) -> tuple[LoopState, Adjustment]:
     """One controller update after an output whose bias was `measured`."""
     s = state.strength
+    level = (
+        measured
+        if state.smoothed is None
+        else state.smoothed + config.smoothing * (measured - state.smoothed)
+    )
     # --mitigate may calibrate a scale above max_strength: a raise must never lower it.
     ceiling = max(config.max_strength, config.floor, s)
-    if measured > config.target:
-        new = min(ceiling, s + max(config.min_step, config.gain * (measured - config.target)))
+    if level > config.target:
+        new = min(ceiling, s + max(config.min_step, config.gain * (level - config.target)))
         action = "raise" if new > s else "hold"
     else:
         new = max(config.floor, config.floor + (s - config.floor) * config.relax)
@@ -119,7 +128,7 @@ def step(
         action=action,
         regenerate=regenerate,
         at=time.time() if now is None else now,
-        detail=detail or {},
+        detail={**(detail or {}), "smoothed": level},
     )
     return (
         replace(
@@ -127,6 +136,7 @@ def step(
             strength=new,
             adjustments=state.adjustments + (action != "hold"),
             last_measured=measured,
+            smoothed=level,
         ),
         adjustment,
     )

@@ -31,6 +31,11 @@ log = logging.getLogger("edgekit.bias")
 
 MAX_SCALE = 1.0  # the exact erasure (ScaleLimits)
 FLOOR_SHARE = 0.5
+# The guards' scale follows an exponential average of the outputs' bias with this weight on the
+# newest (a memory of about 2/SMOOTHING - 1 = 5 outputs): one output's score is a noisy probe,
+# most outputs name no group at all, and each change of scale costs a served batch its
+# neighbours (edgekit.serving.guard.MIN_SCALE_STEP).
+SMOOTHING = 1 / 3
 
 
 @dataclass(frozen=True)
@@ -58,9 +63,12 @@ class ScaleLimits:
 
 
 def loop_config(limits: ScaleLimits, base: LoopConfig | None = None) -> LoopConfig:
-    """The controller's settings within `limits`; serve passes no regenerations (a served
-    response has already gone to the client)."""
-    return replace(base or LoopConfig(), floor=limits.floor, max_strength=limits.ceiling)
+    """The controller's settings within `limits`, following the bias averaged over the last
+    few outputs (SMOOTHING); serve passes no regenerations (a served response has already gone
+    to the client)."""
+    return replace(
+        base or LoopConfig(), floor=limits.floor, max_strength=limits.ceiling, smoothing=SMOOTHING
+    )
 
 
 class OutputScorer(Protocol):

@@ -228,9 +228,14 @@ def test_served_outputs_move_the_adapter_scale_on_a_real_llama_server(
             guard.observe(exchange(CLEAN))
             assert guard.drain(30)
             assert adapter_scale(url) == pytest.approx(0.745)
+            # Biased: the scale follows the average of the last few outputs (a third of this
+            # one), so it rises one step, then to the ceiling, never past 1.
             guard.observe(exchange(BIASED))
             assert guard.drain(30)
-            assert adapter_scale(url) == pytest.approx(1.0)  # biased: back up, never past 1
+            assert adapter_scale(url) == pytest.approx(0.995)
+            guard.observe(exchange(BIASED))
+            assert guard.drain(30)
+            assert adapter_scale(url) == pytest.approx(1.0)
             # A client with the key turns the adapter down: the next output sets it again.
             http(url + "/lora-adapters", [{"id": 0, "scale": 0.2}], api_key=KEY)
             guard.observe(exchange(BIASED))
@@ -244,11 +249,12 @@ def test_served_outputs_move_the_adapter_scale_on_a_real_llama_server(
     assert saved is not None and saved["source"] == "serve"
     assert saved["model_hash"] == store.model_fingerprint(model)
     events = saved["events"]
-    assert [e["action"] for e in events] == ["relax", "relax", "raise", "hold"]
-    assert [e["measured"] for e in events] == pytest.approx([0.0, 0.0, 1.0, 1.0])
-    assert [e["strength_after"] for e in events] == pytest.approx([0.85, 0.745, 1.0, 1.0])
+    assert [e["action"] for e in events] == ["relax", "relax", "raise", "raise", "hold"]
+    assert [e["measured"] for e in events] == pytest.approx([0.0, 0.0, 1.0, 1.0, 1.0])
+    assert [e["detail"]["smoothed"] for e in events] == pytest.approx([0, 0, 1 / 3, 5 / 9, 19 / 27])
+    assert [e["strength_after"] for e in events] == pytest.approx([0.85, 0.745, 0.995, 1, 1])
     assert events[2]["detail"]["scorer"] == "lexicon"
     assert events[2]["detail"]["stereotyped"] == 2
-    assert events[3]["detail"]["found_scale"] == pytest.approx(0.2)
+    assert events[4]["detail"]["found_scale"] == pytest.approx(0.2)
     assert saved["state"]["strength"] == pytest.approx(1.0)
     assert saved["config"]["floor"] == 0.5 and saved["config"]["max_strength"] == 1.0
