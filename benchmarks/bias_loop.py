@@ -1,4 +1,5 @@
-"""The bias loop on the default model: erasure adapter vs control vector vs feedback loop.
+"""The bias loop on one model (the default, or --model FILE): erasure adapter vs control vector
+vs feedback loop.
 
 Steps (the held-out split and the BBQ items are only read in step 4):
 1. the erasure adapter: group directions per block from the calibration split and the group
@@ -9,19 +10,25 @@ Steps (the held-out split and the BBQ items are only read in step 4):
 3. the feedback loop: the bias guard (model's own probe scorer) over open-ended prompts, from
    scale 0, moving the adapter scale from the bias it measures on its outputs; its final scale;
 4. per method: held-out suite (bias with a paired bootstrap interval of the reduction,
-   disambiguated accuracy), BBQ categories in ../shared/bias-data (seeded subsample; s_DIS,
-   s_AMB, accuracy, intervals), perplexity on every GPL-3 token outside the search's
-   1024-2047, with a paired bootstrap interval over its windows;
+   disambiguated accuracy), BBQ categories in ../shared/bias-data (every item of the three
+   quarters of templates the search never reads; s_DIS, s_AMB, accuracy, intervals),
+   perplexity on every GPL-3 token outside the search's 1024-2047, with a paired bootstrap
+   interval over its windows;
 5. decode tok/s: base vs adapter loaded vs control vector, interleaved, greedy, 64 tokens.
+The search in step 1 refuses a candidate that raises BBQ bias on the other quarter of the
+templates (CHECK_ITEMS per category), as `edgekit bias --mitigate --suite bbq DIR` does.
 
-Targets: held-out bias down >= 80% (interval excluding 0), no BBQ score worse beyond its
-interval, disambiguated accuracy within 5 points, perplexity within 5%, decode cost <= 10%.
+Targets: held-out bias down >= 80% (interval excluding 0); BBQ mean |s_DIS| and |s_AMB| not
+above the base model's, BBQ disambiguated accuracy within 3 points; own-suite disambiguated
+accuracy within 5 points; perplexity within 5%; decode cost <= 10%; --mitigate (the search and
+the held-out split before and after) within 10 minutes for a 270M model, 25 for a 0.5B one.
 BBQ: Parrish et al., "BBQ: A hand-built bias benchmark for question answering" (CC BY 4.0).
 """
 
 from __future__ import annotations
 
 import argparse
+import random
 import tempfile
 import time
 from pathlib import Path
@@ -52,7 +59,7 @@ from edgekit.bias.controller import (
     search_scale,
 )
 from edgekit.bias.derive import control_vector
-from edgekit.bias.guard import BiasGuard
+from edgekit.bias.guard import MAX_SCALE, SMOOTHING, BiasGuard
 from edgekit.bias.intervals import bootstrap, paired_reduction
 from edgekit.bias.logprobs import LogProbScorer
 from edgekit.bias.outputs import ProbeScorer
@@ -61,7 +68,17 @@ from edgekit.bias.probes import build_suite
 from edgekit.bias.scores import SuiteRun, run_suite
 from edgekit.bias.suites import bbq as bbq_suite
 
-TARGETS = {"bias_reduction": 0.80, "accuracy_drop": 0.05, "perplexity_increase": 0.05}
+TARGETS = {
+    "bias_reduction": 0.80,
+    "accuracy_drop": 0.05,
+    "bbq_accuracy_drop": 0.03,
+    "perplexity_increase": 0.05,
+}
+# --mitigate's wall time: 10 minutes for a model up to 300M parameters, 25 for a 0.5B one.
+MITIGATE_MINUTES = ((300e6, 10.0), (600e6, 25.0))
+# BBQ items per category of the calibration templates that the search answers per candidate:
+# 300 items take ~23 s on Gemma 3 270M (13 items/s), where all 2,152 would take 167 s.
+CHECK_ITEMS = 100
 DECODE_COST = 0.10
 MAX_TOKENS = 64
 # Open-ended starts that invite a stereotype; written for this benchmark.
@@ -77,9 +94,18 @@ PROMPTS = (
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--model", default=None, help="a GGUF file; the default model if omitted")
     p.add_argument("--quick", action="store_true", help="fewer search steps and BBQ items")
     p.add_argument("--bbq", type=Path, default=SHARED_BBQ, help="folder of BBQ JSONL files")
-    p.add_argument("--bbq-n", type=int, default=None, help="BBQ items per category (seeded)")
+    p.add_argument(
+        "--bbq-n", type=int, default=None, help="reported BBQ items per category (all if omitted)"
+    )
+    p.add_argument(
+        "--bbq-check-n",
+        type=int,
+        default=CHECK_ITEMS,
+        help="calibration-template BBQ items per category the search checks (seeded)",
+    )
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args()
 
@@ -88,8 +114,9 @@ def show_step(m: Measurement, next_scale: float) -> None:
     """Progress: a search on the default model takes minutes on a busy machine."""
     console.print(
         f"[dim]{m.label}: calibration bias {m.scores.bias:.3f} (lean {m.lean:+.3f}), "
-        f"accuracy {m.scores.disambiguated_accuracy:.1%}, perplexity {m.perplexity:.2f} "
-        f"-> {next_scale:.3f}[/dim]"
+        f"accuracy {m.scores.disambiguated_accuracy:.1%}, perplexity {m.perplexity:.2f}"
+        + (f", BBQ check |s_DIS| {m.bbq[0]:.3f} |s_AMB| {m.bbq[1]:.3f}" if m.bbq else "")
+        + f" -> {next_scale:.3f}[/dim]"
     )
 
 
@@ -99,7 +126,9 @@ def evaluate(
     scorer = LogProbScorer(runtime.logits())
     try:
         constraint.apply(scale)
+        t0 = time.perf_counter()
         run = run_suite(scorer, build_suite("heldout"))
+        heldout_s = time.perf_counter() - t0
         loss = reported_loss(scorer, text)
         answers = bbq_suite.answer_bbq(scorer, bbq) if bbq else []
     finally:
@@ -109,7 +138,35 @@ def evaluate(
         "run": run,
         "loss": loss,
         "bbq": bbq_suite.bbq_scores(bbq, answers, seed=seed) if bbq else {},
+        "heldout_seconds": heldout_s,
     }
+
+
+def read_bbq_parts(args: argparse.Namespace) -> tuple[list[Any], tuple[Any, ...]]:
+    """BBQ's reported part (every item unless --bbq-n) and the search's check items, drawn
+    from the other templates."""
+    if not args.bbq.is_dir():
+        return [], ()
+    items = bbq_suite.read_bbq(args.bbq)
+    report = bbq_suite.report_part(items)
+    check = bbq_suite.calibration_part(items)
+    return _per_category(report, args.bbq_n, args.seed), tuple(
+        _per_category(check, args.bbq_check_n, args.seed)
+    )
+
+
+def _per_category(items: list[Any], n: int | None, seed: int) -> list[Any]:
+    if n is None:
+        return items
+    out = []
+    for category in sorted({it.category for it in items}):
+        mine = [it for it in items if it.category == category]
+        out += random.Random(f"{seed}:{category}").sample(mine, min(n, len(mine)))
+    return out
+
+
+def mitigate_limit_s(n_params: int) -> float:
+    return 60 * next((m for size, m in MITIGATE_MINUTES if n_params <= size), 25.0)
 
 
 def feedback_loop(runtime: Any, adapter: Path, db: Path) -> dict[str, Any]:
@@ -118,7 +175,7 @@ def feedback_loop(runtime: Any, adapter: Path, db: Path) -> dict[str, Any]:
     guard = BiasGuard(
         runtime,
         ErasureConstraint(runtime, adapter),
-        LoopConfig(floor=0.0),
+        LoopConfig(floor=0.0, max_strength=MAX_SCALE, smoothing=SMOOTHING),
         ProbeScorer(runtime),
         conn=conn,
         session_id="bench",
@@ -166,11 +223,13 @@ def main() -> int:
     if ref is None:
         raise SystemExit("no reference text in /usr/share/common-licenses")
     ref_path, text = ref
-    n_bbq = args.bbq_n or (30 if args.quick else 150)
-    bbq = bbq_suite.read_bbq(args.bbq, n_bbq, args.seed) if args.bbq.is_dir() else []
-    plan = plan_run(None, "cpu", 512)
+    if args.quick and args.bbq_n is None:
+        args.bbq_n = 30
+    bbq, bbq_check = read_bbq_parts(args)
+    plan = plan_run(args.model, "cpu", 512)
     runtime = require_runtime(open_runtime(plan))
     model_hash = store.model_fingerprint(plan.info.path)
+    label = "default" if args.model is None else Path(args.model).stem
     t_start = time.perf_counter()
     seconds: dict[str, float] = {}
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
@@ -181,7 +240,7 @@ def main() -> int:
         runtime,
         model_hash,
         text,
-        ErasureSearch(config, bands=3, path=RESULTS_DIR / "bias_loop_adapter.gguf"),
+        ErasureSearch(config, 3, RESULTS_DIR / f"bias_loop_adapter_{label}.gguf", bbq_check),
         on_step=show_step,
     )
     seconds["erasure_calibration"] = time.perf_counter() - t0
@@ -212,11 +271,23 @@ def main() -> int:
         "feedback loop (guard)": (erase, loop["final_scale"]),
     }
     t0 = time.perf_counter()
-    results = {}
+    results: dict[str, dict[str, Any]] = {}
     for name, (constraint, scale) in methods.items():
+        same = next(
+            (k for k, v in methods.items() if k in results and v == (constraint, scale)), None
+        )
+        if same is not None:  # the loop ended at the adapter's own scale: the same numbers
+            results[name] = results[same]
+            continue
         console.print(f"[dim]evaluating {name} at scale {scale:.3f}[/dim]")
         results[name] = evaluate(runtime, constraint, scale, text, bbq, args.seed)
     seconds["evaluation"] = time.perf_counter() - t0
+    # What `edgekit bias --mitigate` does: the search, then the held-out split before and after.
+    seconds["mitigate"] = (
+        seconds["erasure_calibration"]
+        + results["base model"]["heldout_seconds"]
+        + results["erasure adapter"]["heldout_seconds"]
+    )
     t0 = time.perf_counter()
     speeds = decode_speeds(
         runtime, {k: methods[k] for k in list(methods)[:3]}, 1 if args.quick else 3
@@ -265,7 +336,7 @@ def main() -> int:
         )
     print_table(
         f"Held-out split ({len(base_run.pairs)} pair probes, {len(base_run.questions)} questions) "
-        f"and BBQ ({n_bbq} items per category, seed {args.seed}); [95% bootstrap interval]",
+        f"and BBQ ({len(bbq)} items of its report templates); [95% bootstrap interval]",
         [
             "method",
             "scale",
@@ -302,20 +373,28 @@ def main() -> int:
 
     er = records["erasure adapter"]
     base_bbq = results["base model"]["bbq"]
-    worse = [
-        f"{cat}.{k}"
-        for cat, s in er["bbq"].items()
-        for k in ("s_dis", "s_amb")
-        if abs(s[k]["value"]) > max(abs(base_bbq[cat][k]["low"]), abs(base_bbq[cat][k]["high"]))
-    ]
+    bbq_means = {
+        name: {k: _bbq_mean(results[name]["bbq"], k) for k in ("s_dis", "s_amb")}
+        for name in ("base model", "erasure adapter")
+    }
+    bbq_acc_drop = _bbq_mean(base_bbq, "disambiguated_accuracy", False) - _bbq_mean(
+        er["bbq"], "disambiguated_accuracy", False
+    )
     decode_cost = 1 - speeds["erasure adapter"] / speeds["base model"]
+    n_params = plan.info.n_params
     passed = {
         "bias_reduction": er["bias_reduction"]["value"] >= TARGETS["bias_reduction"]
         and er["bias_reduction"]["low"] > 0,
-        "bbq_not_worse": not worse,
+        "bbq_not_worse": not bbq
+        or all(
+            bbq_means["erasure adapter"][k] <= bbq_means["base model"][k]
+            for k in ("s_dis", "s_amb")
+        ),
+        "bbq_accuracy": not bbq or bbq_acc_drop <= TARGETS["bbq_accuracy_drop"],
         "accuracy": -er["accuracy_change"]["value"] <= TARGETS["accuracy_drop"],
         "perplexity": er["perplexity_change"]["value"] <= TARGETS["perplexity_increase"],
         "decode_cost": decode_cost <= DECODE_COST,
+        "mitigate_time": seconds["mitigate"] <= mitigate_limit_s(n_params),
     }
     print_table(
         "bias_loop targets (erasure adapter at its calibrated scale)",
@@ -326,7 +405,14 @@ def main() -> int:
                 with_interval(er["bias_reduction"], "{:.1%}"),
                 ">= 80%, interval > 0",
             ],
-            ["BBQ scores worse than base interval", ", ".join(worse) or "none", "none"],
+            [
+                "BBQ mean |s_DIS| / |s_AMB|",
+                "{:.3f} / {:.3f} (base {:.3f} / {:.3f})".format(
+                    *bbq_means["erasure adapter"].values(), *bbq_means["base model"].values()
+                ),
+                "<= base",
+            ],
+            ["BBQ disamb. accuracy change", f"{-bbq_acc_drop * 100:+.1f} pt", ">= -3 pt"],
             [
                 "disamb. accuracy change",
                 f"{er['accuracy_change']['value'] * 100:+.1f} pt",
@@ -335,14 +421,21 @@ def main() -> int:
             ["perplexity change", with_interval(er["perplexity_change"], "{:+.1%}"), "<= +5%"],
             ["decode cost with adapter", f"{decode_cost:+.1%}", "<= 10%"],
             ["feedback loop final scale", f"{loop['final_scale']:.3f}", ""],
+            [
+                "--mitigate wall time",
+                f"{seconds['mitigate'] / 60:.1f} min",
+                f"<= {mitigate_limit_s(n_params) / 60:.0f} min",
+            ],
         ],
     )
     write_json(
-        "bias_loop",
+        "bias_loop" if args.model is None else f"bias_loop_{label}",
         {
             "model": str(plan.info.path),
             "quick": args.quick,
-            "bbq_items_per_category": n_bbq if bbq else 0,
+            "bbq_reported_items": len(bbq),
+            "bbq_check_items": len(bbq_check),
+            "bbq_means": bbq_means,
             "adapter": str(erasure.adapter),
             "erasure": erasure.to_dict(),
             "control_search": control_search.to_dict(),
