@@ -54,14 +54,16 @@ def text_loss(
     """Per-window loss over the token spans [start, stop) of text (stop None: to the end).
 
     Non-overlapping windows of `window` tokens, each with its own BOS; every token after the BOS
-    is scored. Short windows keep it cheap on a Pi; a comparison before/after a constraint uses
-    the same windows, which is what matters.
+    is scored. A model that adds no BOS (SmolLM2) has its window's first token as context only.
+    Short windows keep it cheap on a Pi; a comparison before/after a constraint uses the same
+    windows, which is what matters.
     """
     tokens = scorer.tokenize(text, add_bos=False)
     bos = scorer.tokenize("", add_bos=True)
     step = window - len(bos)
+    first = max(1, len(bos))  # the first token scored needs one before it
     windows = [
-        (bos + tokens[start:stop][lo : lo + step], len(bos))
+        (bos + tokens[start:stop][lo : lo + step], first)
         for start, stop in spans
         for lo in range(0, len(tokens[start:stop]), step)
     ]

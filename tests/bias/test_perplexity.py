@@ -33,6 +33,19 @@ def test_every_token_of_a_span_is_scored_once_in_bos_windows() -> None:
     assert perplexity(_scorer(), TEXT, max_tokens=600) == pytest.approx(loss.perplexity)
 
 
+class NoBos(FakeLogits):
+    """A tokenizer that adds no BOS, as SmolLM2's GGUF does."""
+
+    def tokenize(self, text: str, add_bos: bool = True) -> list[int]:
+        return super().tokenize(text, add_bos=False)
+
+
+def test_a_model_without_bos_scores_all_but_each_windows_first_token() -> None:
+    loss = text_loss(LogProbScorer(NoBos(FakeModel())), TEXT, ((0, 600),), window=256)
+    assert loss.tokens == (255, 255, 87)
+    assert math.isfinite(loss.perplexity)
+
+
 def test_reported_loss_reads_everything_but_the_search_tokens() -> None:
     n = len(_scorer().tokenize(TEXT, add_bos=False))
     low, high = SEARCH_TOKENS
