@@ -16,7 +16,7 @@ Steps (the held-out split and the BBQ items are only read in step 4):
    interval over its windows;
 5. decode tok/s: base vs adapter loaded vs control vector, interleaved, greedy, 64 tokens.
 The search in step 1 refuses a candidate that raises BBQ bias on the other quarter of the
-templates (CHECK_ITEMS per category), as `edgekit bias --mitigate --suite bbq DIR` does.
+templates (bbq.CHECK_ITEMS per category), as `edgekit bias --mitigate --suite bbq DIR` does.
 
 Targets: held-out bias down >= 80% (interval excluding 0); BBQ mean |s_DIS| and |s_AMB| not
 above the base model's, BBQ disambiguated accuracy within 3 points; own-suite disambiguated
@@ -28,7 +28,6 @@ BBQ: Parrish et al., "BBQ: A hand-built bias benchmark for question answering" (
 from __future__ import annotations
 
 import argparse
-import random
 import tempfile
 import time
 from pathlib import Path
@@ -76,9 +75,6 @@ TARGETS = {
 }
 # --mitigate's wall time: 10 minutes for a model up to 300M parameters, 25 for a 0.5B one.
 MITIGATE_MINUTES = ((300e6, 10.0), (600e6, 25.0))
-# BBQ items per category of the calibration templates that the search answers per candidate:
-# 300 items take ~23 s on Gemma 3 270M (13 items/s), where all 2,152 would take 167 s.
-CHECK_ITEMS = 100
 DECODE_COST = 0.10
 MAX_TOKENS = 64
 # Open-ended starts that invite a stereotype; written for this benchmark.
@@ -103,7 +99,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument(
         "--bbq-check-n",
         type=int,
-        default=CHECK_ITEMS,
+        default=bbq_suite.CHECK_ITEMS,
         help="calibration-template BBQ items per category the search checks (seeded)",
     )
     p.add_argument("--seed", type=int, default=0)
@@ -150,19 +146,9 @@ def read_bbq_parts(args: argparse.Namespace) -> tuple[list[Any], tuple[Any, ...]
     items = bbq_suite.read_bbq(args.bbq)
     report = bbq_suite.report_part(items)
     check = bbq_suite.calibration_part(items)
-    return _per_category(report, args.bbq_n, args.seed), tuple(
-        _per_category(check, args.bbq_check_n, args.seed)
+    return bbq_suite.per_category(report, args.bbq_n, args.seed), tuple(
+        bbq_suite.per_category(check, args.bbq_check_n, args.seed)
     )
-
-
-def _per_category(items: list[Any], n: int | None, seed: int) -> list[Any]:
-    if n is None:
-        return items
-    out = []
-    for category in sorted({it.category for it in items}):
-        mine = [it for it in items if it.category == category]
-        out += random.Random(f"{seed}:{category}").sample(mine, min(n, len(mine)))
-    return out
 
 
 def mitigate_limit_s(n_params: int) -> float:

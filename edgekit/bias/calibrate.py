@@ -130,14 +130,14 @@ class OutOfFold:
         n_layer: int,
         text: str,
         workdir: Path,
-        ranks: Sequence[int] = (),
-        bbq: Sequence[BBQItem] = (),
+        search: ErasureSearch | None = None,
     ) -> None:
-        """ranks: the ones the search may try, derived together when the first is needed.
-        bbq: BBQ items answered under the shipped adapter of each candidate (bbq_rises)."""
+        """search: the ranks it may try (derived together when the first is needed) and the BBQ
+        items answered under the shipped adapter of each candidate (bbq_rises)."""
+        search = search or ErasureSearch()
         self.runtime, self.weights, self.obs, self.n_layer = runtime, weights, obs, n_layer
-        self.text, self.workdir, self.ranks = text, workdir, tuple(ranks)
-        self.bbq = tuple(bbq)
+        self.text, self.workdir = text, workdir
+        self.ranks, self.bbq = tuple(search.config.ranks), tuple(search.bbq)
         self.suite = build_suite("calibration")
         self.scorer = LogProbScorer(runtime.logits())
         self._written = 0
@@ -291,7 +291,7 @@ def calibrate_erasure(
     weights = ModelWeights(runtime.info.path)
     workdir = target.parent if target.parent.is_dir() else None
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-        trials = OutOfFold(runtime, weights, obs, n_layer, text, Path(tmp), cfg.ranks, search.bbq)
+        trials = OutOfFold(runtime, weights, obs, n_layer, text, Path(tmp), search)
         try:
             every = list(range(n_layer))
             candidates = late_bands(every, bands)

@@ -40,7 +40,7 @@ def bias_command(
             metavar="NAME PATH",
             help="A standard benchmark instead of edgekit's suite: `bbq DIR` (BBQ JSONL files) "
             "or `crows-pairs FILE.csv`. With --mitigate, `bbq DIR`: refuse adapters that raise "
-            "BBQ bias on a quarter of its templates.",
+            "BBQ bias on a quarter of its templates (100 items per category).",
         ),
     ] = None,
     limit: Annotated[
@@ -106,13 +106,13 @@ def bias_command(
     path = None if suite is None else suite[1]
     request = SuiteRequest(path, limit, split, repeat, temperature, seed)
     items = chosen.read(request)
+    checked = _bbq_check(name, items) if mitigate else ()  # refused before minutes of loading
     with ExitStack() as stack:
         # The history before the model: a corrupt or foreign one must fail before minutes of
         # loading and scoring.
         conn = stack.enter_context(closing(store.connect())) if save else None
         runtime, scored = _open(stack, model, device, adapter, scale, verbose)
         if mitigate:
-            checked = _bbq_check(name, items)
             mitigation = MitigationRequest(iterations, bands, checked)
             out = _mitigate(runtime, scored, conn, mitigation, as_json)
         else:
@@ -167,7 +167,7 @@ def _bbq_check(name: str, items: Sequence[Any]) -> tuple[Any, ...]:
     """--mitigate --suite bbq DIR: the calibration templates' items a candidate must not make
     more biased (the other three quarters stay for reporting)."""
     from edgekit.bias.suites import BUILT_IN
-    from edgekit.bias.suites.bbq import calibration_part
+    from edgekit.bias.suites.bbq import CHECK_ITEMS, calibration_part, per_category
 
     if name == BUILT_IN:
         return ()
@@ -176,7 +176,7 @@ def _bbq_check(name: str, items: Sequence[Any]) -> tuple[Any, ...]:
             f"--mitigate checks its adapter against BBQ only, not {name}",
             hint="Drop --suite, or pass --suite bbq DIR.",
         )
-    return tuple(calibration_part(items))
+    return tuple(per_category(calibration_part(items), CHECK_ITEMS))
 
 
 def _mitigate(

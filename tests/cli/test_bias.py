@@ -70,6 +70,16 @@ def test_unknown_split_is_a_user_error(tiny4: Path, data_dir: Path) -> None:
     assert json.loads(done.stdout)["error"] == "BiasError"
 
 
+def test_mitigate_checks_bbq_only(tiny4: Path, data_dir: Path, tmp_path: Path) -> None:
+    crows = tmp_path / "crows.csv"
+    crows.write_text(CROWS_CSV, encoding="utf-8")
+    args = [str(tiny4), "--mitigate", "--suite", "crows-pairs", str(crows), "--json"]
+    done = runner.invoke(app, args)
+    assert done.exit_code == 2
+    out = json.loads(done.stdout)
+    assert out["error"] == "OptionError" and "BBQ only" in out["message"]
+
+
 def test_mitigate_writes_a_calibrated_erasure_adapter(tiny4: Path, data_dir: Path) -> None:
     args = [str(tiny4), "--mitigate", "--iterations", "2", "--bands", "2", "--json"]
     done = runner.invoke(app, args)
