@@ -139,7 +139,7 @@ def choice_matters(fp32: Path, profile: Any, seeds: int) -> Any:
 
     nodes = fused_nodes(onnx.load(str(fp32 / "model.onnx"), load_external_data=False))
     scores = node_scores(nodes, profile.scores("input"))
-    parts = NbitsParts(fp32 / "model.onnx", cache=fp32.parent)
+    parts = NbitsParts(fp32 / "model.onnx")
     costs = measure(parts, nodes, scores, CALIBRATION_TEXT).costs  # what convert measures
 
     def test(bpw: float) -> bool:

@@ -13,7 +13,7 @@ import io
 import logging
 import shutil
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from gguf import Keys
@@ -87,19 +87,19 @@ def check_exportable(source: Path) -> str:
     return model_type
 
 
-def hf_dir_from_gguf(gguf_path: Path, folder: Path) -> Path:
+def hf_dir_from_gguf(
+    gguf_path: Path, folder: Path, progress: Callable[[int, int], None] | None = None
+) -> Path:
     """Dequantize a GGUF into a float HF checkpoint (the reference is then the GGUF itself)."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
+    from edgekit.converters.gguf_to_hf import write_float_checkpoint
     from edgekit.gguf.reader import read_header
 
     silence_false_regex_warning()
     header = read_header(gguf_path)  # clear errors for corrupt files before transformers does
     try:
-        model = AutoModelForCausalLM.from_pretrained(
-            gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32
-        )
+        write_float_checkpoint(gguf_path, folder, progress)
         tok = AutoTokenizer.from_pretrained(  # type: ignore[no-untyped-call]
             gguf_path.parent, gguf_file=gguf_path.name
         )
@@ -108,9 +108,7 @@ def hf_dir_from_gguf(gguf_path: Path, folder: Path) -> Path:
             f"transformers cannot load {gguf_path.name} as a float model: {e}",
             hint="Convert from the Hugging Face checkpoint instead.",
         ) from None
-    model.save_pretrained(folder, safe_serialization=True)
     tok.save_pretrained(folder)
-    del model
     # transformers saves the whole GGUF as "tokenizer.model" (its vocab file): not SentencePiece,
     # and as big as the model. tokenizer.json holds the real tokenizer.
     (folder / "tokenizer.model").unlink(missing_ok=True)

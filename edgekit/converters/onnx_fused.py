@@ -120,6 +120,11 @@ def build_fused(
     return out_dir
 
 
+def fused_cached(source: Path) -> bool:
+    folder = fused_cache_dir(source)
+    return (folder / ONNX_FILE).is_file() and (folder / GENAI_CONFIG).is_file()
+
+
 def cached_fused_fp32(
     source: Path,
     hf_dir: Callable[[], Path],
@@ -130,7 +135,7 @@ def cached_fused_fp32(
     (a GGUF is dequantized only when the cache misses)."""
     say = log or (lambda _: None)
     folder = fused_cache_dir(source)
-    if (folder / ONNX_FILE).is_file() and (folder / GENAI_CONFIG).is_file():
+    if fused_cached(source):
         say(f"fp32 fused graph from the cache: {folder}")
         if source.is_file():  # folders cached before the BOS/EOS fix are repaired in place
             from edgekit.converters.onnx_gguf_tokenizer import match_gguf_specials

@@ -16,7 +16,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgekit.backends.onnx.model import ONNX_FILE, PLAN_FILE
+from edgekit.backends.heap import release_memory
+from edgekit.backends.onnx.model import ONNX_FILE, PLAN_FILE, SIDE_FILES
 from edgekit.backends.onnx.nbits import (
     BLOCK_SIZE,
     FusedNode,
@@ -28,7 +29,7 @@ from edgekit.backends.onnx.nbits import (
 )
 from edgekit.converters.calibrate import spike_profile
 from edgekit.converters.onnx_export import hf_dir_from_gguf
-from edgekit.converters.onnx_fused import cached_fused_fp32
+from edgekit.converters.onnx_fused import cached_fused_fp32, fused_cached
 from edgekit.converters.onnx_int8 import onnx_result
 from edgekit.converters.request import (
     SPIKES_FILE,
@@ -47,7 +48,7 @@ if TYPE_CHECKING:
     from edgekit.backends.onnx.sensitivity import SensitivityResult
 
 Log = Callable[[str], None]
-ALGORITHM = "k_quant"  # onnxruntime's block-wise search (llama.cpp's make_qkx); or "rtn"
+ALGORITHM = NbitsParts.algorithm  # onnxruntime's block-wise search (llama.cpp's make_qkx)
 
 
 def onnx_recipe(recipe: Recipe | None) -> Recipe:
@@ -60,19 +61,19 @@ def choose_plan(
     parts: NbitsParts,
     nodes: list[FusedNode],
     profile: SpikeProfile,
-    recipe: Recipe,
-    text: str,
-    log: Log,
+    req: ConvertRequest,
 ) -> tuple[Plan, SensitivityResult | None]:
     """--target-bpw: the measured plan at that budget, the head and embedding included; random
     with a budget: its control at the same budget; otherwise the spike recipe's 4/8-bit plan."""
     from edgekit.quant.onnx_plan import budget_for_bpw, measured_plan, random_plan
 
+    recipe, log = onnx_recipe(req.plan_recipe), req.say
     scores = node_scores(nodes, profile.scores("input"))
     if isinstance(recipe, TargetBpw) and recipe.high_type == NBITS_8:
         from edgekit.backends.onnx.sensitivity import measure
 
-        got = measure(parts, nodes, scores, text, log=log)
+        with req.stage("measuring sensitivity") as update:
+            got = measure(parts, nodes, scores, req.calibration_text, log, update)
         return measured_plan(nodes, got.costs, budget_for_bpw(nodes, recipe.bpw), scores), got
     if isinstance(recipe, RandomLayers) and recipe.bpw is not None and recipe.high_type == NBITS_8:
         return random_plan(nodes, budget_for_bpw(nodes, recipe.bpw), recipe.seed, scores), None
@@ -88,7 +89,6 @@ def choose_plan(
 
 def convert_fused(req: ConvertRequest) -> ConvertResult:
     """Write req.output: the cached fused fp32 graph, planned and quantized to 4/8 bits."""
-    import onnx
 
     start = time.perf_counter()
     source, log = req.source, req.say
@@ -98,28 +98,36 @@ def convert_fused(req: ConvertRequest) -> ConvertResult:
         def hf_dir() -> Path:  # a GGUF is dequantized at most once, and only if needed
             if not hf:
                 if source.is_file():
-                    log(f"dequantizing {source.name} to a float checkpoint")
-                    hf.append(hf_dir_from_gguf(source, work / "hf"))
+                    with req.stage("dequantizing to a float checkpoint") as update:
+                        hf.append(hf_dir_from_gguf(source, work / "hf", update))
+                    release_memory()
                 else:
                     hf.append(source)
             return hf[0]
 
-        fp32 = cached_fused_fp32(source, hf_dir, req.trust_remote_code, log)
-        nodes = fused_nodes(onnx.load(str(fp32 / ONNX_FILE), load_external_data=False))
-        chosen = onnx_recipe(req.plan_recipe)
+        if not fused_cached(source):
+            hf_dir()  # its own bar, before the builder's
+        with req.stage("fp32 graph (onnxruntime-genai's builder)") as update:
+            fp32 = cached_fused_fp32(source, hf_dir, req.trust_remote_code, log)
+            update(1, 1)
+        release_memory()
+        parts = NbitsParts(fp32 / ONNX_FILE)
+        nodes = fused_nodes(parts.graph())
         log("calibrating spike scores" if req.scores is None else "reading spike scores")
         profile = spike_profile(req, hf_dir() if req.scores is None else None)
-        parts = NbitsParts(fp32 / ONNX_FILE, ALGORITHM, cache=fp32.parent)
-        the_plan, measured = choose_plan(parts, nodes, profile, chosen, req.calibration_text, log)
+        release_memory()
+        with req.stage("quantizing 4- and 8-bit") as update:
+            parts.prepare(nodes, update)
+        the_plan, measured = choose_plan(parts, nodes, profile, req)
         final = work / "final"
         final.mkdir()
         n8 = sum(d.type == NBITS_8 for d in the_plan.decisions)
         log(f"quantizing with {ALGORITHM}: {len(nodes) - n8} nodes 4-bit or float, {n8} 8-bit")
-        lists = parts.write(final / ONNX_FILE, nodes, the_plan.types)
-        del parts
-        for f in fp32.iterdir():
-            if f.is_file() and not f.name.startswith(ONNX_FILE):
-                shutil.copy2(f, final / f.name)  # genai_config.json, tokenizer, config
+        with req.stage("writing") as update:
+            lists = parts.write(final / ONNX_FILE, nodes, the_plan.types, update)
+        for name in SIDE_FILES:  # genai_config.json, tokenizer, config
+            if (fp32 / name).is_file():
+                shutil.copy2(fp32 / name, final / name)
         profile.save(final / SPIKES_FILE)
         record = plan_record(the_plan, target="onnx", precision="int4", source=str(source))
         record |= _fused_record(nodes, lists, fp32, profile, measured)

@@ -175,6 +175,25 @@ def test_target_bpw_and_random_control_share_the_budget(
         )
 
 
+def test_saved_reference_scores_as_the_lockstep_evaluation(
+    converted: dict[str, tuple[Path, ConvertResult]], tmp_path: Path
+) -> None:
+    """The probes' one-session-at-a-time KLD (reference log-probs in a file) is eval's KLD."""
+    from edgekit.backends.onnx.eval import SavedReference, evaluate_onnx
+    from edgekit.texts.calibration import CALIBRATION_TEXT
+
+    src, result = converted["qwen2"]
+    reference = fused_cache_dir(src)
+    _, rows = evaluate_onnx(reference, [result.output], CALIBRATION_TEXT, max_windows=2)
+    saved = SavedReference(reference, CALIBRATION_TEXT, tmp_path / "ref.f32", max_windows=2)
+    try:
+        assert saved.kld(result.output) == pytest.approx(rows[0].kld, rel=1e-6)
+        assert saved.kld(reference) == pytest.approx(0.0, abs=1e-6)
+    finally:
+        saved.close()
+    assert not (tmp_path / "ref.f32").exists()
+
+
 def test_float_high_type_keeps_a_matmul_float(
     converted: dict[str, tuple[Path, ConvertResult]], tmp_path: Path
 ) -> None:
@@ -264,7 +283,7 @@ def test_assembled_graph_equals_onnxruntimes_own_mixed_quantization(
     for node in nbits:
         for name in node.input[1:]:
             assert np.array_equal(mine[name], direct[name]), name
-    assert (fused_cache_dir(src).parent / "k_quant-block32-4bit" / "model.onnx").is_file()
+    assert (fused_cache_dir(src) / "k_quant-block32-4bit.data").is_file()
 
 
 def test_agreement_with_genai_and_load_errors(

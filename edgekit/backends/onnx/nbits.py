@@ -8,34 +8,38 @@ writes, chosen because their bytes per block of 32 are close (edgekit.quant.type
 NBITS_4 = Q4_1, NBITS_8 = Q8_1, ONNX_FLOAT = F32).
 So `--target-bpw` and the recipes work unchanged, and plan.json reads like the GGUF one.
 
-onnxruntime's `MatMulNBitsQuantizer` writes the MatMuls, per node (`customized_weight_config`),
-with its block-wise k_quant (llama.cpp's make_qkx search) or RTN. Its k_quant path leaves Gather
-alone, so the embedding is written here in the same layout: with tied embeddings the Gather reads
-the head's quantized weights through GatherBlockQuantized (one copy of the 262k x 640 table on
-Gemma 3, not two); untied, the table gets its own planned bits.
+The weights are onnxruntime's k_quant (llama.cpp's make_qkx search), byte for byte what its
+`MatMulNBitsQuantizer` writes per node, computed once per source at both widths and kept on disk
+beside the fp32 graph (edgekit.backends.onnx.store); a plan is a small graph pointing into them,
+so the model is never held in memory, whatever its size. The embedding uses the same layout: with
+tied embeddings the Gather reads the head's quantized weights through GatherBlockQuantized (one
+copy of the 262k x 640 table on Gemma 3, not two); untied, the table gets its own planned bits.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
 import re
-import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from gguf import MODEL_TENSOR, TENSOR_NAMES, GGMLQuantizationType
 
+from edgekit.backends.onnx.store import (
+    FIELDS,
+    Progress,
+    QuantStore,
+    Table,
+    materialize,
+    read_array,
+)
 from edgekit.errors import ConversionError, PlanError
-from edgekit.outputs import partial_path
 from edgekit.quant.planner import Plan, Recipe, Spike, plan
 from edgekit.quant.types import NBITS, NBITS_4, NBITS_8, NBITS_TYPE_OF, ONNX_FLOAT
 
 Q = GGMLQuantizationType
-ALGORITHMS = ("k_quant", "rtn")
 BLOCK_SIZE = 32
 ONNX_DATA = "model.onnx.data"
 
@@ -151,172 +155,109 @@ def plan_nbits(
     return plan(nodes, node_scores(nodes, scores), NBITS_4, chosen, output_type=nbits_type(head))
 
 
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """onnxruntime's quantizer calls logging.basicConfig(level=INFO) when imported, then logs
-    every node, and draws a progress bar on stdout: none of it is for edgekit's user."""
-    root = logging.getLogger()
-    level, handlers = root.level, list(root.handlers)
-    root.setLevel(logging.WARNING)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            yield
-    finally:
-        for h in root.handlers:
-            if h not in handlers:
-                root.removeHandler(h)
-        root.setLevel(level)
+def _nbits_node(node: Any, f: FusedNode, bits: int, store: QuantStore) -> tuple[Any, list[Any]]:
+    """The MatMulNBits twin of a MatMul, its initializers pointing into the store. Names as
+    onnxruntime's quantizer gives them (`<weight>_Q4G32`, `_scale`, `_zp`)."""
+    from onnx import helper
 
-
-def _algo_config(algorithm: str, eight_bit: list[str]) -> Any:
-    with _quiet():
-        from onnxruntime.quantization.matmul_nbits_quantizer import (
-            KQuantWeightOnlyQuantConfig,
-            RTNWeightOnlyQuantConfig,
-        )
-
-    custom = {n: {"bits": 8} for n in eight_bit}
-    if algorithm == "k_quant":
-        return KQuantWeightOnlyQuantConfig(customized_weight_config=custom)
-    if algorithm == "rtn":
-        return RTNWeightOnlyQuantConfig(customized_weight_config=custom)
-    raise PlanError(f"unknown ONNX quantization algorithm {algorithm!r}", hint="k_quant or rtn")
-
-
-def quantize_all(
-    src: Path,
-    bits: int,
-    algorithm: str = "k_quant",
-    block_size: int = BLOCK_SIZE,
-    cache: Path | None = None,
-) -> Any:
-    """Every weight MatMul of the fp32 graph at `bits`, written by onnxruntime's quantizer.
-
-    Quantization is per node (k_quant and RTN see one weight at a time), so a mixed graph is
-    assembled from these two whole-graph results; kept in `cache` (beside the cached fp32 graph),
-    each plan then costs a copy instead of a k_quant search over ~10^8 weights."""
-    import onnx
-
-    with _quiet():
-        from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
-
-    folder = cache / f"{algorithm}-block{block_size}-{bits}bit" if cache else None
-    if folder is not None and (folder / "model.onnx").is_file():
-        return onnx.load(str(folder / "model.onnx"))
-    model = onnx.load(str(src))
-    weights = [n.node for n in fused_nodes(model) if n.op == "MatMul"]
-    with _quiet():
-        quant = MatMulNBitsQuantizer(
-            model,
-            block_size=block_size,
-            is_symmetric=True,
-            accuracy_level=4,  # int8 activations in the CPU kernel: what the builder sets for CPU
-            nodes_to_include=weights,
-            op_types_to_quantize=("MatMul",),
-            algo_config=_algo_config(algorithm, weights if bits == 8 else []),
-        )
-        quant.process()
-    out = quant.model.model
-    if folder is not None:
-        tmp = partial_path(folder)
-        tmp.mkdir(parents=True, exist_ok=True)
-        onnx.save_model(
-            out, str(tmp / "model.onnx"), save_as_external_data=True,
-            all_tensors_to_one_file=True, location=ONNX_DATA, size_threshold=1024,
-        )  # fmt: skip
-        try:
-            tmp.rename(folder)
-        except OSError:  # another convert of the same source got there first
-            shutil.rmtree(tmp, ignore_errors=True)
-        # Saving moved the weights out of `out` (external-data references into the cache file).
-        return onnx.load(str(folder / "model.onnx"))
-    return out
-
-
-def _assemble(model: Any, quantized: Mapping[int, Any], bits_of: Mapping[str, int]) -> None:
-    """Swap each planned MatMul of `model` for its MatMulNBits twin at the planned bits."""
-    twins = {b: {n.name: n for n in q.graph.node} for b, q in quantized.items()}
-    inits = {b: {i.name: i for i in q.graph.initializer} for b, q in quantized.items()}
-    nodes, added = [], []
-    for node in model.graph.node:
-        b = bits_of.get(node.name)
-        if b is None:
-            nodes.append(node)
-            continue
-        twin = twins[b].get(f"{node.name}_Q{b}")
-        if twin is None:
-            raise ConversionError(f"onnxruntime's quantizer left {node.name} unquantized")
-        nodes.append(twin)
-        added += [inits[b][x] for x in twin.input if x in inits[b]]
-    model.graph.ClearField("node")
-    model.graph.node.extend(nodes)
-    model.graph.initializer.extend(added)
-    if not any(o.domain == "com.microsoft" for o in model.opset_import):
-        model.opset_import.add(domain="com.microsoft", version=1)
-    _drop_unused(model)
+    blobs = store.blobs(f.weight, bits)
+    names = (f"{f.weight}_Q{bits}G{store.block}", f"{f.weight}_scale", f"{f.weight}_zp")
+    inits = [blobs[field].tensor(n) for field, n in zip(FIELDS, names, strict=True)]
+    k, n = f.shape
+    twin = helper.make_node(
+        "MatMulNBits", [node.input[0], *names], list(node.output), name=f"{node.name}_Q{bits}",
+        domain="com.microsoft", K=k, N=n, bits=bits, block_size=store.block,
+        accuracy_level=4,  # int8 activations in the CPU kernel: what the builder sets for CPU
+    )  # fmt: skip
+    return twin, inits
 
 
 class NbitsParts:
-    """The fp32 graph and its whole-graph 4- and 8-bit twins, each loaded once: every plan (a
-    convert, or each probe of the sensitivity measurement) is assembled from them by copying nodes,
-    so N plans cost N copies, not N loads of ~3 graphs."""
+    """The fp32 graph's structure (no weights) and its weights' 4- and 8-bit twins on disk
+    (edgekit.backends.onnx.store): a plan is assembled as a small graph pointing into them, so
+    N plans cost N small graphs, not N copies of the model."""
 
-    def __init__(
-        self,
-        src: Path,
-        algorithm: str = "k_quant",
-        block_size: int = BLOCK_SIZE,
-        cache: Path | None = None,
-    ) -> None:
-        self.src, self.algorithm, self.block_size, self.cache = src, algorithm, block_size, cache
-        self._fp32: Any = None
-        self._quantized: dict[int, Any] = {}
+    algorithm = "k_quant"
 
-    def fp32(self) -> Any:
-        if self._fp32 is None:
+    def __init__(self, src: Path, block_size: int = BLOCK_SIZE) -> None:
+        self.src, self.block_size = src, block_size
+        self.store = QuantStore(src.parent, block_size)
+        self._graph: Any = None
+
+    def graph(self) -> Any:
+        if self._graph is None:
             import onnx
 
-            self._fp32 = onnx.load(str(self.src))
-        return self._fp32
+            self._graph = onnx.load(str(self.src), load_external_data=False)
+        return self._graph
 
-    def quantized(self, bits: int) -> Any:
-        if bits not in self._quantized:
-            self._quantized[bits] = quantize_all(
-                self.src, bits, self.algorithm, self.block_size, self.cache
-            )
-        return self._quantized[bits]
+    def prepare(self, nodes: list[FusedNode], progress: Progress | None = None) -> None:
+        """Quantize every node at 4 and 8 bits once per source (the store on disk)."""
+        if self.store.ready(n.weight for n in nodes):
+            return
+        inits = {i.name: i for i in self.graph().graph.initializer}
+        folder = self.src.parent
+
+        def loader(n: FusedNode) -> Callable[[], np.ndarray]:
+            def load() -> np.ndarray:
+                table = read_array(inits[n.weight], folder)
+                return table.T if n.op == "Gather" else table  # as (K, N)
+
+            return load
+
+        tables = {n.weight: Table(n.shape[0] * n.shape[1], loader(n)) for n in nodes}
+        self.store.build(tables, progress)
 
     def assemble(self, nodes: list[FusedNode], types: Mapping[str, GGMLQuantizationType]) -> Any:
-        """The planned graph in memory (a copy; the parts stay untouched)."""
+        """The planned graph, its weights external (in the fp32 graph's folder)."""
         import onnx
 
-        bits_of = {
-            n.node: NBITS[types[n.name]]
-            for n in nodes
-            if n.op == "MatMul" and types[n.name] in NBITS
-        }
+        self.prepare(nodes)
+        planned = {n.node: n for n in nodes if n.op == "MatMul" and types[n.name] in NBITS}
         out = onnx.ModelProto()
-        out.CopyFrom(self.fp32())
-        _assemble(out, {b: self.quantized(b) for b in sorted(set(bits_of.values()))}, bits_of)
+        out.CopyFrom(self.graph())
+        kept, added = [], []
+        for node in out.graph.node:
+            f = planned.get(node.name)
+            if f is None:
+                kept.append(node)
+                continue
+            twin, inits = _nbits_node(node, f, NBITS[types[f.name]], self.store)
+            kept.append(twin)
+            added += inits
+        out.graph.ClearField("node")
+        out.graph.node.extend(kept)
+        out.graph.initializer.extend(added)
+        if not any(o.domain == "com.microsoft" for o in out.opset_import):
+            out.opset_import.add(domain="com.microsoft", version=1)
         embed_nodes = [n for n in nodes if n.op == "Gather"]
         if not embed_nodes:  # tied
             _tie_embedding(out)
         else:
-            _quantize_embedding(out, embed_nodes[0], types[embed_nodes[0].name], self.block_size)
+            _quantize_embedding(out, embed_nodes[0], types[embed_nodes[0].name], self.store)
+        _drop_unused(out)
         return out
 
-    def write(
-        self, dst: Path, nodes: list[FusedNode], types: Mapping[str, GGMLQuantizationType]
-    ) -> dict[str, list[str]]:
-        """Write the planned graph to `dst` (model.onnx + model.onnx.data); returns node lists."""
+    def write_probe(
+        self, name: str, nodes: list[FusedNode], types: Mapping[str, GGMLQuantizationType]
+    ) -> Path:
+        """The planned graph as `name` in the fp32 graph's folder, beside the data it reads."""
         import onnx
 
-        out = self.assemble(nodes, types)
+        path = self.src.parent / name
+        onnx.save_model(self.assemble(nodes, types), str(path))
+        return path
+
+    def write(
+        self,
+        dst: Path,
+        nodes: list[FusedNode],
+        types: Mapping[str, GGMLQuantizationType],
+        progress: Progress | None = None,
+    ) -> dict[str, list[str]]:
+        """Write the planned graph to `dst` (model.onnx + model.onnx.data); returns node lists."""
         dst.parent.mkdir(parents=True, exist_ok=True)
-        onnx.save_model(
-            out, str(dst), save_as_external_data=True, all_tensors_to_one_file=True,
-            location=ONNX_DATA, size_threshold=1024,
-        )  # fmt: skip
+        materialize(self.assemble(nodes, types), self.src.parent, dst, ONNX_DATA, progress)
         by_bits: dict[str, list[str]] = {"4": [], "8": [], "float": []}
         for n in nodes:
             by_bits[str(NBITS.get(types[n.name], "float"))].append(n.node)
@@ -328,12 +269,10 @@ def quantize_nbits(
     dst: Path,
     nodes: list[FusedNode],
     the_plan: Plan,
-    algorithm: str = "k_quant",
     block_size: int = BLOCK_SIZE,
-    cache: Path | None = None,
 ) -> dict[str, list[str]]:
     """Write the planned graph to `dst` (model.onnx + model.onnx.data); returns the node lists."""
-    return NbitsParts(src, algorithm, block_size, cache).write(dst, nodes, the_plan.types)
+    return NbitsParts(src, block_size).write(dst, nodes, the_plan.types)
 
 
 def _init(model: Any, name: str) -> Any:
@@ -420,41 +359,21 @@ def _tie_embedding(model: Any) -> None:
 
 
 def _quantize_embedding(
-    model: Any, embed: FusedNode, qtype: GGMLQuantizationType, block: int
+    model: Any, embed: FusedNode, qtype: GGMLQuantizationType, store: QuantStore
 ) -> None:
-    """Untied table: the MatMuls' k_quant search and layout, read by GatherBlockQuantized."""
-    if qtype not in NBITS:
-        return
-    from onnx import numpy_helper
-    from onnxruntime.quantization.neural_compressor.weight_only import (
-        make_matmul_weight_only_node,
-        quant_tensor_k_quant_cpu,
-    )
-
+    """Untied table: the MatMuls' k_quant layout (from the store), read by GatherBlockQuantized."""
+    if qtype not in NBITS or embed.shape[0] % store.block:
+        return  # float, or GatherBlockQuantized would need a part block along the hidden axis
     bits = NBITS[qtype]
-    init = _init(model, embed.weight)
-    table = numpy_helper.to_array(init).astype("float32")  # (vocab, hidden)
-    vocab, hidden = table.shape
-    if hidden % block:
-        return  # GatherBlockQuantized needs whole blocks along the hidden axis
-    q, scale, zp = quant_tensor_k_quant_cpu(table, bits, block)
-    gather = next(n for n in model.graph.node if n.name == embed.node)
-    fake = type("N", (), {"input": ["x", embed.weight], "output": ["y"], "name": embed.node})
-    _, inits = make_matmul_weight_only_node(
-        fake,
-        (hidden, vocab),
-        bits,
-        block,
-        hidden // block,
-        q.astype("uint8"),
-        scale.astype("float32"),
-        zp,
+    blobs = store.blobs(embed.weight, bits)
+    names = (f"{embed.weight}_Q{bits}G{store.block}", f"{embed.weight}_scale",
+             f"{embed.weight}_zp")  # fmt: skip
+    model.graph.initializer.extend(
+        blobs[field].tensor(n) for field, n in zip(FIELDS, names, strict=True)
     )
-    model.graph.initializer.extend(inits)
-    names = [i.name for i in inits]  # scale, zero point, weight (that order)
-    new = _gather_block_quantized(model, gather, names[2], names[0], names[1], bits, block)
+    gather = next(n for n in model.graph.node if n.name == embed.node)
+    new = _gather_block_quantized(model, gather, *names, bits, store.block)
     _replace_nodes(model, [gather], new)
-    _drop_unused(model)
 
 
 def weight_ops(path: Path) -> dict[str, str]:

@@ -24,23 +24,19 @@ import contextlib
 import hashlib
 import json
 import os
-import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgekit.backends.onnx.model import ONNX_FILE
 from edgekit.backends.onnx.nbits import FusedNode, NbitsParts
 from edgekit.quant.types import NBITS_4, NBITS_8
 
 Log = Callable[[str], None]
+ProbeWriter = Callable[[str, frozenset[str]], Path]
 HEAD = "head"
 EMBEDDING = "embedding"
-# Probes evaluated side by side: each is a session of the graph's size, and the background runs
-# once per group, so a few at a time keeps memory bounded on a small machine.
-GROUP = 4
 WINDOWS = 4  # evaluation windows per probe
 ALONE = 4  # the prior's top nodes probed alone
 _VERSION = "1"
@@ -127,32 +123,21 @@ def _depth(n: FusedNode, nodes: Sequence[FusedNode], effect: Mapping[str, float]
 
 
 @contextlib.contextmanager
-def _probe_dirs(root: Path) -> Iterator[Path]:
-    tmp = root / f".probes.{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+def _probe_files(parts: NbitsParts, nodes: list[FusedNode]) -> Iterator[ProbeWriter]:
+    """Probe graphs beside the data they point into (a few MB each), removed at the end."""
+    written: list[Path] = []
+
+    def write(label: str, low: frozenset[str]) -> Path:
+        types = {n.name: (NBITS_4 if n.name in low else NBITS_8) for n in nodes}
+        path = parts.write_probe(f".probe-{os.getpid()}-{len(written)}.onnx", nodes, types)
+        written.append(path)
+        return path
+
     try:
-        yield tmp
+        yield write
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _write(
-    parts: NbitsParts,
-    nodes: list[FusedNode],
-    low: frozenset[str],
-    folder: Path,
-    side: Path,
-) -> Path:
-    types = {n.name: (NBITS_4 if n.name in low else NBITS_8) for n in nodes}
-    parts.write(folder / ONNX_FILE, nodes, types)
-    for f in side.iterdir():  # tokenizer and config beside each probe (links: Gemma's is 33 MB)
-        if f.is_file() and not f.name.startswith(ONNX_FILE):
-            try:
-                os.link(f, folder / f.name)
-            except OSError:
-                shutil.copy2(f, folder / f.name)
-    return folder
+        for path in written:
+            path.unlink(missing_ok=True)
 
 
 def cache_key(text: str, parts: NbitsParts, windows: int, alone: int) -> str:
@@ -169,9 +154,10 @@ def measure(
     scores: Mapping[str, float],
     text: str,
     log: Log | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> SensitivityResult:
     """Probe the graph and return each node's 4-bit cost; cached beside the fp32 graph."""
-    from edgekit.backends.onnx.eval import evaluate_onnx
+    from edgekit.backends.onnx.eval import SavedReference
 
     say = log or (lambda _: None)
     side = parts.src.parent
@@ -187,19 +173,21 @@ def measure(
             return SensitivityResult(distribute(nodes, probes), probes, 0.0, doc)
     start = time.perf_counter()
     say(f"measuring sensitivity: {len(probes)} probes against an all-8-bit background")
-    with _probe_dirs(side.parent) as tmp:
-        background = _write(parts, nodes, frozenset(), tmp / "background", side)
-        for i in range(0, len(probes), GROUP):
-            group = probes[i : i + GROUP]
-            dirs = [
-                _write(parts, nodes, p.members, tmp / f"probe{i + j}", side)
-                for j, p in enumerate(group)
-            ]
-            _, rows = evaluate_onnx(background, dirs, text, max_windows=WINDOWS)
-            for p, row, d in zip(group, rows, dirs, strict=True):
-                p.kld = row.kld
-                shutil.rmtree(d, ignore_errors=True)
-            say(", ".join(f"{p.label} {p.kld:.4f}" for p in group))
+    with _probe_files(parts, nodes) as write:
+        background = write("background", frozenset())
+        saved = SavedReference(
+            background, text, background.with_suffix(".logprobs"), max_windows=WINDOWS
+        )
+        try:
+            for i, p in enumerate(probes):
+                path = write(p.label, p.members)
+                p.kld = saved.kld(path)
+                path.unlink()
+                say(f"{p.label} {p.kld:.4f}")
+                if progress is not None:
+                    progress(i + 1, len(probes))
+        finally:
+            saved.close()
     seconds = time.perf_counter() - start
     costs = distribute(nodes, probes)
     record = {
