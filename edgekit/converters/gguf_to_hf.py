@@ -11,6 +11,7 @@ checkpoint.
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -36,15 +37,17 @@ def _empty_model(config: Any) -> Any:
 def write_float_checkpoint(
     gguf_path: Path, folder: Path, progress: Progress | None = None
 ) -> dict[str, Any]:
-    """config.json and float32 safetensors shards of `gguf_path` in `folder`; returns the parsed
-    GGUF metadata (config and tokenizer fields) transformers read."""
+    """config.json, the tokenizer and float32 safetensors shards of `gguf_path` in `folder`;
+    returns the parsed GGUF metadata (config and tokenizer fields) transformers read."""
     import transformers.modeling_gguf_pytorch_utils as gguf_utils
     from gguf import GGUFReader
     from transformers import AutoConfig, GenerationConfig
 
     tu: Any = gguf_utils  # untyped
+    # One parse of the metadata (13 s for a 151,936-token vocabulary) for the config and the
+    # tensors; from_pretrained(gguf_file=...) parses it again for each.
     parsed: dict[str, Any] = tu.load_gguf_checkpoint(str(gguf_path), return_tensors=False)
-    config = AutoConfig.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    config = AutoConfig.for_model(**copy.deepcopy(parsed["config"]))
     model = _empty_model(config)
     names = tu.get_gguf_hf_weights_map(model)
     config.architectures = [type(model).__name__]  # what save_pretrained would write
@@ -75,7 +78,18 @@ def write_float_checkpoint(
     config.dtype = "float32"
     config.save_pretrained(folder)
     GenerationConfig.from_model_config(config).save_pretrained(folder)
+    _tokenizer(gguf_path, config).save_pretrained(folder)
     return parsed
+
+
+def _tokenizer(gguf_path: Path, config: Any) -> Any:
+    """transformers' own tokenizer from the GGUF; given the config, it parses the file once more
+    instead of twice."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(  # type: ignore[no-untyped-call]
+        gguf_path.parent, gguf_file=gguf_path.name, config=config
+    )
 
 
 def _dequantize(data: np.ndarray, qtype: Any) -> np.ndarray:

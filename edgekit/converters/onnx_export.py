@@ -91,8 +91,6 @@ def hf_dir_from_gguf(
     gguf_path: Path, folder: Path, progress: Callable[[int, int], None] | None = None
 ) -> Path:
     """Dequantize a GGUF into a float HF checkpoint (the reference is then the GGUF itself)."""
-    from transformers import AutoTokenizer
-
     from edgekit.converters.gguf_to_hf import write_float_checkpoint
     from edgekit.gguf.reader import read_header
 
@@ -100,15 +98,11 @@ def hf_dir_from_gguf(
     header = read_header(gguf_path)  # clear errors for corrupt files before transformers does
     try:
         write_float_checkpoint(gguf_path, folder, progress)
-        tok = AutoTokenizer.from_pretrained(  # type: ignore[no-untyped-call]
-            gguf_path.parent, gguf_file=gguf_path.name
-        )
     except (ValueError, KeyError, RuntimeError, OSError) as e:
         raise ConversionError(
             f"transformers cannot load {gguf_path.name} as a float model: {e}",
             hint="Convert from the Hugging Face checkpoint instead.",
         ) from None
-    tok.save_pretrained(folder)
     # transformers saves the whole GGUF as "tokenizer.model" (its vocab file): not SentencePiece,
     # and as big as the model. tokenizer.json holds the real tokenizer.
     (folder / "tokenizer.model").unlink(missing_ok=True)

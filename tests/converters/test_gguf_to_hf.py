@@ -22,7 +22,7 @@ def test_streamed_checkpoint_equals_transformers_gguf_load(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import torch
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     src = write_tiny_llama(
         tmp_path / "tiny.gguf", n_layers=2, n_embd=64, n_head=4, n_head_kv=2,
@@ -34,6 +34,11 @@ def test_streamed_checkpoint_equals_transformers_gguf_load(
     assert (tmp_path / "hf" / INDEX_FILE).is_file() and seen[-1][0] == seen[-1][1]
     ours = AutoModelForCausalLM.from_pretrained(tmp_path / "hf", dtype=torch.float32)
     theirs = AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file=src.name, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path, gguf_file=src.name)  # type: ignore[no-untyped-call]
+    tokenizer.save_pretrained(tmp_path / "theirs")
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        got_doc = json.loads((tmp_path / "hf" / name).read_text())
+        assert got_doc == json.loads((tmp_path / "theirs" / name).read_text()), name
     want = theirs.state_dict()
     got = ours.state_dict()
     assert got.keys() == want.keys()

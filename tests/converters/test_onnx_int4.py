@@ -249,40 +249,57 @@ def test_false_mistral_regex_warning_is_dropped_only_for_other_families(
     assert warned[1] == "another tokenizer warning"
 
 
-def test_assembled_graph_equals_onnxruntimes_own_mixed_quantization(
+def _onnxruntime_nbits(fp32: Path, config: Any) -> dict[str, list[Any]]:
+    """onnxruntime's own MatMulNBitsQuantizer over the whole graph: each MatMulNBits node's
+    weight tensors, keyed by the node's output (names differ between its configs)."""
+    from onnx import numpy_helper
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    quant = MatMulNBitsQuantizer(
+        onnx.load(str(fp32)), block_size=32, is_symmetric=False, accuracy_level=4,
+        op_types_to_quantize=("MatMul",), algo_config=config,
+    )  # fmt: skip
+    quant.process()
+    graph = quant.model.model.graph
+    inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    return {
+        n.output[0]: [inits[x] for x in n.input[1:]]
+        for n in graph.node
+        if n.op_type == "MatMulNBits"
+    }
+
+
+def test_assembled_graph_equals_onnxruntimes_own_quantizers(
     converted: dict[str, tuple[Path, ConvertResult]],
 ) -> None:
-    """Mixed plans are assembled from whole-graph 4- and 8-bit results (cached); the weights must
-    be exactly what one MatMulNBitsQuantizer call with per-node bits writes."""
+    """A written graph's weights are exactly onnxruntime's: k_quant at 4 bits, its C++ min/max
+    kernel (the default config) at 8."""
     import numpy as np
     from onnx import numpy_helper
     from onnxruntime.quantization.matmul_nbits_quantizer import (
+        DefaultWeightOnlyQuantConfig,
         KQuantWeightOnlyQuantConfig,
-        MatMulNBitsQuantizer,
     )
 
     src, result = converted["qwen2"]
     fp32 = fused_cache_dir(src) / "model.onnx"
-    eight = ["/model/layers.1/mlp/down_proj/MatMul", "/lm_head/MatMul"]
-    quant = MatMulNBitsQuantizer(
-        onnx.load(str(fp32)),
-        block_size=32,
-        is_symmetric=True,
-        accuracy_level=4,
-        op_types_to_quantize=("MatMul",),
-        algo_config=KQuantWeightOnlyQuantConfig(
-            customized_weight_config={n: {"bits": 8} for n in eight}
-        ),
-    )
-    quant.process()
-    direct = {i.name: numpy_helper.to_array(i) for i in quant.model.model.graph.initializer}
+    theirs = {
+        4: _onnxruntime_nbits(fp32, KQuantWeightOnlyQuantConfig()),
+        8: _onnxruntime_nbits(fp32, DefaultWeightOnlyQuantConfig(32, False, 4, bits=8)),
+    }
     ours = onnx.load(str(result.output / "model.onnx"))
     mine = {i.name: numpy_helper.to_array(i, str(result.output)) for i in ours.graph.initializer}
     nbits = [n for n in ours.graph.node if n.op_type == "MatMulNBits"]
     assert len(nbits) == 2 * 5 + 1  # per block: packed qkv, o, gate, up, down; and the head
+    widths = set()
     for node in nbits:
-        for name in node.input[1:]:
-            assert np.array_equal(mine[name], direct[name]), name
+        bits = next(a.i for a in node.attribute if a.name == "bits")
+        widths.add(bits)
+        want = theirs[bits][node.output[0]]
+        got = [mine[name] for name in node.input[1:]]
+        for g, w in zip(got, want, strict=True):
+            assert np.array_equal(g.reshape(w.shape), w), (node.name, bits)
+    assert widths == {4, 8}  # the spike recipe keeps block 1's down_proj and the head at 8
     assert (fused_cache_dir(src) / "k_quant-block32-4bit.data").is_file()
 
 

@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 from gguf import MODEL_TENSOR, TENSOR_NAMES, GGMLQuantizationType
 
+from edgekit.backends.onnx.blockquant import FIELDS
 from edgekit.backends.onnx.store import (
-    FIELDS,
     Progress,
     QuantStore,
     Table,

@@ -23,14 +23,13 @@ from typing import IO, Any
 
 import numpy as np
 
-from edgekit.backends.onnx.kquant import Packed, quantize_weight
+from edgekit.backends.onnx.blockquant import FIELDS, Packed, quantize_weight
 from edgekit.errors import ConversionError
 
 INLINE = 1024  # smaller tensors are kept in the graph, as onnx.save_model's default
 ALIGN = 4096  # offsets on page boundaries, so onnxruntime may map tensors instead of reading them
 BITS = (4, 8)
 Progress = Callable[[int, int], None]
-FIELDS = ("qweight", "scales", "zero_points")  # a MatMulNBits input order
 _UINT8, _FLOAT = 2, 1  # onnx.TensorProto data types
 
 

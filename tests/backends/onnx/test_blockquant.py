@@ -1,7 +1,8 @@
-"""k_quant in row chunks (edgekit.backends.onnx.kquant) and the on-disk store of 4/8-bit twins.
+"""Block quantization in row chunks (edgekit.backends.onnx.blockquant) and the on-disk store.
 
-The reference is onnxruntime's own path for one node: its search on the whole transposed weight,
-packed by its make_matmul_weight_only_node, exactly as MatMulNBitsQuantizer does."""
+The reference is onnxruntime's own path for one node on the whole weight: at 4 bits its k_quant
+search packed by make_matmul_weight_only_node (MatMulNBitsQuantizer with k_quant), at 8 bits its
+default config's C++ kernel."""
 
 from __future__ import annotations
 
@@ -16,13 +17,15 @@ pytest.importorskip("onnxruntime")
 
 from onnx import numpy_helper
 
-from edgekit.backends.onnx import kquant
-from edgekit.backends.onnx.kquant import quantize_weight
+from edgekit.backends.onnx import blockquant
+from edgekit.backends.onnx.blockquant import quantize_weight
 from edgekit.backends.onnx.store import QuantStore, Table, read_array
 from edgekit.errors import ConversionError
 
 
 def onnxruntime_packed(weight: np.ndarray, bits: int, block: int) -> dict[str, np.ndarray]:
+    if bits == 8:
+        return onnxruntime_8bit(weight, block)
     from onnxruntime.quantization.neural_compressor.weight_only import (
         make_matmul_weight_only_node,
         quant_tensor_k_quant_cpu,
@@ -44,13 +47,25 @@ def onnxruntime_packed(weight: np.ndarray, bits: int, block: int) -> dict[str, n
     }
 
 
+def onnxruntime_8bit(weight: np.ndarray, block: int) -> dict[str, np.ndarray]:
+    """What onnxruntime's default 8-bit config computes for the whole weight in one call."""
+    from onnxruntime.quantization.matmul_nbits_quantizer import (
+        DefaultWeightOnlyQuantConfig,
+        DefaultWeightOnlyQuantizer,
+    )
+
+    config = DefaultWeightOnlyQuantConfig(block, is_symmetric=False, bits=8)
+    packed, scales, zero_points = DefaultWeightOnlyQuantizer(config).qbits_block_quant(weight)
+    return {"qweight": packed, "scales": scales, "zero_points": zero_points}
+
+
 @pytest.mark.parametrize("bits", [4, 8])
 @pytest.mark.parametrize("shape", [(64, 10), (128, 7), (40, 6)])  # odd N; K not a whole block
 def test_chunked_search_writes_onnxruntimes_bytes(
     bits: int, shape: tuple[int, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     weight = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
-    monkeypatch.setattr(kquant, "CHUNK_WEIGHTS", 64 * 2)  # two rows a call: many chunks
+    monkeypatch.setattr(blockquant, "CHUNK_WEIGHTS", 64 * 2)  # two rows a call: many chunks
     got = quantize_weight(weight, bits, 32)
     want = onnxruntime_packed(weight, bits, 32)
     for field, array in want.items():
@@ -70,12 +85,13 @@ def test_an_odd_number_of_blocks_pads_each_rows_zero_points() -> None:
     assert (got.zero_points[:, 1] >> 4 == 8).all()
 
 
-def test_a_zero_block_gets_a_zero_scale_and_reads_as_zero() -> None:
+@pytest.mark.parametrize("bits", [4, 8])
+def test_a_zero_block_gets_a_zero_scale_and_reads_as_zero(bits: int) -> None:
     weight = np.random.default_rng(1).standard_normal((64, 4)).astype(np.float32)
     weight[:32, 2] = 0.0  # column 2's first block
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the search's 0/0 stays inside it, not in the terminal
-        got = quantize_weight(weight, 4, 32)
+        got = quantize_weight(weight, bits, 32)
     assert got.scales[2, 0] == 0.0
     assert np.isfinite(got.scales).all() and (got.scales[[0, 1, 3]] > 0).all()
 
