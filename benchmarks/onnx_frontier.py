@@ -18,7 +18,8 @@ decode ratio is the median of per-round ratios) and llama.cpp on the source GGUF
 mixed-size edgekit folder is loaded in onnxruntime_genai and its greedy tokens compared with
 `edgekit run`'s, and token ids of the eval text are compared with llama.cpp's.
 
-Usage: python -m benchmarks.onnx_frontier [--quick] [--model X.gguf] [--workdir DIR]
+Usage: python -m benchmarks.onnx_frontier [--quick] [--model X.gguf] [--workdir DIR]; with
+--shapes qwen2-0.5b,qwen2-1.5b: time and peak memory per convert step (benchmarks/onnx_steps.py).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._common import COUNTING_PROMPT, RESULTS_DIR, console, print_table, write_json
+from benchmarks.onnx_steps import shapes
 from edgekit.backends.runner import resolve_model
 from edgekit.converters.onnx_fused import build_fused, cached_fused_fp32
 from edgekit.texts.evaluation import load_eval_text
@@ -48,14 +50,14 @@ def parse() -> argparse.Namespace:
     p.add_argument("--seeds", type=int, default=3, help="random controls per budget")
     p.add_argument("--rounds", type=int, default=5, help="interleaved speed rounds")
     p.add_argument("--windows", type=int, default=0, help="eval windows (default 4, quick 2)")
+    p.add_argument("--shapes", help="random shapes (qwen2-0.5b,...): step memory and time only")
     p.add_argument("--speed-one", type=Path, help=argparse.SUPPRESS)
     return p.parse_args()
 
 
 def _timed(fn: Any, *a: Any, **k: Any) -> tuple[Any, float]:
     t = time.perf_counter()
-    out = fn(*a, **k)
-    return out, time.perf_counter() - t
+    return fn(*a, **k), time.perf_counter() - t
 
 
 def builder_rows(hf: Path, work: Path, quick: bool) -> dict[str, tuple[Path, float]]:
@@ -305,10 +307,8 @@ def plot(rows: list[dict[str, Any]], title: str, png: Path) -> None:
         if r.get("kld") is None or r["variant"].startswith("fp32"):
             continue
         kind = r["variant"].split()[0].rstrip("0123456789")
-        color = {"edgekit": "tab:green", "random": "tab:gray", "builder": "tab:blue"}.get(
-            kind, "tab:red"
-        )
-        ax.scatter(r["mib"], r["kld"], color=color)
+        colors = {"edgekit": "tab:green", "random": "tab:gray", "builder": "tab:blue"}
+        ax.scatter(r["mib"], r["kld"], color=colors.get(kind, "tab:red"))
         ax.annotate(r["variant"], (r["mib"], r["kld"]), fontsize=7)
     ax.set_xlabel("MiB (*.onnx + external data)")
     ax.set_ylabel("KLD vs fp32 (lower is better)")
@@ -392,6 +392,8 @@ def main() -> int:
     if args.speed_one:
         print(json.dumps(speed_one(args.speed_one, args.tokens or 48)))
         return 0
+    if args.shapes:
+        return shapes(args.shapes.split(","), args.workdir or RESULTS_DIR / "shapes")
     src, work, hf, fp32, fp32_s, profile = _prepare(args)
     n_tok = args.tokens or 64
     built = builder_rows(hf, work, args.quick)

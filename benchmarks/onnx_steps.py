@@ -84,15 +84,46 @@ def convert_steps(source: Path, bpw: float | None, out: Path) -> dict[str, Any]:
     }
 
 
+def builder_steps(source: Path, out: Path) -> dict[str, Any]:
+    """The baseline: onnxruntime-genai's builder writing its own k_quant_mixed int4 from the
+    same source (a GGUF is dequantized first, as it must be for the builder)."""
+    from edgekit.backends.heap import release_memory
+    from edgekit.converters.onnx_export import hf_dir_from_gguf
+    from edgekit.converters.onnx_fused import build_fused
+
+    recorder = StepRecorder()
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="edgekit-hf-") as tmp:
+        hf = source
+        if source.is_file():
+            with recorder.stage("dequantizing to a float checkpoint"):
+                hf = hf_dir_from_gguf(source, Path(tmp) / "hf")
+            release_memory()
+        with recorder.stage("builder int4 k_quant_mixed"):
+            build_fused(hf, out, precision="int4", int4_algo_config="k_quant_mixed")
+    return {
+        "source": str(source),
+        "builder": "k_quant_mixed",
+        "steps": recorder.steps,
+        "seconds": round(time.perf_counter() - start, 1),
+        "peak_gib": round(max(recorder.peak, peak_rss_bytes()) / GIB, 3),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("source", type=Path)
     ap.add_argument("--target-bpw", type=float, default=None)
+    ap.add_argument("--builder", action="store_true", help="time the builder's own int4 instead")
     ap.add_argument("--out", type=Path, default=None, help="the ONNX folder (default: a temp one)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="edgekit-onnx-") as tmp:
-        got = convert_steps(args.source, args.target_bpw, args.out or Path(tmp) / "out")
+        out = args.out or Path(tmp) / "out"
+        if args.builder:
+            got = builder_steps(args.source, out)
+        else:
+            got = convert_steps(args.source, args.target_bpw, out)
     for s in got["steps"]:
         start, peak = s["start_gib"], s["peak_gib"]
         print(f"{s['step']:<45} {s['seconds']:>8.1f} s {start:>6.2f} {peak:>6.2f} GiB")
@@ -103,3 +134,41 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def shape_rows(names: list[str], folder: Path, bpw: float) -> list[dict[str, Any]]:
+    """Each random shape converted in a child process (its own peak), and the builder's own
+    int4 of it where it fits in memory (0.5B: the builder peaked at 9.4 GiB there)."""
+    import subprocess
+    import sys
+
+    from benchmarks.random_shapes import SHAPES, n_params, random_gguf
+
+    rows = []
+    for name in names:
+        src = random_gguf(name, folder)
+        runs = [("edgekit measured", ["--target-bpw", str(bpw)])]
+        if n_params(SHAPES[name]) < 1e9:
+            runs.append(("builder k_quant_mixed", ["--builder"]))
+        for label, extra in runs:
+            out = folder / f"{name}-{'builder' if extra == ['--builder'] else 'edgekit'}.json"
+            cmd = [sys.executable, "-m", "benchmarks.onnx_steps", str(src), *extra]
+            subprocess.run([*cmd, "--json", str(out)], check=True, stdout=subprocess.DEVNULL)
+            got = json.loads(out.read_text(encoding="utf-8"))
+            rows.append({"shape": name, "params": n_params(SHAPES[name]), "run": label, **got})
+    return rows
+
+
+def shapes(names: list[str], folder: Path, bpw: float = 5.44) -> int:
+    """Memory and time per convert step on random-weight shapes (no quality: random weights)."""
+    from benchmarks._common import print_table, write_json
+
+    rows = shape_rows(names, folder, bpw)
+    head = ["shape", "params", "run", "step", "s", "peak GiB"]
+    print_table(f"ONNX convert steps, random weights, --target-bpw {bpw}", head, [
+        [r["shape"], f"{r['params'] / 1e9:.2f}B", r["run"], s["step"], f"{s['seconds']:.0f}",
+         f"{s['peak_gib']:.2f}"]
+        for r in rows for s in [*r["steps"], {"step": "whole", **r}]
+    ])  # fmt: skip
+    write_json("onnx_frontier_shapes", {"target_bpw": bpw, "rows": rows})
+    return 0
