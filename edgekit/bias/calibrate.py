@@ -224,6 +224,16 @@ def completeness(m: Measurement) -> tuple[int, int]:
     return (-len(m.blocks or ()), -(m.rank or 0))
 
 
+def _no_gain(eligible: Sequence[Measurement], least_before: float | None) -> bool:
+    """A block set that did not lower the least bias found with more blocks: the sets are nested
+    (each the last blocks of the one before), so a yet smaller one is not looked for. On Gemma 3
+    270M every block / 6-17 / 12-17 read 0.048 / 0.050 / 0.055; on SmolLM2-135M every block /
+    10-29 / 20-29 read 0.034 / 0.030 / 0.038 (the second gained, so the third was measured)."""
+    if least_before is None:
+        return False
+    return min((m.scores.bias for m in eligible), default=least_before) >= least_before
+
+
 def choose(
     trials: Trials,
     candidates: Sequence[tuple[int, ...]],
@@ -233,7 +243,8 @@ def choose(
     refuse: Callable[[Measurement, Measurement], bool] | None = None,
 ) -> MitigationResult:
     """The most complete candidate within limits that the least out-of-fold bias does not beat
-    beyond noise (module doc); refuse(m, base) true puts m out of limits too."""
+    beyond noise (module doc); refuse(m, base) true puts m out of limits too. Block sets go
+    from the most blocks down, and stop at one that finds no less bias than those before."""
     base = trials.measure((), 0)
     ranks = sorted(cfg.ranks, reverse=True)
     if on_step:
@@ -241,6 +252,7 @@ def choose(
     steps: list[Measurement] = []
     eligible: list[Measurement] = []
     for n, blocks in enumerate(candidates):
+        least_before = min((m.scores.bias for m in eligible), default=None)
         for k, rank in enumerate(ranks):
             m = trials.measure(blocks, rank)
             steps.append(m)
@@ -252,11 +264,15 @@ def choose(
             # monotone in the rank (the 20-pair lexicon on Gemma 3 270M, every block: rank 54
             # +2.5%, 81 +4.4%, 108 +3.1%), so past a rank out of limits the next is still tried.
             done = fits and m.lean >= -cfg.tolerance
-            more = (not done and k + 1 < len(ranks)) or n + 1 < len(candidates)
+            last_rank = done or k + 1 == len(ranks)
+            stop = last_rank and _no_gain(eligible, least_before)
+            more = not stop and (not last_rank or n + 1 < len(candidates))
             if on_step:
                 on_step(m, 1.0 if more or eligible else 0.0)
             if done:
                 break
+        if _no_gain(eligible, least_before):
+            break
     if not eligible:
         return MitigationResult(base.strength, base, tuple(steps), -1)
     least = min(eligible, key=lambda m: m.scores.bias)

@@ -127,6 +127,20 @@ def test_choose_takes_the_least_out_of_fold_bias_within_limits() -> None:
     assert len(seen) == len(result.steps) + 1 and seen[0] == (0.0, 1.0)
 
 
+def test_block_sets_stop_at_one_that_finds_no_less_bias() -> None:
+    every, later, last = (0, 1, 2, 3), (1, 2, 3), (3,)
+    table = {((), 0): (0.20, 10.0), (every, 8): (0.05, 10.1), (later, 8): (0.06, 10.1)}
+    trials = Scripted({**table, (last, 8): (0.01, 10.0)})
+    seen: list[Measurement] = []
+    cfg = MitigationConfig(ranks=(8,))
+    result = choose(trials, [every, later, last], cfg, lambda m, _: seen.append(m))
+    assert (last, 8) not in trials.asked and result.chosen.blocks == every
+    assert [m.blocks for m in seen] == [(), every, later]
+    gaining = Scripted({**table, (later, 8): (0.04, 10.1), (last, 8): (0.045, 10.0)})
+    choose(gaining, [every, later, last], cfg)
+    assert (last, 8) in gaining.asked  # the middle set found less bias: the next is measured
+
+
 def test_a_smaller_rank_is_tried_after_one_out_of_limits() -> None:
     every = (0, 1, 2, 3)
     trials = Scripted(
