@@ -13,7 +13,7 @@ import gguf
 import pytest
 
 from edgekit.backends.onnx.nbits import FusedNode
-from edgekit.backends.onnx.sensitivity import Probe, depth_groups, distribute, make_probes
+from edgekit.backends.onnx.sensitivity import Probe, distribute, make_probes
 from edgekit.errors import PlanError
 from edgekit.quant.mixplan import padded
 from edgekit.quant.onnx_plan import budget_for_bpw, measured_plan, random_plan
@@ -48,20 +48,6 @@ def test_probes_cover_kinds_blocks_and_the_priors_top_nodes() -> None:
         "alone:blk.2.down_proj.weight",
         "alone:blk.2.qkv_proj.weight",
     ]
-
-
-def test_depth_probes_pair_the_middle_blocks_and_split_by_weight() -> None:
-    six = [_node(b, "mlp/down_proj") for b in range(6)]
-    labels = [p.label for p in make_probes(six, {}, alone=0) if p.label.startswith("block:")]
-    assert labels == ["block:0", "block:1-2", "block:3-4", "block:5"]
-    assert depth_groups(2) == [(0,), (1,)] and depth_groups(4) == [(0,), (1, 2), (3,)]
-    probes = [Probe("kind:mlp/down_proj", frozenset(), 0.6), Probe("block:1-2", frozenset(), 0.2)]
-    probes += [Probe("block:0", frozenset(), 0.2), Probe("block:3-4", frozenset(), 0.2)]
-    costs = distribute(six, [*probes, Probe("block:5", frozenset(), 0.0)])
-    # A pair's damage is shared by its two blocks' weights; the lone first block keeps its own.
-    assert costs["blk.1.down_proj.weight"] == costs["blk.2.down_proj.weight"]
-    assert costs["blk.0.down_proj.weight"] == pytest.approx(2 * costs["blk.1.down_proj.weight"])
-    assert costs["blk.5.down_proj.weight"] == 0.0
 
 
 def test_costs_split_a_kind_by_block_damage_and_keep_measured_nodes() -> None:

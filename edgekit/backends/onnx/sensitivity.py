@@ -8,8 +8,7 @@ GatherBlockQuantized, accuracy_level 4 activations.
   background: every weight node at 8 bits, the head and the embedding included (near-lossless);
   probes, each scored by its KL divergence from the background on calibration text:
     kind   - one kind of node across all blocks (all down_proj, all qkv_proj, the head) at 4 bits;
-    block  - every node of one block, or of two neighbouring ones, at 4 bits (how damage
-             depends on depth; see depth_groups);
+    block  - every node of one block at 4 bits (how damage depends on depth);
     alone  - the nodes with the highest spike scores (the prior), each alone at 4 bits.
 
 A node's cost at 4 bits is its own probe's KLD where it was probed alone; otherwise what its kind
@@ -40,7 +39,7 @@ HEAD = "head"
 EMBEDDING = "embedding"
 WINDOWS = 4  # evaluation windows per probe
 ALONE = 4  # the prior's top nodes probed alone
-_VERSION = "2"  # 2: depth probes over block groups
+_VERSION = "1"
 
 
 def kind(n: FusedNode) -> str:
@@ -71,41 +70,16 @@ class SensitivityResult:
     record: dict[str, Any] = field(default_factory=dict)
 
 
-def depth_groups(n_blocks: int) -> list[tuple[int, ...]]:
-    """Blocks probed together: the first and the last alone, the others in adjacent pairs.
-
-    Depth probes only share a kind's damage out over depth, and neighbouring blocks of a
-    decoder read alike except at the ends (the first block's massive activations, the last
-    block feeding the head), so pairs halve the depth probes, a third of all probes, where the
-    difference is least. Qwen2-0.5B: 35 probes become 24."""
-    if n_blocks <= 2:
-        return [(b,) for b in range(n_blocks)]
-    middle = list(range(1, n_blocks - 1))
-    pairs = [tuple(middle[i : i + 2]) for i in range(0, len(middle), 2)]
-    return [(0,), *pairs, (n_blocks - 1,)]
-
-
-def group_label(group: Sequence[int]) -> str:
-    return f"block:{group[0]}" if len(group) == 1 else f"block:{group[0]}-{group[-1]}"
-
-
-def _groups_of(nodes: Sequence[FusedNode]) -> dict[int, tuple[int, ...]]:
-    blocks = [b for n in nodes if (b := block(n)) is not None]
-    groups = depth_groups(max(blocks) + 1) if blocks else []
-    return {b: g for g in groups for b in g}
-
-
 def make_probes(nodes: Sequence[FusedNode], scores: Mapping[str, float], alone: int) -> list[Probe]:
     kinds: dict[str, set[str]] = {}
-    groups: dict[tuple[int, ...], set[str]] = {}
-    group_of = _groups_of(nodes)
+    blocks: dict[int, set[str]] = {}
     for n in nodes:
         kinds.setdefault(kind(n), set()).add(n.name)
         b = block(n)
         if b is not None:
-            groups.setdefault(group_of[b], set()).add(n.name)
+            blocks.setdefault(b, set()).add(n.name)
     probes = [Probe(f"kind:{k}", frozenset(v)) for k, v in sorted(kinds.items())]
-    probes += [Probe(group_label(g), frozenset(v)) for g, v in sorted(groups.items())]
+    probes += [Probe(f"block:{b}", frozenset(v)) for b, v in sorted(blocks.items())]
     # A kind with one member (the head) is already probed alone.
     single = {next(iter(v)) for v in kinds.values() if len(v) == 1}
     ranked = sorted(
@@ -143,10 +117,9 @@ def _depth(n: FusedNode, nodes: Sequence[FusedNode], effect: Mapping[str, float]
     b = block(n)
     if b is None:
         return 1.0
-    group = _groups_of(nodes)[b]
     size = n.shape[0] * n.shape[1]
-    group_size = sum(m.shape[0] * m.shape[1] for m in nodes if block(m) in group)
-    return effect.get(group_label(group), 0.0) * size / max(group_size, 1)
+    block_size = sum(m.shape[0] * m.shape[1] for m in nodes if block(m) == b)
+    return effect.get(f"block:{b}", 0.0) * size / max(block_size, 1)
 
 
 @contextlib.contextmanager
