@@ -239,7 +239,9 @@ def spike_profile(req: ConvertRequest, source: Path | None = None) -> SpikeProfi
         profile = load_profile(req.scores)
     else:
         silence_false_regex_warning()
-        loaded = load_for_calibration(source or req.source, req.trust_remote_code, req.quiet)
+        # transformers' own bars (a sharded checkpoint's "Loading checkpoint shards", as the
+        # GGUF path's float checkpoint is) would only repeat the stage's bar below.
+        loaded = load_for_calibration(source or req.source, req.trust_remote_code, quiet=True)
         with req.stage("calibrating") as update:
             profile = calibrate(loaded, [req.calibration_text], progress=update)
     if req.scores_out is not None:
