@@ -110,7 +110,6 @@ def convert_fused(req: ConvertRequest) -> ConvertResult:
         with req.stage("fp32 graph (onnxruntime-genai's builder)") as update:
             fp32 = cached_fused_fp32(source, hf_dir, req.trust_remote_code, log)
             update(1, 1)
-        release_memory()
         parts = NbitsParts(fp32 / ONNX_FILE)
         nodes = fused_nodes(parts.graph())
         log("calibrating spike scores" if req.scores is None else "reading spike scores")
