@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,7 +46,6 @@ from edgekit.quant.types import NBITS_4, NBITS_8, STANDS_FOR
 if TYPE_CHECKING:
     from edgekit.backends.onnx.sensitivity import SensitivityResult
 
-Log = Callable[[str], None]
 ALGORITHM = NbitsParts.algorithm  # onnxruntime's block-wise search (llama.cpp's make_qkx)
 
 

@@ -264,17 +264,6 @@ class NbitsParts:
         return by_bits
 
 
-def quantize_nbits(
-    src: Path,
-    dst: Path,
-    nodes: list[FusedNode],
-    the_plan: Plan,
-    block_size: int = BLOCK_SIZE,
-) -> dict[str, list[str]]:
-    """Write the planned graph to `dst` (model.onnx + model.onnx.data); returns the node lists."""
-    return NbitsParts(src, block_size).write(dst, nodes, the_plan.types)
-
-
 def _init(model: Any, name: str) -> Any:
     return next((i for i in model.graph.initializer if i.name == name), None)
 
@@ -355,7 +344,6 @@ def _tie_embedding(model: Any) -> None:
         *([transpose] if transpose is not None and transpose.op_type == "Transpose" else []),
     ]
     _replace_nodes(model, old, new)
-    _drop_unused(model)
 
 
 def _quantize_embedding(
