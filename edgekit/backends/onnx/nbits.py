@@ -8,8 +8,8 @@ writes, chosen because their bytes per block of 32 are close (edgekit.quant.type
 NBITS_4 = Q4_1, NBITS_8 = Q8_1, ONNX_FLOAT = F32).
 So `--target-bpw` and the recipes work unchanged, and plan.json reads like the GGUF one.
 
-The weights are onnxruntime's k_quant (llama.cpp's make_qkx search), byte for byte what its
-`MatMulNBitsQuantizer` writes per node, computed once per source at both widths and kept on disk
+The weights are onnxruntime's own (k_quant at 4 bits, its C++ min/max kernel at 8: see
+edgekit.backends.onnx.blockquant), computed once per source at both widths and kept on disk
 beside the fp32 graph (edgekit.backends.onnx.store); a plan is a small graph pointing into them,
 so the model is never held in memory, whatever its size. The embedding uses the same layout: with
 tied embeddings the Gather reads the head's quantized weights through GatherBlockQuantized (one
@@ -155,14 +155,19 @@ def plan_nbits(
     return plan(nodes, node_scores(nodes, scores), NBITS_4, chosen, output_type=nbits_type(head))
 
 
+def _stored(store: QuantStore, weight: str, bits: int) -> tuple[list[str], list[Any]]:
+    """The quantized weight, scales and zero points of `weight` as initializers pointing into
+    the store, named as onnxruntime's quantizer names them (`<weight>_Q4G32`, `_scale`, `_zp`)."""
+    blobs = store.blobs(weight, bits)
+    names = [f"{weight}_Q{bits}G{store.block}", f"{weight}_scale", f"{weight}_zp"]
+    return names, [blobs[field].tensor(n) for field, n in zip(FIELDS, names, strict=True)]
+
+
 def _nbits_node(node: Any, f: FusedNode, bits: int, store: QuantStore) -> tuple[Any, list[Any]]:
-    """The MatMulNBits twin of a MatMul, its initializers pointing into the store. Names as
-    onnxruntime's quantizer gives them (`<weight>_Q4G32`, `_scale`, `_zp`)."""
+    """The MatMulNBits twin of a MatMul, its initializers pointing into the store."""
     from onnx import helper
 
-    blobs = store.blobs(f.weight, bits)
-    names = (f"{f.weight}_Q{bits}G{store.block}", f"{f.weight}_scale", f"{f.weight}_zp")
-    inits = [blobs[field].tensor(n) for field, n in zip(FIELDS, names, strict=True)]
+    names, inits = _stored(store, f.weight, bits)
     k, n = f.shape
     twin = helper.make_node(
         "MatMulNBits", [node.input[0], *names], list(node.output), name=f"{node.name}_Q{bits}",
@@ -353,14 +358,10 @@ def _quantize_embedding(
     if qtype not in NBITS or embed.shape[0] % store.block:
         return  # float, or GatherBlockQuantized would need a part block along the hidden axis
     bits = NBITS[qtype]
-    blobs = store.blobs(embed.weight, bits)
-    names = (f"{embed.weight}_Q{bits}G{store.block}", f"{embed.weight}_scale",
-             f"{embed.weight}_zp")  # fmt: skip
-    model.graph.initializer.extend(
-        blobs[field].tensor(n) for field, n in zip(FIELDS, names, strict=True)
-    )
+    names, inits = _stored(store, embed.weight, bits)
+    model.graph.initializer.extend(inits)
     gather = next(n for n in model.graph.node if n.name == embed.node)
-    new = _gather_block_quantized(model, gather, *names, bits, store.block)
+    new = _gather_block_quantized(model, gather, names[0], names[1], names[2], bits, store.block)
     _replace_nodes(model, [gather], new)
 
 

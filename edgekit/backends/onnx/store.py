@@ -48,11 +48,18 @@ class Blob:
         from onnx import TensorProto
 
         t = TensorProto(name=name, data_type=self.data_type, dims=self.dims)
-        t.data_location = TensorProto.EXTERNAL
-        for key, value in (("location", self.location), ("offset", self.offset)):
-            t.external_data.add(key=key, value=str(value))
-        t.external_data.add(key="length", value=str(self.length))
+        point(t, self.location, self.offset, self.length)
         return t
+
+
+def point(tensor: Any, location: str, offset: int, length: int) -> None:
+    """Make `tensor` external: its bytes at `offset` in the file `location`."""
+    from onnx import TensorProto
+
+    tensor.data_location = TensorProto.EXTERNAL
+    del tensor.external_data[:]
+    for key, value in (("location", location), ("offset", offset), ("length", length)):
+        tensor.external_data.add(key=key, value=str(value))
 
 
 def blob_of(init: Any) -> Blob | None:
@@ -188,9 +195,7 @@ def materialize(
                 init.raw_data = b"".join(_slices(src / blob.location, blob.offset, length))
                 continue
             out.write(b"\0" * (-out.tell() % ALIGN))
-            for key, value in (("location", data_name), ("offset", out.tell())):
-                init.external_data.add(key=key, value=str(value))
-            init.external_data.add(key="length", value=str(length))
+            point(init, data_name, out.tell(), length)
             for piece in _slices(src / blob.location, blob.offset, length):
                 out.write(piece)
             done += length
@@ -200,7 +205,10 @@ def materialize(
 
 
 def _length(folder: Path, blob: Blob) -> int:
-    return blob.length if blob.length >= 0 else (folder / blob.location).stat().st_size
+    """A blob without a length runs to the end of its file (ONNX's rule)."""
+    if blob.length >= 0:
+        return blob.length
+    return (folder / blob.location).stat().st_size - blob.offset
 
 
 def _slices(path: Path, offset: int, length: int, size: int = 1 << 24) -> Iterator[bytes]:
