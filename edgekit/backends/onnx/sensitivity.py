@@ -39,7 +39,7 @@ HEAD = "head"
 EMBEDDING = "embedding"
 WINDOWS = 4  # evaluation windows per probe
 ALONE = 4  # the prior's top nodes probed alone
-_VERSION = "1"
+_VERSION = "2"  # 2: 8-bit nodes (the background) by onnxruntime's C++ kernel
 
 
 def kind(n: FusedNode) -> str:
