@@ -44,8 +44,9 @@ def write_float_checkpoint(
     from transformers import AutoConfig, GenerationConfig
 
     tu: Any = gguf_utils  # untyped
-    # One parse of the metadata (13 s for a 151,936-token vocabulary) for the config and the
-    # tensors; from_pretrained(gguf_file=...) parses it again for each.
+    # gguf-py parses the whole metadata (13 s for a 151,936-token vocabulary) each time a file
+    # is opened: here three times (transformers' config and tokenizer reads, the tensor reader)
+    # where from_pretrained(gguf_file=...) and its tokenizer took five.
     parsed: dict[str, Any] = tu.load_gguf_checkpoint(str(gguf_path), return_tensors=False)
     config = AutoConfig.for_model(**copy.deepcopy(parsed["config"]))
     model = _empty_model(config)
