@@ -26,8 +26,9 @@ from edgekit.errors import ConversionError
 
 TokenType = gguf.TokenType
 
-# The split regexes tokenizers ships for each family, and llama.cpp's name for its own copy.
-_GPT2_REGEX = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
+# The split regexes tokenizers ships for each family, and llama.cpp's name for its own copy;
+# GPT-2's is also what a ByteLevel pre-tokenizer with use_regex splits by.
+GPT2_REGEX = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
 _LLAMA3_REGEX = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
     r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
@@ -36,7 +37,7 @@ _QWEN2_REGEX = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
     r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
-PRE_TOKENIZERS = {_GPT2_REGEX: "gpt-2", _LLAMA3_REGEX: "llama-bpe", _QWEN2_REGEX: "qwen2"}
+PRE_TOKENIZERS = {GPT2_REGEX: "gpt-2", _LLAMA3_REGEX: "llama-bpe", _QWEN2_REGEX: "qwen2"}
 
 
 def add_vocab(w: gguf.GGUFWriter, source: Path, n_vocab: int, space_prefix: bool = True) -> None:
@@ -112,7 +113,7 @@ def pre_tokenizer_name(tj: dict[str, Any]) -> str:
     steps = pre.get("pretokenizers", []) if pre.get("type") == "Sequence" else [pre]
     kinds = [s.get("type") for s in steps]
     if kinds == ["ByteLevel"] and steps[0].get("use_regex", True):
-        regex: str | None = _GPT2_REGEX if not steps[0].get("add_prefix_space") else None
+        regex: str | None = GPT2_REGEX if not steps[0].get("add_prefix_space") else None
     elif kinds == ["Split", "ByteLevel"] and not steps[1].get("use_regex", True):
         regex = (steps[0].get("pattern") or {}).get("Regex")
         if steps[0].get("invert") or steps[1].get("add_prefix_space"):

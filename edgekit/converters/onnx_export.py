@@ -111,9 +111,9 @@ def hf_dir_from_gguf(
 
         # transformers' Unigram stand-in splits words unlike llama.cpp; see that module.
         spm_tokenizer(gguf_path).save(str(folder / TOKENIZER_FILE))
-    from edgekit.converters.onnx_gguf_tokenizer import match_gguf_specials
+    from edgekit.converters.onnx_gguf_tokenizer import match_gguf_tokenizer
 
-    match_gguf_specials(folder, gguf_path)
+    match_gguf_tokenizer(folder, gguf_path)
     template = header.metadata.get(Keys.Tokenizer.CHAT_TEMPLATE)
     if isinstance(template, str) and not (folder / "chat_template.jinja").exists():
         (folder / "chat_template.jinja").write_text(template, encoding="utf-8")

@@ -65,8 +65,9 @@ def fused_cache_dir(source: Path) -> Path:
 
 
 def _check_layer_pattern(config: dict[str, object]) -> None:
-    """The builder (0.13.2) places Gemma 3's global layers at every 6th block whatever the config
-    says; a checkpoint with another pattern would export with the wrong rotary base and window."""
+    """The builder (0.13.2, 0.14.1) places Gemma 3's global layers at every 6th block whatever
+    the config says; a checkpoint with another pattern would export with the wrong rotary base
+    and window."""
     if config.get("architectures") != ["Gemma3ForCausalLM"] or "layer_types" not in config:
         return
     n = int(str(config.get("num_hidden_layers", 0)))
@@ -137,11 +138,11 @@ def cached_fused_fp32(
     folder = fused_cache_dir(source)
     if fused_cached(source):
         say(f"fp32 fused graph from the cache: {folder}")
-        if source.is_file():  # folders cached before the BOS/EOS fix are repaired in place
-            from edgekit.converters.onnx_gguf_tokenizer import match_gguf_specials
+        if source.is_file():  # folders cached before a tokenizer fix are repaired in place
+            from edgekit.converters.onnx_gguf_tokenizer import match_gguf_tokenizer
 
-            if match_gguf_specials(folder, source):
-                say("tokenizer's BOS/EOS set to the GGUF's")
+            if match_gguf_tokenizer(folder, source):
+                say("tokenizer set to split, begin and end as llama.cpp does with the GGUF")
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
     say(f"building the fp32 fused graph with onnxruntime-genai (cached in {folder})")

@@ -2,7 +2,7 @@
 
 The probes themselves run on a real tiny graph in tests/converters/test_onnx_int4.py; here the
 arithmetic that turns probe KLDs into node costs, and the two byte-budget planners, are checked on
-shapes alone, and match_gguf_specials on a real GGUF header and a real `tokenizers` tokenizer."""
+shapes alone, and match_gguf_tokenizer on a real GGUF header and a real `tokenizers` tokenizer."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import pytest
 
 from edgekit.backends.onnx.nbits import FusedNode
 from edgekit.backends.onnx.sensitivity import Probe, distribute, make_probes
+from edgekit.converters.hf_vocab import GPT2_REGEX
 from edgekit.errors import PlanError
 from edgekit.quant.mixplan import padded
 from edgekit.quant.onnx_plan import budget_for_bpw, measured_plan, random_plan
@@ -119,22 +120,29 @@ def _tokenizer(folder: Path) -> None:
 def test_tokenizer_follows_the_ggufs_bos_digits_and_eos(tmp_path: Path) -> None:
     from tokenizers import Tokenizer
 
-    from edgekit.converters.onnx_gguf_tokenizer import match_gguf_specials
+    from edgekit.converters.onnx_gguf_tokenizer import match_gguf_tokenizer
 
     _tokenizer(tmp_path / "hf")
     src = _gguf(tmp_path / "m.gguf", add_bos=False, pre="smollm")
-    assert match_gguf_specials(tmp_path / "hf", src)
+    assert match_gguf_tokenizer(tmp_path / "hf", src)
     tok = Tokenizer.from_file(str(tmp_path / "hf" / "tokenizer.json"))
     enc = tok.encode("year 2024")
     assert 0 not in enc.ids  # no BOS: the GGUF says add_bos_token=False
     assert enc.tokens[-4:] == ["2", "0", "2", "4"]  # llama.cpp's smollm pre-tokenizer
     config = json.loads((tmp_path / "hf" / "tokenizer_config.json").read_text())
     assert (config["eos_token"], config["add_bos_token"]) == ("<|im_end|>", False)
-    assert not match_gguf_specials(tmp_path / "hf", src)  # idempotent: cached folders repaired
+    assert not match_gguf_tokenizer(tmp_path / "hf", src)  # idempotent: cached folders repaired
 
     _tokenizer(tmp_path / "keep")
-    # A GGUF that adds BOS and uses the plain GPT-2 split keeps both (only EOS is renamed).
-    match_gguf_specials(tmp_path / "keep", _gguf(tmp_path / "b.gguf", True, "gpt2"))
+    before = Tokenizer.from_file(str(tmp_path / "keep" / "tokenizer.json"))
+    # A GGUF that adds BOS and uses the plain GPT-2 split keeps both: the split is only spelled
+    # out as a Split step (which onnxruntime-genai reads) and EOS renamed.
+    match_gguf_tokenizer(tmp_path / "keep", _gguf(tmp_path / "b.gguf", True, "gpt2"))
     doc = json.loads((tmp_path / "keep" / "tokenizer.json").read_text())
-    assert doc["pre_tokenizer"]["type"] == "ByteLevel"
-    assert Tokenizer.from_file(str(tmp_path / "keep" / "tokenizer.json")).encode("year").ids[0] == 0
+    steps = doc["pre_tokenizer"]["pretokenizers"]
+    assert [s.get("pattern", {}).get("Regex") for s in steps] == [GPT2_REGEX, None]
+    assert doc["decoder"]["type"] == "ByteLevel"  # not SentencePiece's "▁" replacement
+    after = Tokenizer.from_file(str(tmp_path / "keep" / "tokenizer.json"))
+    text = "the year 2024 and  1999\n\n  0"
+    assert after.encode(text).ids == before.encode(text).ids
+    assert after.encode("year").ids[0] == 0

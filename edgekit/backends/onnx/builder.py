@@ -43,7 +43,7 @@ def run_builder(
     except ImportError as e:
         raise ConversionError(
             f"onnxruntime-genai's model builder is not installed: {e}",
-            hint="pip install 'edgekit[convert]' (onnxruntime-genai 0.13.2, transformers 4.57).",
+            hint="pip install 'edgekit[convert]' (onnxruntime-genai 0.14.1, transformers 4.57).",
         ) from None
     try:
         with _quiet():
