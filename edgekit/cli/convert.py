@@ -99,14 +99,12 @@ def calib_text(calib_file: Path | None) -> str | None:
         raise ConversionError(f"cannot read the calibration text {calib_file}: {e}") from None
 
 
-def default_recipe(to: str, target_bpw: float | None, *spike_options: object) -> str:
-    """GGUF: the measured mix, unless an option of the spike recipe was given. ONNX: the measured
-    plan at --target-bpw when one is given (its probes take minutes), otherwise spike."""
+def default_recipe(to: str, precision: str, *spike_options: object) -> str:
+    """The measured mix (GGUF) or 4/8-bit plan (int4 ONNX), unless an option of the spike recipe
+    was given; the other ONNX precisions have no plan to measure."""
     if any(o is not None for o in spike_options):
         return "spike"
-    if to == "onnx":
-        return "target-bpw" if target_bpw is not None else "spike"
-    return "measured"
+    return "spike" if to == "onnx" and precision != "int4" else "measured"
 
 
 def default_output(source: Path, o: ConvertOptions, recipe: str) -> Path:
@@ -132,9 +130,12 @@ def build_request(o: ConvertOptions) -> ConvertRequest:
     if o.scores_out is not None:
         check_output(o.scores_out)  # before calibrating, not after
     base_t, high = ggml_type(o.base_type), ggml_type(o.high_type)
-    recipe = o.recipe or default_recipe(o.to, o.target_bpw, o.threshold, o.top_k, o.k)
-    if recipe == "measured" and o.to != "gguf":
-        raise PlanError("the measured recipe writes GGUF only", hint="Use --to gguf.")
+    recipe = o.recipe or default_recipe(o.to, o.precision, o.threshold, o.top_k, o.k)
+    if recipe == "measured" and o.to == "onnx" and o.precision != "int4":
+        raise PlanError(
+            f"the measured recipe plans 4/8-bit weights, not --precision {o.precision}",
+            hint="Use --precision int4.",
+        )
     plan_recipe = None if recipe == "measured" else make_recipe(recipe, o, high)
     out = (o.output or default_output(src, o, recipe)).expanduser()
     if o.to == "gguf":
@@ -234,7 +235,7 @@ def convert_command(
     base_type: Annotated[str, typer.Option("--type", help="Base ggml type.")] = "Q4_K",
     recipe: Annotated[
         str | None,
-        typer.Option(help="measured (GGUF default) | spike (ONNX default) | target-bpw | random."),
+        typer.Option(help="measured (default) | spike | target-bpw | random."),
     ] = None,
     mix: Annotated[
         str | None,

@@ -61,18 +61,19 @@ def choose_plan(
     profile: SpikeProfile,
     req: ConvertRequest,
 ) -> tuple[Plan, SensitivityResult | None]:
-    """--target-bpw: the measured plan at that budget, the head and embedding included; random
-    with a budget: its control at the same budget; otherwise the spike recipe's 4/8-bit plan."""
-    from edgekit.quant.onnx_plan import budget_for_bpw, measured_plan, random_plan
+    """The measured plan (the default) at --target-bpw or else at the size of the builder's own
+    k_quant_mixed file, the head and embedding included; random with a budget: its control at
+    the same budget; the spike recipe: its 4/8-bit plan."""
+    from edgekit.quant.onnx_plan import budget_for_bpw, kquant_mixed_budget, random_plan
 
     recipe, log = onnx_recipe(req.plan_recipe), req.say
     scores = node_scores(nodes, profile.scores("input"))
+    if req.recipe == "measured" and req.plan_recipe is None:
+        bpw = req.target_bpw
+        budget = kquant_mixed_budget(nodes) if bpw is None else budget_for_bpw(nodes, bpw)
+        return _measured(parts, nodes, scores, req, budget)
     if isinstance(recipe, TargetBpw) and recipe.high_type == NBITS_8:
-        from edgekit.backends.onnx.sensitivity import measure
-
-        with req.stage("measuring sensitivity") as update:
-            got = measure(parts, nodes, scores, req.calibration_text, log, update)
-        return measured_plan(nodes, got.costs, budget_for_bpw(nodes, recipe.bpw), scores), got
+        return _measured(parts, nodes, scores, req, budget_for_bpw(nodes, recipe.bpw))
     if isinstance(recipe, RandomLayers) and recipe.bpw is not None and recipe.high_type == NBITS_8:
         return random_plan(nodes, budget_for_bpw(nodes, recipe.bpw), recipe.seed, scores), None
     try:
@@ -83,6 +84,21 @@ def choose_plan(
         # The budget is below "4-bit body + 8-bit head": the head drops to 4 bits too.
         log("the budget leaves no room for an 8-bit head: planning it at 4 bits")
         return plan_nbits(nodes, profile.scores("input"), recipe, head=NBITS_4), None
+
+
+def _measured(
+    parts: NbitsParts,
+    nodes: list[FusedNode],
+    scores: dict[str, float],
+    req: ConvertRequest,
+    budget: int,
+) -> tuple[Plan, SensitivityResult]:
+    from edgekit.backends.onnx.sensitivity import measure
+    from edgekit.quant.onnx_plan import measured_plan
+
+    with req.stage("measuring sensitivity") as update:
+        got = measure(parts, nodes, scores, req.calibration_text, req.say, update)
+    return measured_plan(nodes, got.costs, budget, scores), got
 
 
 def convert_fused(req: ConvertRequest) -> ConvertResult:

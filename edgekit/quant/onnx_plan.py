@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
@@ -21,6 +22,10 @@ from edgekit.quant.mixplan import MixTarget, padded, plan_mix
 from edgekit.quant.planner import Decision, Plan, TensorLike
 from edgekit.quant.types import NBITS_4, NBITS_8
 
+# The builder's k_quant_mixed: blocks' modules that get more bits, by GGUF tensor name.
+_BLOCK = re.compile(r"^blk\.(\d+)\.(\w+)\.weight$")
+_MORE_BITS = frozenset(("attn_qkv", "attn_v", "ffn_down"))
+_HEAD, _TIED_HEAD = "output.weight", "token_embd.weight"
 # plan_mix's rules, renamed to the spike planner's so plan.json and the report read alike.
 _RULES = {"up": "kept", "stock": "base", "down": "base"}
 
@@ -32,6 +37,25 @@ def n_params(nodes: Sequence[TensorLike]) -> int:
 def budget_for_bpw(nodes: Sequence[TensorLike], bpw: float) -> int:
     """Plan bytes of `bpw` bits per planned weight (the GGUF path's --target-bpw meaning)."""
     return int(bpw * n_params(nodes) / 8)
+
+
+def kquant_mixed_budget(nodes: Sequence[TensorLike]) -> int:
+    """Plan bytes of onnxruntime-genai's builder `k_quant_mixed` file, the stock ONNX int4 size:
+    8 bits for the head and for the qkv/v and down projections of the first and last eighth of
+    the blocks and every third block between (llama.cpp's Q4_K_M rule), 4 bits elsewhere. An
+    untied embedding, which the builder leaves in float, is counted at 4 bits as edgekit writes
+    it, so the budget is what edgekit's own 4/8-bit file of that layout takes."""
+    blocks = {int(m[1]) for n in nodes if (m := _BLOCK.match(n.name))}
+    n_blocks = max(blocks, default=-1) + 1
+    eighth = n_blocks / 8
+    more = {i for i in blocks if i < eighth or i >= 7 * eighth or (i - round(eighth)) % 3 == 2}
+    head = _HEAD if any(n.name == _HEAD for n in nodes) else _TIED_HEAD
+    total = 0
+    for n in nodes:
+        m = _BLOCK.match(n.name)
+        high = n.name == head or (m is not None and int(m[1]) in more and m[2] in _MORE_BITS)
+        total += padded(NBITS_8 if high else NBITS_4, n.shape[0] * n.shape[1])
+    return total
 
 
 def _check(nodes: Sequence[TensorLike], budget: int) -> None:

@@ -61,13 +61,13 @@ def test_unknown_format_is_one_clear_error(spiky_llama: Path) -> None:
     assert done.exit_code == 2 and "unknown output format" in done.stderr
 
 
-def test_the_measured_recipe_is_refused_for_onnx_before_any_work(
+def test_the_measured_recipe_is_refused_for_int8_onnx_before_any_work(
     spiky_llama: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "never"
     args = ["convert", str(spiky_llama), "--to", "onnx", "--recipe", "measured", "-o", str(out)]
-    done = runner.invoke(app, args)
-    assert done.exit_code == 2 and "writes GGUF only" in done.stderr
+    done = runner.invoke(app, [*args, "--precision", "int8"])
+    assert done.exit_code == 2 and "--precision int4" in done.stderr
     assert not out.exists()
 
 
@@ -87,11 +87,11 @@ def test_eval_an_onnx_folder_against_its_fp32_export(spiky_llama: Path, tmp_path
     assert row["kld"] > 0 and 0 < row["top1"] <= 1 and row["decode_tok_s"] > 0
 
 
-def test_target_bpw_alone_picks_the_measured_onnx_plan() -> None:
+def test_the_measured_plan_is_the_default_for_int4_onnx() -> None:
     from edgekit.cli.convert import default_recipe
 
-    assert default_recipe("onnx", 5.6) == "target-bpw"
-    assert default_recipe("onnx", None) == "spike"
-    assert default_recipe("onnx", 5.6, 0.5) == "spike"  # a spike option was given
-    assert default_recipe("gguf", None) == "measured"
-    assert default_recipe("gguf", None, None, 3) == "spike"
+    assert default_recipe("onnx", "int4") == "measured"
+    assert default_recipe("onnx", "int8") == "spike"  # no 4/8-bit plan to measure
+    assert default_recipe("onnx", "int4", 0.5) == "spike"  # a spike option was given
+    assert default_recipe("gguf", "int4") == "measured"
+    assert default_recipe("gguf", "int4", None, 3) == "spike"

@@ -59,7 +59,7 @@ def own_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 def converted(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> dict[str, tuple[Path, ConvertResult]]:
-    """Each family with a planted spike in block 1, converted with the default (spike) recipe."""
+    """Each family with a planted spike in block 1, converted with the spike recipe."""
     root = tmp_path_factory.mktemp("fused")
     out = {}
     for arch in ("llama", "qwen2", "gemma3"):
@@ -68,7 +68,7 @@ def converted(
         src = build_tiny_hf(
             root / f"hf-{arch}", arch, spike_block=1, spike_scale=200.0, layer_types=types
         )
-        out[arch] = (src, int4(src, root / f"{arch}-int4"))
+        out[arch] = (src, int4(src, root / f"{arch}-int4", recipe=Spike(high_type=NBITS_8)))
     return out
 
 
@@ -173,6 +173,22 @@ def test_target_bpw_and_random_control_share_the_budget(
         assert abs(r.file_size - base.file_size - (r.plan.n_bytes - base.plan.n_bytes)) < 0.05 * (
             r.file_size
         )
+
+
+def test_the_default_is_the_measured_plan_at_the_builders_kquant_mixed_size(
+    converted: dict[str, tuple[Path, ConvertResult]], tmp_path: Path
+) -> None:
+    from edgekit.backends.onnx.nbits import fused_nodes
+    from edgekit.quant.onnx_plan import kquant_mixed_budget, n_params
+
+    src, base = converted["llama"]
+    got = int4(src, tmp_path / "default", base.profile)
+    graph = onnx.load(str(fused_cache_dir(src) / "model.onnx"), load_external_data=False)
+    nodes = fused_nodes(graph)
+    budget = kquant_mixed_budget(nodes)
+    assert got.plan.recipe == "measured" and got.plan.n_bytes <= budget
+    assert got.plan.params["bpw"] == round(8 * budget / n_params(nodes), 4)
+    assert "sensitivity" in json.loads((got.output / "plan.json").read_text())
 
 
 def test_saved_reference_scores_as_the_lockstep_evaluation(

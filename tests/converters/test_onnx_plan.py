@@ -7,6 +7,7 @@ shapes alone, and match_gguf_tokenizer on a real GGUF header and a real `tokeniz
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import gguf
@@ -17,7 +18,12 @@ from edgekit.backends.onnx.sensitivity import Probe, distribute, make_probes
 from edgekit.converters.hf_vocab import GPT2_REGEX
 from edgekit.errors import PlanError
 from edgekit.quant.mixplan import padded
-from edgekit.quant.onnx_plan import budget_for_bpw, measured_plan, random_plan
+from edgekit.quant.onnx_plan import (
+    budget_for_bpw,
+    kquant_mixed_budget,
+    measured_plan,
+    random_plan,
+)
 from edgekit.quant.types import NBITS_4, NBITS_8
 from tests.fixtures.tiny_tokenizers import train_bpe
 
@@ -86,6 +92,25 @@ def test_measured_and_random_plans_spend_the_same_budget_on_the_same_candidates(
     assert "token_embd.weight" in picks  # the head is a candidate of the control too
     with pytest.raises(PlanError, match="4 bits"):
         measured_plan(NODES, costs, budget_for_bpw(NODES, 4.0))
+
+
+def test_kquant_mixed_budget_is_the_builders_layout() -> None:
+    """24 blocks (Qwen2-0.5B's count): the builder's k_quant_mixed puts 8 bits on qkv and down of
+    blocks 0-2, 21-23 and every third between (5, 8, ..., 20), and on the head."""
+    more = {0, 1, 2, 5, 8, 11, 14, 17, 20, 21, 22, 23}
+    nodes = [
+        FusedNode("", "MatMul", f"blk.{b}.{m}.weight", (), "w", (64, 64))
+        for b in range(24)
+        for m in ("attn_qkv", "attn_output", "ffn_gate", "ffn_down")
+    ]
+    head = FusedNode("", "MatMul", "output.weight", (), "w", (64, 512))
+    embed = FusedNode("", "Gather", "token_embd.weight", (), "w", (64, 512))
+    four, eight = padded(NBITS_4, 64 * 64), padded(NBITS_8, 64 * 64)
+    body = 24 * 4 * four + 2 * len(more) * (eight - four)
+    untied = body + padded(NBITS_8, 64 * 512) + padded(NBITS_4, 64 * 512)
+    assert kquant_mixed_budget([*nodes, head, embed]) == untied
+    tied = replace(head, name="token_embd.weight")  # the head is the embedding: 8 bits
+    assert kquant_mixed_budget([*nodes, tied]) == body + padded(NBITS_8, 64 * 512)
 
 
 def _gguf(path: Path, add_bos: bool, pre: str) -> Path:
