@@ -195,7 +195,8 @@ def test_saved_reference_scores_as_the_lockstep_evaluation(
     converted: dict[str, tuple[Path, ConvertResult]], tmp_path: Path
 ) -> None:
     """The probes' one-session-at-a-time KLD (reference log-probs in a file) is eval's KLD."""
-    from edgekit.backends.onnx.eval import SavedReference, evaluate_onnx
+    from edgekit.backends.onnx.eval import evaluate_onnx
+    from edgekit.backends.onnx.probe_ref import SavedReference
     from edgekit.texts.calibration import CALIBRATION_TEXT
 
     src, result = converted["qwen2"]
@@ -207,7 +208,41 @@ def test_saved_reference_scores_as_the_lockstep_evaluation(
         assert saved.kld(reference) == pytest.approx(0.0, abs=1e-6)
     finally:
         saved.close()
-    assert not (tmp_path / "ref.f32").exists()
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_probe_cut_at_its_first_block_scores_as_the_whole_probe(
+    converted: dict[str, tuple[Path, ConvertResult]], tmp_path: Path
+) -> None:
+    """Blocks before the probed one are the background's: feeding the tensors the background
+    passed into block 1 to the probe's suffix graph gives the whole probe's KLD."""
+    from edgekit.backends.onnx.cut import crossing, suffix, with_outputs
+    from edgekit.backends.onnx.nbits import NbitsParts, fused_nodes
+    from edgekit.backends.onnx.probe_ref import SavedReference
+    from edgekit.texts.calibration import CALIBRATION_TEXT
+
+    src, _ = converted["qwen2"]
+    parts = NbitsParts(fused_cache_dir(src) / "model.onnx")
+    nodes = fused_nodes(parts.graph())
+    parts.prepare(nodes, None)
+    high = {n.name: NBITS_8 for n in nodes}
+    low = {**high, **{n.name: NBITS_4 for n in nodes if n.name.startswith("blk.1.")}}
+    background = parts.assemble(nodes, high)
+    crossed = crossing(background.graph, 1)
+    assert len(crossed) == 2  # the residual stream and the last block's output
+    ref = parts.write_probe(".test-bg.onnx", nodes, high, lambda m: with_outputs(m, crossed))
+    whole = parts.write_probe(".test-whole.onnx", nodes, low)
+    cut = parts.write_probe(".test-cut.onnx", nodes, low, lambda m: suffix(m, 1))
+    saved = SavedReference(ref, CALIBRATION_TEXT, tmp_path / "ref.f32", 64, 3, crossed)
+    try:
+        assert "input_ids" not in {i.name for i in onnx.load(str(cut)).graph.input}
+        assert saved.kld(whole) > 1e-4
+        assert saved.kld(cut) == pytest.approx(saved.kld(whole), rel=1e-5)
+        assert saved.kld(ref) == pytest.approx(0.0, abs=1e-6)
+    finally:
+        saved.close()
+        for path in (ref, whole, cut):
+            path.unlink()
 
 
 def test_float_high_type_keeps_a_matmul_float(

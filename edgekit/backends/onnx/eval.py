@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 
@@ -101,66 +100,3 @@ def decode_speed(
         return result.stats.decode_tokens_per_s
     finally:
         rt.close()
-
-
-class SavedReference:
-    """A reference graph's log-probs over the windows of a text, kept in a file: candidates
-    are then scored one at a time, each a single session, and the reference runs once however
-    many candidates follow (the sensitivity probes: 30-40 of them, a model-sized session each).
-
-    float32 on disk, read a block at a time (Qwen2's 151,936-token vocabulary makes 0.6 GB for
-    the probes' 4 windows): in memory it would cost more than the session it replaces.
-    """
-
-    def __init__(
-        self, reference: Path, text: str, file: Path, n_ctx: int = 256, max_windows: int = 8
-    ) -> None:
-        self.profile, self.n_ctx, self.file = load_profile("cpu"), n_ctx, file
-        model = OnnxRuntime(reference, self.profile, n_ctx)
-        try:
-            tok = model.tokenizer
-            body = tok.tok.encode(text, add_special_tokens=False).ids
-            self.windows = windows(body, n_ctx, tok.bos_id, max_windows)
-            if not self.windows:
-                raise EvalError("the text is too short for one window", hint="Use a longer text.")
-            self.vocab_size = model.vocab_size
-            with file.open("wb") as f:
-                for win in self.windows:
-                    for block in model.iter_logits(win[:-1], PREFILL_CHUNK):
-                        log_softmax(block).tofile(f)
-        finally:
-            model.close()
-
-    def kld(self, candidate: Path) -> float:
-        """Mean KL divergence of `candidate` from the reference, per position."""
-        model = OnnxRuntime(candidate, self.profile, self.n_ctx)
-        acc = RunningSums()
-        try:
-            if model.vocab_size != self.vocab_size:
-                raise EvalError("the models have different vocabularies")
-            with self.file.open("rb") as f:
-                for win in self.windows:
-                    targets = np.asarray(win[1:], dtype=np.int64)
-                    done = 0
-                    for block in model.iter_logits(win[:-1], PREFILL_CHUNK):
-                        ref = np.fromfile(f, dtype=np.float32, count=block.size)
-                        ref_block = RefBlock.of(
-                            ref.reshape(block.shape), targets[done:][: len(block)]
-                        )
-                        compare(ref_block, log_softmax(block), acc)
-                        done += len(block)
-        finally:
-            model.close()
-        return acc.kld / max(acc.n, 1)
-
-    def close(self) -> None:
-        self.file.unlink(missing_ok=True)
-
-
-def _compare_window(model: OnnxRuntime, win: list[int], saved: BinaryIO, acc: RunningSums) -> None:
-    targets = np.asarray(win[1:], dtype=np.int64)
-    done = 0
-    for block in model.iter_logits(win[:-1], PREFILL_CHUNK):
-        ref = np.fromfile(saved, dtype=np.float32, count=block.size).reshape(block.shape)
-        compare(RefBlock.of(ref, targets[done : done + len(block)]), log_softmax(block), acc)
-        done += len(block)

@@ -244,13 +244,19 @@ class NbitsParts:
         return out
 
     def write_probe(
-        self, name: str, nodes: list[FusedNode], types: Mapping[str, GGMLQuantizationType]
+        self,
+        name: str,
+        nodes: list[FusedNode],
+        types: Mapping[str, GGMLQuantizationType],
+        edit: Callable[[Any], Any] | None = None,
     ) -> Path:
-        """The planned graph as `name` in the fp32 graph's folder, beside the data it reads."""
+        """The planned graph (through `edit`) as `name` in the fp32 graph's folder, beside the
+        data it reads."""
         import onnx
 
         path = self.src.parent / name
-        onnx.save_model(self.assemble(nodes, types), str(path))
+        model = self.assemble(nodes, types)
+        onnx.save_model(model if edit is None else edit(model), str(path))
         return path
 
     def write(

@@ -102,7 +102,14 @@ def cache_slots(inputs: Sequence[Any], outputs: Sequence[str]) -> list[CacheSlot
     return slots
 
 
-def _session(ort: Any, path: Path, profile: DeviceProfile, providers: list[str]) -> Any:
+def chunk_bounds(n: int, chunk: int) -> list[int]:
+    """Where a prompt of n positions is split into graph calls: the first alone (see
+    OnnxRuntime._blocks), then `chunk` at a time."""
+    return [0, *range(1, n, chunk), n] if n else []
+
+
+def open_session(ort: Any, path: Path, profile: DeviceProfile, providers: list[str]) -> Any:
+    """An onnxruntime session on `path` with the profile's threads, idle threads asleep."""
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = profile.threads
     opts.inter_op_num_threads = 1
@@ -152,7 +159,7 @@ class OnnxRuntime:
             if missing
             else []
         )
-        self.session = _session(ort, self.model.onnx_file, profile, providers)
+        self.session = open_session(ort, self.model.onnx_file, profile, providers)
         self.input_names = {i.name: i for i in self.session.get_inputs()}
         self.output_names = [o.name for o in self.session.get_outputs()]
         if "input_ids" not in self.input_names or "logits" not in self.output_names:
@@ -202,8 +209,7 @@ class OnnxRuntime:
         every other token's activations. One extra call is cheap and leaves fp32 unchanged.
         """
         cache = self.empty_cache()
-        bounds = [0, *range(1, len(tokens), chunk), len(tokens)] if tokens else []
-        for start, end in itertools.pairwise(bounds):
+        for start, end in itertools.pairwise(chunk_bounds(len(tokens), chunk)):
             logits, cache = self.forward(tokens[start:end], cache, start)
             yield logits, cache
 

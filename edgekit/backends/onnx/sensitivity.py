@@ -30,11 +30,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgekit.backends.onnx.nbits import FusedNode, NbitsParts
+from edgekit.backends.onnx.cut import block_of, crossing, suffix, with_outputs
+from edgekit.backends.onnx.nbits import LM_HEAD, FusedNode, NbitsParts
 from edgekit.quant.types import NBITS_4, NBITS_8
 
 Log = Callable[[str], None]
-ProbeWriter = Callable[[str, frozenset[str]], Path]
+ProbeWriter = Callable[[str, frozenset[str], Callable[[Any], Any] | None], Path]
+OUTPUT = "output.weight"  # an untied head's planned name
 HEAD = "head"
 EMBEDDING = "embedding"
 WINDOWS = 4  # evaluation windows per probe
@@ -51,8 +53,20 @@ def kind(n: FusedNode) -> str:
 
 
 def block(n: FusedNode) -> int | None:
-    parts = n.node.split("/")
-    return int(parts[2].split(".")[1]) if n.node.startswith("/model/layers.") else None
+    return block_of(n.node)
+
+
+def probe_start(p: Probe, nodes: Sequence[FusedNode]) -> int:
+    """The first block the probe changes; the blocks before it compute what the background
+    does. An untied head comes after the last block; the embedding, and a head it reads
+    (tied), before the first."""
+    n_blocks = 1 + max((b for n in nodes if (b := block(n)) is not None), default=-1)
+    starts = [
+        n_blocks if n.node == LM_HEAD and n.name == OUTPUT else (block(n) or 0)
+        for n in nodes
+        if n.name in p.members
+    ]
+    return min(starts, default=0)
 
 
 @dataclass
@@ -122,14 +136,19 @@ def _depth(n: FusedNode, nodes: Sequence[FusedNode], effect: Mapping[str, float]
     return effect.get(f"block:{b}", 0.0) * size / max(block_size, 1)
 
 
+def _suffix_at(start: int) -> Callable[[Any], Any] | None:
+    return None if start == 0 else lambda model: suffix(model, start)
+
+
 @contextlib.contextmanager
 def _probe_files(parts: NbitsParts, nodes: list[FusedNode]) -> Iterator[ProbeWriter]:
     """Probe graphs beside the data they point into (a few MB each), removed at the end."""
     written: list[Path] = []
 
-    def write(label: str, low: frozenset[str]) -> Path:
+    def write(label: str, low: frozenset[str], edit: Callable[[Any], Any] | None) -> Path:
         types = {n.name: (NBITS_4 if n.name in low else NBITS_8) for n in nodes}
-        path = parts.write_probe(f".probe-{os.getpid()}-{len(written)}.onnx", nodes, types)
+        name = f".probe-{os.getpid()}-{len(written)}.onnx"
+        path = parts.write_probe(name, nodes, types, edit)
         written.append(path)
         return path
 
@@ -157,7 +176,7 @@ def measure(
     progress: Callable[[int, int], None] | None = None,
 ) -> SensitivityResult:
     """Probe the graph and return each node's 4-bit cost; cached beside the fp32 graph."""
-    from edgekit.backends.onnx.eval import SavedReference
+    from edgekit.backends.onnx.probe_ref import SavedReference
 
     say = log or (lambda _: None)
     side = parts.src.parent
@@ -174,13 +193,25 @@ def measure(
     start = time.perf_counter()
     say(f"measuring sensitivity: {len(probes)} probes against an all-8-bit background")
     with _probe_files(parts, nodes) as write:
-        background = write("background", frozenset())
+        starts = {p.label: probe_start(p, nodes) for p in probes}
+        cut_at = sorted({s for s in starts.values() if s > 0})
+        crossed: list[str] = []
+
+        def returning_crossed(model: Any) -> Any:
+            crossed.extend(dict.fromkeys(t for b in cut_at for t in crossing(model.graph, b)))
+            return with_outputs(model, crossed)
+
+        background = write("background", frozenset(), returning_crossed)
         saved = SavedReference(
-            background, text, background.with_suffix(".logprobs"), max_windows=WINDOWS
+            background,
+            text,
+            background.with_suffix(".probs"),
+            max_windows=WINDOWS,
+            crossing=crossed,
         )
         try:
             for i, p in enumerate(probes):
-                path = write(p.label, p.members)
+                path = write(p.label, p.members, _suffix_at(starts[p.label]))
                 p.kld = saved.kld(path)
                 path.unlink()
                 say(f"{p.label} {p.kld:.4f}")
