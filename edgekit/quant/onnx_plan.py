@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
-from gguf import GGMLQuantizationType
+from gguf import MODEL_TENSOR, TENSOR_NAMES, GGMLQuantizationType
 
 from edgekit.errors import PlanError
 from edgekit.quant.mixplan import MixTarget, padded, plan_mix
@@ -25,7 +25,9 @@ from edgekit.quant.types import NBITS_4, NBITS_8
 # The builder's k_quant_mixed: blocks' modules that get more bits, by GGUF tensor name.
 _BLOCK = re.compile(r"^blk\.(\d+)\.(\w+)\.weight$")
 _MORE_BITS = frozenset(("attn_qkv", "attn_v", "ffn_down"))
-_HEAD, _TIED_HEAD = "output.weight", "token_embd.weight"
+_HEAD, _TIED_HEAD = (
+    TENSOR_NAMES[t] + ".weight" for t in (MODEL_TENSOR.OUTPUT, MODEL_TENSOR.TOKEN_EMBD)
+)
 # plan_mix's rules, renamed to the spike planner's so plan.json and the report read alike.
 _RULES = {"up": "kept", "stock": "base", "down": "base"}
 

@@ -30,13 +30,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gguf import MODEL_TENSOR, TENSOR_NAMES
+
 from edgekit.backends.onnx.cut import block_of, crossing, suffix, with_outputs
 from edgekit.backends.onnx.nbits import LM_HEAD, FusedNode, NbitsParts
 from edgekit.quant.types import NBITS_4, NBITS_8
 
 Log = Callable[[str], None]
 ProbeWriter = Callable[[str, frozenset[str], Callable[[Any], Any] | None], Path]
-OUTPUT = "output.weight"  # an untied head's planned name
+OUTPUT = TENSOR_NAMES[MODEL_TENSOR.OUTPUT] + ".weight"  # an untied head's planned name
 HEAD = "head"
 EMBEDDING = "embedding"
 WINDOWS = 4  # evaluation windows per probe
