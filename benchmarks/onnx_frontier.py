@@ -6,7 +6,7 @@ from the same fused fp32 graph (onnxruntime-genai's builder, cached once per sou
 cache folder), except optimum+int8, which is optimum's unfused export with dynamic int8.
 
 Rows: the builder's own int4 recipes (default RTN, k_quant, k_quant_mixed with and without shared
-embeddings), optimum+int8, and edgekit's measured plan (--target-bpw: per-node sensitivity
+embeddings), optimum+int8, edgekit's default convert, and its measured plan (per-node sensitivity
 measured on the calibration text, head and embedding included) at byte budgets inside the
 4->8-bit range (the builder's k_quant_mixed size, and others until three are sizes where the
 choice can matter, see frontier_budgets); at each budget `--seeds` random controls promote
@@ -91,8 +91,7 @@ def budget_bpw(fp32: Path, budget: int) -> float:
 
     from edgekit.backends.onnx.nbits import fused_nodes
 
-    model = onnx.load(str(fp32 / "model.onnx"), load_external_data=False)
-    nodes = fused_nodes(model)
+    nodes = fused_nodes(onnx.load(str(fp32 / "model.onnx"), load_external_data=False))
     n_params = sum(n.shape[0] * n.shape[1] for n in nodes)
     total = sum(f.stat().st_size for f in fp32.iterdir() if f.name.startswith("model.onnx"))
     overhead = total - 4 * n_params  # norms, rotary tables, the graph itself
@@ -109,23 +108,24 @@ def edgekit_rows(
     from edgekit.quant.planner import RandomLayers, TargetBpw
     from edgekit.quant.types import NBITS_8
 
-    out = {}
+    out: dict[str, tuple[Path, float]] = {}
+    recipes: list[tuple[str, Any]] = [("edgekit default", None)]  # measured, k_quant_mixed size
     for label, bpw in budgets.items():
-        recipes: list[tuple[str, Any]] = [(f"edgekit @{label}", TargetBpw(bpw, high_type=NBITS_8))]
+        recipes.append((f"edgekit @{label}", TargetBpw(bpw, high_type=NBITS_8)))
         recipes += [
             (f"random{s} @{label}", RandomLayers(seed=s, bpw=bpw, high_type=NBITS_8))
             for s in range(seeds if label not in all_fit else 0)
         ]
-        for name, recipe in recipes:
-            folder = work / name.replace(" ", "_").replace("@", "at_")
-            if not (folder / "model.onnx").is_file():
-                console.print(f"[dim]converting {name} (plan {bpw:.3f} bpw)[/dim]")
-                req = ConvertRequest(
-                    src, folder, "onnx", plan_recipe=recipe, precision="int4", scores=profile
-                )
-                r = convert_to_onnx(req)
-                (folder / "convert_s.json").write_text(json.dumps(r.seconds))
-            out[name] = (folder, float(json.loads((folder / "convert_s.json").read_text())))
+    for name, recipe in recipes:
+        folder = work / name.replace(" ", "_").replace("@", "at_")
+        if not (folder / "model.onnx").is_file():
+            console.print(f"[dim]converting {name} ({recipe})[/dim]")
+            req = ConvertRequest(
+                src, folder, "onnx", plan_recipe=recipe, precision="int4", scores=profile
+            )
+            r = convert_to_onnx(req)
+            (folder / "convert_s.json").write_text(json.dumps(r.seconds))
+        out[name] = (folder, float(json.loads((folder / "convert_s.json").read_text())))
     return out
 
 

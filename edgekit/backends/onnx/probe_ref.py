@@ -105,6 +105,7 @@ class SavedReference:
         if not self.windows:
             raise EvalError("the text is too short for one window", hint="Use a longer text.")
         self.rows: list[list[_Rows]] = []
+        self.crossing = frozenset(crossing)
         self.states: dict[tuple[int, int, str], tuple[int, tuple[int, ...]]] = {}
         graph = _Graph(model.onnx_file, self.profile)
         with file.open("wb") as probs_out, self.states_file.open("wb") as states_out:
@@ -122,7 +123,7 @@ class SavedReference:
     def kld(self, candidate: Path) -> float:
         """Mean KL divergence of `candidate` from the reference, per position."""
         graph, acc = _Graph(load_onnx_dir(candidate).onnx_file, self.profile), RunningSums()
-        fed = [n for n in graph.inputs if any(k[2] == n for k in self.states)]
+        fed = [n for n in graph.inputs if n in self.crossing]
         with self.file.open("rb") as probs_in, self.states_file.open("rb") as states_in:
             for w, win in enumerate(self.windows):
 
