@@ -27,7 +27,10 @@ from edgekit.backends.onnx.blockquant import FIELDS, Packed, quantize_weight
 from edgekit.errors import ConversionError
 
 INLINE = 1024  # smaller tensors are kept in the graph, as onnx.save_model's default
-ALIGN = 4096  # offsets on page boundaries, so onnxruntime may map tensors instead of reading them
+# Tensors over ALIGN_ABOVE bytes start on a page, so onnxruntime may map them instead of reading
+# them; smaller ones are packed (onnxruntime's own saver draws the line at 1 MiB too: padding every
+# scale and zero-point table made a SmolLM2 file 0.5 MiB larger than the builder's).
+ALIGN, ALIGN_ABOVE = 4096, 1 << 20
 BITS = (4, 8)
 Progress = Callable[[int, int], None]
 _UINT8, _FLOAT = 2, 1  # onnx.TensorProto data types
@@ -148,7 +151,7 @@ class QuantStore:
         out = {}
         for field in FIELDS:
             array = np.ascontiguousarray(getattr(packed, field))
-            f.write(b"\0" * (-f.tell() % ALIGN))
+            align(f, array.nbytes)
             dtype = _FLOAT if array.dtype == np.float32 else _UINT8
             out[field] = Blob(self.data_name(bits), f.tell(), array.nbytes, array.shape, dtype)
             f.write(array.tobytes())
@@ -176,6 +179,12 @@ class QuantStore:
         return self._index
 
 
+def align(f: IO[bytes], nbytes: int) -> None:
+    """Pad `f` to the next page if a tensor of `nbytes` is to be written there."""
+    if nbytes > ALIGN_ABOVE:
+        f.write(b"\0" * (-f.tell() % ALIGN))
+
+
 def materialize(
     model: Any, src: Path, dst: Path, data_name: str, progress: Progress | None = None
 ) -> None:
@@ -194,7 +203,7 @@ def materialize(
                 init.data_location = onnx.TensorProto.DEFAULT
                 init.raw_data = b"".join(_slices(src / blob.location, blob.offset, length))
                 continue
-            out.write(b"\0" * (-out.tell() % ALIGN))
+            align(out, length)
             point(init, data_name, out.tell(), length)
             for piece in _slices(src / blob.location, blob.offset, length):
                 out.write(piece)
