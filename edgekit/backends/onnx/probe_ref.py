@@ -13,7 +13,7 @@ sum p), which equals the evaluator's `compare` on log-softmaxed logits.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,7 +62,7 @@ class _Graph:
         self.inputs = {a.name: a.type for a in args}
         self.slots = cache_slots(args, [o.name for o in self.session.get_outputs()])
 
-    def run(self, tokens: Sequence[int], extra: Sequence[str], feeds: Feeds) -> Any:
+    def run(self, tokens: Sequence[int], extra: Sequence[str], feeds: Feeds) -> Iterator[list[Any]]:
         """Per call: [logits (n, vocab), *extra outputs]."""
         cache = {s.input: np.zeros(s.empty_shape, dtype=s.dtype) for s in self.slots}
         names = ["logits", *extra, *(s.output for s in self.slots)]
