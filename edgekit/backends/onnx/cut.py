@@ -6,8 +6,8 @@ background graph also returns the tensors that cross into each probed block (`wi
 kept per window and prompt chunk; a probe then runs only its suffix graph (`suffix`), fed those
 tensors: the same kernels on the same inputs, so the same log-probs, for about half the work
 of a block probe. Blocks are the builder's node name prefixes: `/model/layers.N/`, where
-N = the block count holds the final norm; the embedding and the attention mask's reshaping
-come before block 0 and after it respectively.
+N = the block count holds the final norm. The embedding counts as before block 0; nodes of no
+block (the attention mask's reshaping, constants) stay in every suffix.
 """
 
 from __future__ import annotations
@@ -69,5 +69,4 @@ def suffix(model: Any, start: int) -> Any:
     outputs = [o for o in graph.output if o.name in made]
     inits = [t for t in graph.initializer if t.name in read]
     new = helper.make_graph(nodes, graph.name, inputs, outputs, inits)
-    out = helper.make_model(new, opset_imports=model.opset_import, ir_version=model.ir_version)
-    return out
+    return helper.make_model(new, opset_imports=model.opset_import, ir_version=model.ir_version)
