@@ -29,6 +29,7 @@ from edgekit.backends.onnx.runtime import (
     chunk_bounds,
     import_onnxruntime,
     open_session,
+    step_feeds,
 )
 from edgekit.backends.onnx.tokenizer import OnnxTokenizer
 from edgekit.devices.profiles import DeviceProfile, load_profile
@@ -58,25 +59,18 @@ class _Graph:
         ort = import_onnxruntime()
         providers, _ = choose_providers(profile.onnx_providers, ort.get_available_providers())
         self.session = open_session(ort, path, profile, providers)
-        args = self.session.get_inputs()
-        self.inputs = {a.name: a.type for a in args}
-        self.slots = cache_slots(args, [o.name for o in self.session.get_outputs()])
+        self.args = self.session.get_inputs()
+        self.inputs = {a.name for a in self.args}
+        self.slots = cache_slots(self.args, [o.name for o in self.session.get_outputs()])
 
     def run(self, tokens: Sequence[int], extra: Sequence[str], feeds: Feeds) -> Iterator[list[Any]]:
         """Per call: [logits (n, vocab), *extra outputs]."""
         cache = {s.input: np.zeros(s.empty_shape, dtype=s.dtype) for s in self.slots}
         names = ["logits", *extra, *(s.output for s in self.slots)]
-        ids = np.int32 if self.inputs.get("input_ids") == "tensor(int32)" else np.int64
         for i, (start, end) in enumerate(
             itertools.pairwise(chunk_bounds(len(tokens), PREFILL_CHUNK))
         ):
-            feed = {**cache, **feeds(i)}
-            if "input_ids" in self.inputs:
-                feed["input_ids"] = np.asarray([tokens[start:end]], dtype=ids)
-            if "attention_mask" in self.inputs:
-                feed["attention_mask"] = np.ones((1, end), dtype=np.int64)
-            if "position_ids" in self.inputs:
-                feed["position_ids"] = np.arange(start, end, dtype=np.int64)[None, :]
+            feed = {**cache, **step_feeds(self.args, tokens[start:end], start), **feeds(i)}
             outs = self.session.run(names, feed)
             k = 1 + len(extra)
             cache = {s.input: o for s, o in zip(self.slots, outs[k:], strict=True)}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -108,6 +108,23 @@ def chunk_bounds(n: int, chunk: int) -> list[int]:
     return [0, *range(1, n, chunk), n] if n else []
 
 
+def step_feeds(inputs: Iterable[Any], ids: Sequence[int], past: int) -> dict[str, Any]:
+    """A causal LM call's inputs besides the cache, for `ids` at positions past..: those of
+    input_ids, attention_mask, position_ids and use_cache_branch the graph declares (a graph
+    cut after its embedding has no input_ids)."""
+    declared = {a.name: a.type for a in inputs}
+    n, feeds = len(ids), dict[str, Any]()
+    if "input_ids" in declared:
+        feeds["input_ids"] = np.asarray([ids], dtype=_DTYPES[declared["input_ids"]])
+    if "attention_mask" in declared:
+        feeds["attention_mask"] = np.ones((1, past + n), dtype=np.int64)
+    if "position_ids" in declared:
+        feeds["position_ids"] = np.arange(past, past + n, dtype=np.int64)[None, :]
+    if "use_cache_branch" in declared:  # merged decoders
+        feeds["use_cache_branch"] = np.asarray([past > 0])
+    return feeds
+
+
 def open_session(ort: Any, path: Path, profile: DeviceProfile, providers: list[str]) -> Any:
     """An onnxruntime session on `path` with the profile's threads, idle threads asleep."""
     opts = ort.SessionOptions()
@@ -184,15 +201,7 @@ class OnnxRuntime:
         self, ids: Sequence[int], cache: dict[str, Any], past: int
     ) -> tuple[F32, dict[str, Any]]:
         """Logits for `ids` at positions past.., and the cache extended by them."""
-        n = len(ids)
-        feeds: dict[str, Any] = dict(cache)
-        feeds["input_ids"] = np.asarray([ids], dtype=_DTYPES[self.input_names["input_ids"].type])
-        if "attention_mask" in self.input_names:
-            feeds["attention_mask"] = np.ones((1, past + n), dtype=np.int64)
-        if "position_ids" in self.input_names:
-            feeds["position_ids"] = np.arange(past, past + n, dtype=np.int64)[None, :]
-        if "use_cache_branch" in self.input_names:  # merged decoders
-            feeds["use_cache_branch"] = np.asarray([past > 0])
+        feeds = {**cache, **step_feeds(self.input_names.values(), ids, past)}
         names = ["logits", *(s.output for s in self.slots)]
         outs = self.session.run(names, feeds)
         new_cache = {s.input: o for s, o in zip(self.slots, outs[1:], strict=True)}
