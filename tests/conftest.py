@@ -16,7 +16,7 @@ from pathlib import Path
 import gguf
 import pytest
 
-from tests.fixtures.convert import tiny_base
+from tests.fixtures.convert import FloatLikeSource, float_like_source, tiny_base
 from tests.fixtures.env import env_var
 from tests.fixtures.tiny_models import write_tiny_llama
 
@@ -86,6 +86,14 @@ def tiny4_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_base_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 3-block F32 llama with 256-wide rows, so K-quants apply: the convert tests' base."""
     return tiny_base(tmp_path_factory.mktemp("models") / "tiny-base-f32.gguf")
+
+
+@pytest.fixture(scope="session")
+def tiny_float_like(
+    tiny_base_gguf: Path, tmp_path_factory: pytest.TempPathFactory
+) -> FloatLikeSource:
+    """The tiny base as Q4_K_M, expanded back to F32, and that moved off every grid."""
+    return float_like_source(tmp_path_factory.mktemp("float_like"), tiny_base_gguf)
 
 
 # --- tiny Hugging Face checkpoints and their ONNX export (need the convert extra) ---------------

@@ -25,8 +25,10 @@ from gguf import GGMLQuantizationType
 from edgekit.backends.llama_cpp import tools
 from edgekit.backends.llama_cpp.quantize import atomic_output, check_writable, verify_types
 from edgekit.backends.llama_cpp.sensitivity import Costs, Measured, Probe, ProbeOrder, measure
+from edgekit.converters import guard
 from edgekit.converters.calibrate import spike_profile
 from edgekit.converters.gguf import base_gguf, plan_metadata, quantizable
+from edgekit.converters.guard import GuardVerdict
 from edgekit.converters.request import ConvertRequest, ConvertResult, plan_record
 from edgekit.errors import PlanError
 from edgekit.gguf import imatrix as imx
@@ -281,9 +283,36 @@ def write_measured(
         finally:
             stage.unlink(missing_ok=True)
         verify_types(tmp, types)
-    plan_path = out.with_suffix(".plan.json")
-    write_json(plan_path, plan_record(p, base=str(ws.base), sensitivity=measured.to_dict()))
+    _write_plan_json(ws, out, p, measured)
     return out
+
+
+def _write_plan_json(ws: Workspace, out: Path, p: Plan, measured: Measured, **extra: Any) -> None:
+    record = plan_record(p, base=str(ws.base), sensitivity=measured.to_dict(), **extra)
+    write_json(out.with_suffix(".plan.json"), record)
+
+
+def write_guarded(
+    ws: Workspace,
+    out: Path,
+    target: MixTarget,
+    p: Plan,
+    measured: Measured,
+    calibration_hash: str,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> GuardVerdict | None:
+    """write_measured, then the guard (edgekit/converters/guard.py) where the budget is a stock
+    mix's: the stock mix replaces the file unless the measured one is better on calibration
+    text. None where there is no stock mix of that size to fall back on (--target-bpw)."""
+    write_measured(ws, out, p, measured, calibration_hash, progress)
+    if not target.is_stock_size:
+        return None
+    stock_file = ws.quantized(target.stock, pure=False)
+    verdict = guard.judge(ws.base, out, stock_file, ws.text, target.stock, ws.threads)
+    if verdict.shipped == "stock":
+        guard.ship_stock(stock_file, out)
+    _write_plan_json(ws, out, p, measured, guard=verdict.to_dict())
+    return verdict
 
 
 def convert_measured(req: ConvertRequest) -> ConvertResult:
@@ -301,11 +330,14 @@ def convert_measured(req: ConvertRequest) -> ConvertResult:
     req.say("measuring tensor sensitivities (cached after the first run)...")
     target, stock = target_for(ws, mix, req.target_bpw)
     p, measured = measured_plan(ws, target, stock, profile.scores() if profile else None)
-    size = padded_bytes(p)
+    size, verdict = padded_bytes(p), None
     if not req.dry_run:
         chash = profile.calibration_hash if profile else calibration_hash([ws.text])
         with req.stage("quantizing") as update:
-            size = write_measured(ws, req.output, p, measured, chash, update).stat().st_size
+            verdict = write_guarded(ws, req.output, target, p, measured, chash, update)
+        size = req.output.stat().st_size
+        if verdict is not None:
+            req.say(verdict.line())
     moved = moved_from_stock(p)
     report = {
         "target": target.label,
@@ -315,6 +347,7 @@ def convert_measured(req: ConvertRequest) -> ConvertResult:
         "moved": [
             {"tensor": d.tensor, "type": d.type.name, "rule": d.rule, "note": d.note} for d in moved
         ],
+        "guard": verdict.to_dict() if verdict else None,
     }
     return ConvertResult(
         req.output,
@@ -324,9 +357,15 @@ def convert_measured(req: ConvertRequest) -> ConvertResult:
         title="measured",
         subtitle=f" mix at {target.label}'s budget",
         measure=f", {p.bpw:.3f} bits/weight",
-        note=f"{len(moved)} tensor(s) moved from the stock mix",
+        note=_note(moved, verdict),
         report=report,
         reference=base,
         profile=profile,
         written=not req.dry_run,
     )
+
+
+def _note(moved: Sequence[Decision], verdict: GuardVerdict | None) -> str:
+    if verdict is not None and verdict.shipped == "stock":
+        return f"llama.cpp's stock {verdict.stock} shipped: the measured mix was not better"
+    return f"{len(moved)} tensor(s) moved from the stock mix"

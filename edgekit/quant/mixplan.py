@@ -53,6 +53,11 @@ class MixTarget:
     budget_bytes: int
     label: str = ""  # what the budget came from: "Q3_K_M" or "target-bpw 3.5"
 
+    @property
+    def is_stock_size(self) -> bool:
+        """The budget is the stock mix's own size, so that mix is itself an answer."""
+        return self.label == self.stock
+
 
 def _choose(
     opts: Mapping[str, list[tuple[int, float, GGMLQuantizationType]]], lam: float

@@ -1,0 +1,90 @@
+"""The guard (edgekit/converters/guard.py) on a float-like source: a measured file ships only if it
+beats llama.cpp's stock mix of the same size on calibration text; otherwise the stock mix's
+own bytes are the output, and plan.json says so."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from edgekit.converters import guard
+from edgekit.converters.measured import Workspace, measured_plan, target_for, write_guarded
+from edgekit.gguf.reader import read_header
+from edgekit.quant.mixplan import Costs, padded
+from edgekit.quant.planner import Decision, Plan
+from tests.fixtures.convert import FloatLikeSource
+
+pytestmark = pytest.mark.timeout(600)
+TEXT = " ".join(
+    f"Bells rang over {n} quiet harbours while the {w} drifted in from the grey sea."
+    for n, w in enumerate(["fog", "rain", "snow", "wind", "tide", "salt"] * 12)
+)
+
+
+@pytest.fixture(scope="module")
+def ws(tiny_float_like: FloatLikeSource, tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+    cache = tmp_path_factory.mktemp("guarded")
+    return Workspace(tiny_float_like.float_like, TEXT, threads=2, cache=cache)
+
+
+def smallest(p: Plan, measured_costs: Costs) -> Plan:
+    """Every measured tensor at its fewest-bit option: a plan the stock mix must beat."""
+
+    def low(d: Decision) -> Decision:
+        options = measured_costs.get(d.tensor)
+        if not options:
+            return d
+        q = min(options, key=lambda t: padded(t, d.n_elements))
+        return Decision(d.tensor, q, "down", d.n_elements, d.score)
+
+    return Plan(p.recipe, p.params, p.base_type, tuple(low(d) for d in p.decisions))
+
+
+def test_a_worse_mix_is_replaced_by_the_stock_mix(ws: Workspace, tmp_path: Path) -> None:
+    target, stock = target_for(ws, "Q4_K_M", None)
+    p, measured = measured_plan(ws, target, stock)
+    bad = smallest(p, measured.costs)
+    out = tmp_path / "bad.gguf"
+    verdict = write_guarded(ws, out, target, bad, measured, "test")
+    assert verdict is not None and verdict.shipped == "stock"
+    assert verdict.measured_kld > verdict.stock_kld > 0
+    assert out.read_bytes() == ws.quantized("Q4_K_M", pure=False).read_bytes()
+    record = json.loads(out.with_suffix(".plan.json").read_text())
+    assert record["guard"]["shipped"] == "stock"
+
+
+def test_the_measured_mix_ships_only_when_better(ws: Workspace, tmp_path: Path) -> None:
+    target, stock = target_for(ws, "Q3_K_M", None)
+    p, measured = measured_plan(ws, target, stock)
+    out = tmp_path / "m.gguf"
+    verdict = write_guarded(ws, out, target, p, measured, "test")
+    assert verdict is not None
+    stock_file = ws.quantized("Q3_K_M", pure=False)
+    # The verdict is the files' own: scoring them again gives the same numbers.
+    again = guard.judge(ws.base, out, stock_file, ws.text, "Q3_K_M", ws.threads)
+    if verdict.shipped == "measured":
+        assert {t.name: t.ggml_type for t in read_header(out).tensors} == p.types
+        assert again.measured_kld == pytest.approx(verdict.measured_kld, rel=1e-6)
+    else:
+        assert out.read_bytes() == stock_file.read_bytes()
+    assert again.stock_kld == pytest.approx(verdict.stock_kld, rel=1e-6)
+
+
+def test_a_better_file_wins_and_a_tie_goes_to_stock(ws: Workspace) -> None:
+    stock_file = ws.quantized("Q2_K", pure=False)
+    better = ws.quantized("Q8_0", pure=True)
+    won = guard.judge(ws.base, better, stock_file, ws.text, "Q2_K")
+    assert won.shipped == "measured" and won.tokens > 200
+    tie = guard.judge(ws.base, stock_file, stock_file, ws.text, "Q2_K")
+    assert tie.shipped == "stock"
+
+
+def test_a_bits_per_weight_target_has_no_stock_mix_to_fall_back_on(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    target, stock = target_for(ws, None, 4.5)
+    p, measured = measured_plan(ws, target, stock)
+    assert write_guarded(ws, tmp_path / "b.gguf", target, p, measured, "test") is None
+    assert "guard" not in json.loads((tmp_path / "b.plan.json").read_text())
