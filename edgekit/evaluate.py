@@ -9,7 +9,7 @@ needs to be stored: with a 262k vocabulary that would be 1 MiB per token.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -31,6 +31,7 @@ class EvalResult:
     kld: float = 0.0
     top1: float = 0.0
     decode_tok_s: float | None = None
+    kld_windows: list[float] = field(default_factory=list)  # each window's mean, for its noise
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -68,6 +69,12 @@ class RunningSums:
     kld: float = 0.0
     agree: int = 0
     n: int = 0
+    window_kld: list[float] = field(default_factory=list)
+
+    def close_window(self, kld0: float, n0: int) -> None:
+        """Record the window scored since the sums were (kld0, n0)."""
+        if self.n > n0:
+            self.window_kld.append((self.kld - kld0) / (self.n - n0))
 
 
 def log_softmax(logits: F32) -> F32:
@@ -115,7 +122,10 @@ def score_windows(
         raise EvalError("the evaluation text is too short", hint="Use a longer --eval-file.")
     accs = [RunningSums() for _ in range(n_models)]
     for i, win in enumerate(wins):
+        before = [(a.kld, a.n) for a in accs]
         run_window(win, accs)
+        for acc, (kld0, n0) in zip(accs, before, strict=True):
+            acc.close_window(kld0, n0)
         if progress:
             progress(i + 1, len(wins))
     return accs
@@ -143,4 +153,5 @@ def result_row(info: ModelInfo, acc: RunningSums, model: Path | None = None) -> 
         ppl=float(np.exp(acc.nll / n)),
         kld=acc.kld / n,
         top1=acc.agree / n,
+        kld_windows=acc.window_kld,
     )

@@ -4,17 +4,23 @@ The measured plan starts from llama.cpp's stock mix at the same size, so that mi
 valid answer. After the measured file is written, both files are scored against the float base
 on the calibration text (never the evaluation text: what a user's convert sees) and the stock
 mix, written by llama-quantize with the same imatrix, replaces the measured file where the
-measured one is not better. The planner's cost model is first order (independent errors add,
-one kind's rate fits all its tensors); the guard checks its answer on the whole file.
+measured one is worse beyond the guard's own noise: the standard error of the two files' KLD
+difference over the windows scored. Within that noise the text cannot tell the two apart, and
+a coin flip between them would make a larger budget ship a worse file than a smaller one. The
+planner's cost model is first order (independent errors add, one kind's rate fits all its
+tensors); the guard checks its answer on the whole file.
 """
 
 from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from edgekit.backends.llama_cpp.eval import Windows, evaluate
 from edgekit.outputs import atomic_output
@@ -28,12 +34,13 @@ class GuardVerdict:
     stock: str  # the stock mix compared with, e.g. "Q4_K_M"
     measured_kld: float
     stock_kld: float
+    noise: float  # standard error of measured_kld - stock_kld over the windows
     tokens: int
     seconds: float
 
     @property
     def shipped(self) -> str:
-        return "measured" if self.measured_kld < self.stock_kld else "stock"
+        return "measured" if self.measured_kld <= self.stock_kld + self.noise else "stock"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self) | {"shipped": self.shipped}
@@ -42,7 +49,7 @@ class GuardVerdict:
         kept = "kept" if self.shipped == "measured" else f"replaced by llama.cpp's {self.stock}"
         return (
             f"guard: measured mix KLD {self.measured_kld:.5f} vs stock {self.stock} "
-            f"{self.stock_kld:.5f} on {self.tokens} calibration tokens: {kept}"
+            f"{self.stock_kld:.5f} (+-{self.noise:.5f}) on {self.tokens} calibration tokens: {kept}"
         )
 
 
@@ -52,7 +59,15 @@ def judge(
     """Both files' KL divergence from `base` on `text`, fed the same windows."""
     start = time.perf_counter()
     _, (ours, theirs) = evaluate(base, [written, stock_file], text, GUARD_CUT, threads=threads)
-    return GuardVerdict(stock, ours.kld, theirs.kld, ours.n_tokens, time.perf_counter() - start)
+    noise = paired_se(ours.kld_windows, theirs.kld_windows)
+    seconds = time.perf_counter() - start
+    return GuardVerdict(stock, ours.kld, theirs.kld, noise, ours.n_tokens, seconds)
+
+
+def paired_se(a: Sequence[float], b: Sequence[float]) -> float:
+    """Standard error of the mean per-window difference a - b (the same windows)."""
+    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    return float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else 0.0
 
 
 def ship_stock(stock_file: Path, out: Path) -> Path:

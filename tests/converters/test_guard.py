@@ -72,13 +72,15 @@ def test_the_measured_mix_ships_only_when_better(ws: Workspace, tmp_path: Path) 
     assert again.stock_kld == pytest.approx(verdict.stock_kld, rel=1e-6)
 
 
-def test_a_better_file_wins_and_a_tie_goes_to_stock(ws: Workspace) -> None:
+def test_a_better_file_wins_and_a_tie_keeps_the_measured_mix(ws: Workspace) -> None:
     stock_file = ws.quantized("Q2_K", pure=False)
     better = ws.quantized("Q8_0", pure=True)
     won = guard.judge(ws.base, better, stock_file, ws.text, "Q2_K")
     assert won.shipped == "measured" and won.tokens > 200
+    lost = guard.judge(ws.base, stock_file, better, ws.text, "Q2_K")
+    assert lost.shipped == "stock" and lost.noise > 0
     tie = guard.judge(ws.base, stock_file, stock_file, ws.text, "Q2_K")
-    assert tie.shipped == "stock"
+    assert tie.noise == 0 and tie.shipped == "measured"
 
 
 def test_a_bits_per_weight_target_has_no_stock_mix_to_fall_back_on(
