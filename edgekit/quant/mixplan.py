@@ -10,13 +10,7 @@ tensors, and the planner picks one type per tensor to minimise it under the byte
   1. Lagrangian relaxation: for a price lambda per byte every tensor independently takes
      argmin cost + lambda x bytes; bisect lambda to the cheapest mix that fits the budget;
   2. spend what is left: repeatedly take the upgrade with the best cost saved per byte that
-     still fits, so the budget is met within a tensor's step, never exceeded;
-  3. a tensor whose steps are a large part of the budget (a 262k-token embedding: +52 MiB from
-     Q5_1 to Q8_0) makes the relaxation's answers jump: the mix between two of them (that
-     tensor up, many small ones down) is never tried, and the budget between them is left
-     unspent, so a larger budget could give the same file. Each type of such tensors (at most
-     two) is therefore tried in turn with the rest planned as above, and the least total cost
-     taken: the cost is then non-increasing in the budget.
+     still fits, so the budget is met within a tensor's step, never exceeded.
 
 Tensors without costs (1-D, copies, anything not measured) keep their stock type. Sizes are
 padded to the file's alignment, so the budget is the real size of the tensor data.
@@ -24,7 +18,6 @@ padded to the file's alignment, so the budget is the real size of the tensor dat
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -38,7 +31,6 @@ log = logging.getLogger("edgekit.quant.mixplan")
 
 Q = GGMLQuantizationType
 ALIGN = 32
-COARSE = 0.05  # a tensor whose types span more of the budget than this is planned exactly
 Costs = Mapping[str, Mapping[GGMLQuantizationType, float]]
 
 
@@ -103,45 +95,6 @@ def _fill(
         pick[name] = i
 
 
-def _relaxed(opts: Mapping[str, list[tuple[int, float, Q]]], room: int) -> dict[str, int]:
-    """Steps 1 and 2: the Lagrangian's cheapest mix that fits, then the greedy fill."""
-    if not opts:
-        return {}
-    lo, hi = 0.0, 1.0
-    while _total(opts, _choose(opts, hi)) > room:
-        hi *= 4
-    for _ in range(60):
-        mid = (lo + hi) / 2
-        lo, hi = (lo, mid) if _total(opts, _choose(opts, mid)) <= room else (mid, hi)
-    return _fill(opts, _choose(opts, hi), room - _total(opts, _choose(opts, hi)))
-
-
-def _coarse(opts: Mapping[str, list[tuple[int, float, Q]]], room: int) -> list[str]:
-    """The (at most two) tensors whose byte range is over COARSE of the room, widest first."""
-    span = {n: o[-1][0] - o[0][0] for n, o in opts.items()}
-    wide = sorted((n for n in span if span[n] > COARSE * room), key=lambda n: (-span[n], n))
-    return wide[:2]
-
-
-def _best(opts: Mapping[str, list[tuple[int, float, Q]]], room: int) -> dict[str, int]:
-    """Step 3: every type of the coarse tensors, the rest relaxed; the least cost that fits."""
-    coarse = _coarse(opts, room)
-    rest = {n: o for n, o in opts.items() if n not in coarse}
-    rest_min = sum(o[0][0] for o in rest.values())
-    best: tuple[tuple[float, int], dict[str, int]] | None = None
-    for combo in itertools.product(*(range(len(opts[n])) for n in coarse)):
-        pinned = dict(zip(coarse, combo, strict=True))
-        used = _total(opts, pinned)
-        if used + rest_min > room:
-            continue
-        pick = _relaxed(rest, room - used) | pinned
-        key = (sum(opts[n][i][1] for n, i in pick.items()), _total(opts, pick))
-        if best is None or key < best[0]:
-            best = (key, pick)
-    assert best is not None  # the smallest types fit: checked by the caller
-    return best[1]
-
-
 def plan_mix(
     tensors: Sequence[TensorLike],
     stock: Mapping[str, GGMLQuantizationType],
@@ -168,7 +121,13 @@ def plan_mix(
             f"budget of {target.budget_bytes:,}",
             hint="Choose a larger target (a higher --target-bpw or a larger stock mix).",
         )
-    pick = _best(opts, room)
+    lo, hi = 0.0, 1.0
+    while _total(opts, _choose(opts, hi)) > room:
+        hi *= 4
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if _total(opts, _choose(opts, mid)) <= room else (mid, hi)
+    pick = _fill(opts, _choose(opts, hi), room - _total(opts, _choose(opts, hi)))
     decisions = []
     for t in tensors:
         if t.name in opts:
