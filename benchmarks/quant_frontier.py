@@ -32,8 +32,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from benchmarks._common import RESULTS_DIR, console, print_table, verdict, write_json
 from edgekit.backends.llama_cpp import tools
 from edgekit.backends.llama_cpp.eval import Windows, evaluate
@@ -47,6 +45,7 @@ from edgekit.converters.measured import (
     write_guarded,
     write_measured,
 )
+from edgekit.evaluate import standard_error
 from edgekit.gguf.float_like import make_float_like
 from edgekit.gguf.reader import read_header
 from edgekit.paths import cache_dir
@@ -270,8 +269,7 @@ def print_rows(rows: list[dict[str, Any]], meta: dict[str, Any], label: str) -> 
     cols = ("file", "family", "MiB", "bpw", "PPL", "KLD", "+-", "top-1", "note")
     table = []
     for r in rows:
-        w = r["kld_windows"]
-        se = float(np.std(w, ddof=1) / np.sqrt(len(w))) if len(w) > 1 else 0.0
+        se = standard_error(r["kld_windows"])
         note = r["guard"]["shipped"] + f", {r['moved']} moved" if "guard" in r else ""
         table.append(
             (

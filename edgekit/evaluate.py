@@ -142,6 +142,12 @@ def windows(
     return [w for w in out if len(w) > 2][:max_windows]
 
 
+def standard_error(values: Sequence[float]) -> float:
+    """Standard error of the mean of per-window values (0 with fewer than two windows)."""
+    v = np.asarray(values, dtype=np.float64)
+    return float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0
+
+
 def result_row(info: ModelInfo, acc: RunningSums, model: Path | None = None) -> EvalResult:
     """One model's row, named `model` (default: `info.path`)."""
     n = max(acc.n, 1)

@@ -20,9 +20,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from edgekit.backends.llama_cpp.eval import Windows, evaluate
+from edgekit.evaluate import standard_error
 from edgekit.outputs import atomic_output
 
 # The built-in calibration text is ~1,000 tokens: every window of it is scored.
@@ -66,8 +65,7 @@ def judge(
 
 def paired_se(a: Sequence[float], b: Sequence[float]) -> float:
     """Standard error of the mean per-window difference a - b (the same windows)."""
-    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
-    return float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else 0.0
+    return standard_error([x - y for x, y in zip(a, b, strict=True)])
 
 
 def ship_stock(stock_file: Path, out: Path) -> Path:
