@@ -5,7 +5,8 @@ Two measurements, one cheap and per tensor, one on the output and per kind of te
   1. the weighted error E_t(q): tensor t quantized to q by llama.cpp's own kernels (in process,
      with its imatrix slice), error summed over a sample of rows, each column weighted by its
      recorded activation energy (the imatrix), i.e. the squared error of t's output on the
-     calibration activations. Milliseconds per (tensor, type), every type of the ladder.
+     calibration activations, relative to that output's energy. Milliseconds per (tensor,
+     type), every type of the ladder.
   2. the KL divergence on calibration text of a probe: the float base with ONE kind of tensor
      (all ffn_down, all attn_v, the token embedding...) at one type, scored in process against
      the base's own logits, which are computed once. The base stays loaded; each probe is
@@ -13,11 +14,19 @@ Two measurements, one cheap and per tensor, one on the output and per kind of te
      quantization and one short forward pass, not a model file written and loaded.
 
 A kind's probe gives its exchange rate alpha = KLD / sum of its tensors' E at the probe type;
-the cost of tensor t at type q is then alpha_kind(t) x (E_t(q) - E_t(Q8_0)), Q8_0 being the
-most bits a tensor is given (first order: the output's KL divergence grows with the squared
-error injected, and independent errors add). Kinds are probed in the order of the spike prior,
-and probing stops once the plan cannot change: when the unprobed kinds priced at the lowest and
-at the highest rate measured so far give the same plan.
+the cost of tensor t at type q is then alpha_kind x E_t(q), its KL divergence from the float
+base (first order: the output's KL divergence grows with the squared error injected, and
+independent errors add). On Gemma 3 and SmolLM2 float-like a kind's KLD at other types than
+its probe's came within 0.75-1.5x of that price, but for a symmetric grid's shift of every
+row's mean (SmolLM2's attn_v at Q5_1 measured 0.29x its Q5_0 probe's price); a second probe
+per kind (the most bits below Q8_0) fixed those prices and changed no ratio of the quant
+benchmark beyond its noise, at twice the probing time, so there is one. A planned mix's KLD
+came within 10-30% of its predicted sum. Q8_0 is priced too: on a float source it is not free,
+and a plan that leaves it unpriced favours parking many tensors there over one large tensor.
+
+Kinds are probed in the order of the spike prior, and probing stops once the plan cannot
+change: when the unprobed kinds priced at the lowest and at the highest rate measured so far
+give the same plan.
 """
 
 from __future__ import annotations
@@ -25,7 +34,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -43,7 +52,10 @@ from edgekit.quant.types import CEILING, LADDER, QUANTIZE_TIME, bits
 
 Q = GGMLQuantizationType
 SAMPLE_VALUES = 1 << 15  # per tensor for the weighted error; the same rows for every type
-MIN_PROBES = 2
+PATCH_VALUES = 1 << 22  # values per run of rows written over the probes' copy
+MIN_PROBES = 2  # kinds probed before an unprobed kind's rate is bounded by theirs
+# Part of the costs' cache key: bumped whenever the same inputs would give other costs.
+COST_MODEL = "relative-errors-float-zero"
 _BLOCK = re.compile(r"^blk\.\d+\.")
 Costs = dict[str, dict[GGMLQuantizationType, float]]
 # (costs with the unprobed kinds at the lowest rate, ... at the highest) -> the plan is settled
@@ -65,7 +77,7 @@ class ProbeOrder:
 class ProbeScorer(Protocol):
     def set_reference(self, model: Path, scratch: Path | None = None) -> None: ...
     def kld(self, model: Path) -> float: ...
-    def kld_patched(self, patches: Sequence[tuple[int, npt.NDArray[np.uint8]]]) -> float: ...
+    def kld_patched(self, patches: Iterable[tuple[int, npt.NDArray[np.uint8]]]) -> float: ...
     def close(self) -> None: ...
 
 
@@ -126,8 +138,14 @@ def weighted_errors(
     sample_values: int = SAMPLE_VALUES,
     threads: int = 2,
 ) -> dict[str, dict[GGMLQuantizationType, float]]:
-    """E_t(q) for every candidate type, from a fixed sample of rows scaled to the whole tensor
-    (the same rows for every type, so the differences between types are exact for them)."""
+    """E_t(q) for every candidate type: the squared error of t's output on the calibration
+    activations relative to that output's own energy (same weighting, same rows, the same
+    rows for every type, so the differences between types are exact for them).
+
+    Relative, because an output's error matters against the output it disturbs: an absolute
+    error priced at one rate per kind mispriced tensors of one kind by up to 1000x between
+    layers (Gemma 3's post-norms rescale each output; a Llama's residual stream grows with
+    depth), the relative one by about 1.8x (log-std 0.5-0.6 of KLD over it, both families)."""
     out: dict[str, dict[GGMLQuantizationType, float]] = {}
     for t in tensors:
         n_rows = t.n_elements // t.shape[0]
@@ -135,12 +153,13 @@ def weighted_errors(
         x = float_rows(h, t, rows)
         w = weights.get(t.name)
         col = np.ones(t.shape[0], np.float32) if w is None else w[: t.shape[0]]
+        signal = max(float(np.einsum("ij,j->", x * x, col, dtype=np.float64)), 1e-30)
         out[t.name] = {}
         for q in candidates(t):
             packed = ggml_quant.quantize(x, q, w, threads)
             back = ggml_quant.dequantize(packed, q, t.shape[0], threads)
             err = float(np.einsum("ij,j->", (back - x) ** 2, col, dtype=np.float64))
-            out[t.name][q] = err * n_rows / len(rows)
+            out[t.name][q] = err / signal
     return out
 
 
@@ -187,6 +206,22 @@ class Probes:
         values = ggml_quant.dequantize(self.quantized(t, q), q, t.shape[0], self.threads)
         return self.h.data_offset + t.offset, as_float(values, t.ggml_type)
 
+    def patches(
+        self, t: TensorInfo, q: GGMLQuantizationType
+    ) -> Iterator[tuple[int, npt.NDArray[np.uint8]]]:
+        """`patch` in runs of rows (rows are quantized independently: the same bytes), so a
+        large tensor never has its float copies in memory whole: a 152k x 1536 embedding's
+        float32 values, quantized and back, are 2.3 GB, its runs PATCH_VALUES x 8 bytes."""
+        n_rows = t.n_elements // t.shape[0]
+        step = max(1, PATCH_VALUES // t.shape[0])
+        row_bytes = t.n_bytes // n_rows
+        w = self.weights.get(t.name)
+        for r0 in range(0, n_rows, step):
+            x = float_rows(self.h, t, np.arange(r0, min(r0 + step, n_rows)))
+            packed = ggml_quant.quantize(x, q, w, self.threads)
+            values = ggml_quant.dequantize(packed, q, t.shape[0], self.threads)
+            yield self.h.data_offset + t.offset + r0 * row_bytes, as_float(values, t.ggml_type)
+
     def score(
         self,
         scorer: ProbeScorer,
@@ -195,7 +230,7 @@ class Probes:
         work: Path,
     ) -> float:
         if self.in_place:
-            kld = scorer.kld_patched([self.patch(t, q) for t in tensors])
+            kld = scorer.kld_patched(p for t in tensors for p in self.patches(t, q))
             if kld > 0.0:
                 return kld
             self.in_place = False  # nothing moved at all: the model computes with a copy
@@ -263,7 +298,7 @@ def measure(
     costs = kind_costs(kinds, errors, probes, _geomean, weights)
     record = {
         "kinds": {k: len(v) for k, v in kinds.items()},
-        "probed": [p.kind for p in probes],
+        "probed": list(dict.fromkeys(p.kind for p in probes)),
         "unprobed": [k for k in kinds if k not in {p.kind for p in probes}],
         "errors_seconds": round(t_errors, 2),
         "weighted_errors": {n: {q.name: e for q, e in c.items()} for n, c in errors.items()},
@@ -290,12 +325,12 @@ def _probe(
 
 def _alike(
     kinds: Mapping[str, Sequence[TensorInfo]], probes: Sequence[Probe], weights: Mapping[str, Any]
-) -> list[float]:
-    """The rates of the probed kinds whose errors are weighted alike (with an imatrix; or all,
-    where none has one): the range an unprobed kind's rate is bounded by."""
+) -> list[Probe]:
+    """The valid probes of the kinds whose errors are weighted alike (with an imatrix; or all,
+    where none has one): their rates bound an unprobed kind's."""
     valid = [p for p in probes if p.rate > 0]
-    weighted = [p.rate for p in valid if any(t.name in weights for t in kinds[p.kind])]
-    return weighted or [p.rate for p in valid]
+    weighted = [p for p in valid if any(t.name in weights for t in kinds[p.kind])]
+    return weighted or valid
 
 
 def _settled(
@@ -305,7 +340,8 @@ def _settled(
     weights: Mapping[str, Any],
     settled: Settled,
 ) -> bool:
-    if len(probes) == len(kinds) or len(_alike(kinds, probes, weights)) < MIN_PROBES:
+    alike = {p.kind for p in _alike(kinds, probes, weights)}
+    if len({p.kind for p in probes}) == len(kinds) or len(alike) < MIN_PROBES:
         return False
     lo, hi = (kind_costs(kinds, errors, probes, pick, weights) for pick in (min, max))
     return settled(lo, hi)
@@ -323,19 +359,15 @@ def kind_costs(
     unprobed: Callable[[Sequence[float]], float],
     weights: Mapping[str, Any],
 ) -> Costs:
-    """alpha_kind x (E_t(q) - E_t(ceiling)); unprobed kinds at `unprobed` of the rates of
-    the kinds whose errors are weighted alike (with an imatrix, or all without one)."""
+    """alpha_kind x E_t(q); unprobed kinds at `unprobed` of the rates of the kinds whose
+    errors are weighted alike (with an imatrix, or all without one)."""
     rates = {p.kind: p.rate for p in probes}
-    alike = _alike(kinds, probes, weights)
+    alike = [p.rate for p in _alike(kinds, probes, weights)]
     fill = unprobed(alike) if alike else 0.0
     out: Costs = {}
     for kind, members in kinds.items():
         # A probe that moved nothing measurable (rate 0) says nothing: price it as unprobed.
         a = rates[kind] if rates.get(kind, 0.0) > 0 else fill
         for t in members:
-            e0 = errors[t.name].get(CEILING, 0.0)
-            out[t.name] = {
-                q: 0.0 if bits(q) >= bits(CEILING) else a * max(e - e0, 0.0)
-                for q, e in errors[t.name].items()
-            }
+            out[t.name] = {q: a * e for q, e in errors[t.name].items()}
     return out

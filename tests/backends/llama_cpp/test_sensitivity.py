@@ -3,7 +3,7 @@ type, and the probe file a probe falls back to when the loaded model does not re
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 from pathlib import Path
 
 import gguf
@@ -11,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from edgekit.backends.llama_cpp import ggml_quant
+from edgekit.backends.llama_cpp import ggml_quant, sensitivity
 from edgekit.backends.llama_cpp.sensitivity import Probes, as_float
 from edgekit.gguf.compose import float_rows
 from edgekit.gguf.reader import read_header
@@ -45,7 +45,7 @@ class _NoSharedPages:
         self.files.append({t.name: t.ggml_type for t in read_header(model).tensors})
         return 0.25
 
-    def kld_patched(self, patches: Sequence[tuple[int, npt.NDArray[np.uint8]]]) -> float:
+    def kld_patched(self, patches: Iterable[tuple[int, npt.NDArray[np.uint8]]]) -> float:
         return 0.0
 
     def close(self) -> None:
@@ -77,3 +77,35 @@ def test_a_patch_holds_the_probe_types_values_in_the_bases_type(tmp_path: Path) 
     got = data.view(np.float16).astype(np.float32).reshape(want.shape)
     assert got == pytest.approx(want.astype(np.float16).astype(np.float32))
     assert not np.allclose(got, x)  # Q3_K really moved the values
+
+
+def test_patches_in_runs_of_rows_are_the_whole_patch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = write_tiny_llama(tmp_path / "f16.gguf", n_embd=256, n_ff=512, weight_type=Q.F16)
+    h = read_header(base)
+    t = next(t for t in h.tensors if t.name == "blk.0.ffn_down.weight")
+    monkeypatch.setattr(sensitivity, "PATCH_VALUES", 3 * t.shape[0])  # three rows a run
+    probes = Probes(h, {}, threads=1)
+    at, whole = probes.patch(t, Q.Q4_K)
+    runs = list(probes.patches(t, Q.Q4_K))
+    assert len(runs) == -(-(t.n_elements // t.shape[0]) // 3)
+    starts = [a - at for a, _ in runs]
+    assert starts == [sum(len(d) for _, d in runs[:i]) for i in range(len(runs))]
+    assert np.array_equal(np.concatenate([d for _, d in runs]), whole)
+
+
+class _Counting(_NoSharedPages):
+    """A scorer whose patches always move the output a little."""
+
+    def kld_patched(self, patches: Iterable[tuple[int, npt.NDArray[np.uint8]]]) -> float:
+        return 0.001 * sum(1 for _ in patches)
+
+
+def test_probing_stops_once_settled_after_enough_kinds(tmp_path: Path) -> None:
+    base = write_tiny_llama(tmp_path / "f16.gguf", n_embd=256, n_ff=512, weight_type=Q.F16)
+    names = [t.name for t in read_header(base).tensors if len(t.shape) == 2]
+    always = sensitivity.ProbeOrder(None, lambda lo, hi: True)
+    m = sensitivity.measure(base, names, {}, _Counting(), tmp_path, always, threads=1)
+    probed = {p.kind for p in m.probes}
+    assert len(probed) == sensitivity.MIN_PROBES  # stopped as soon as allowed, not before
