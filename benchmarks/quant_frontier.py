@@ -40,7 +40,7 @@ from edgekit.converters.gguf import base_gguf
 from edgekit.converters.guard import paired_se
 from edgekit.converters.measured import (
     Workspace,
-    measured_plan,
+    measured_plans,
     target_for,
     write_guarded,
     write_measured,
@@ -117,11 +117,12 @@ def make_files(
     for size, (target, stock) in targets.items():
         # llama.cpp's imatrix mix first: it is also the stock mix edgekit's guard compares with.
         im_path = timed(f"llama-quantize {size}", times, ws.quantized, size, False)
-        p, _ = measured_plan(ws, target, stock, scores, measured)
+        plans, _ = measured_plans(ws, target, stock, scores, measured)
         out = work / f"edgekit-{size}.gguf"
         t = time.perf_counter()
-        guard = write_guarded(ws, out, target, p, measured, "bench")
+        guard = write_guarded(ws, out, target, plans, measured, "bench")
         assert guard is not None  # every size here is a stock mix's
+        p = plans[guard.plan - 1]
         times[f"edgekit write {size}"] = round(time.perf_counter() - t - guard.seconds, 2)
         times[f"guard {size}"] = round(guard.seconds, 2)
         rows += [
@@ -193,12 +194,16 @@ def judge(rows: list[dict[str, Any]], sizes: tuple[str, ...]) -> dict[str, Any]:
         best = min(stock["kld"], im["kld"])
         distinct = [r["kld"] for r in rows if r["family"] == "random" and r["size"] == size]
         ratio = ours["kld"] / best if best > 0 else float("inf")
+        shipped = ours["guard"]["shipped"]
+        # The guard's fallback is llama.cpp's imatrix mix byte for byte, whose imatrix keys make
+        # it a few hundred bytes larger than the plain mix.
+        limit = im["file_size"] if shipped == "stock" else min(stock["file_size"], im["file_size"])
         out[size] = {
-            "not_larger": ours["file_size"] <= min(stock["file_size"], im["file_size"]),
+            "not_larger": ours["file_size"] <= limit,
             "kld_ratio_vs_best_llama": round(ratio, 4),
             "ratio_ok": ratio <= KLD_RATIO,
             "beats_random": all(ours["kld"] < k for k in distinct),
-            "guard_shipped": ours["guard"]["shipped"],
+            "guard_shipped": shipped,
         }
     return out
 

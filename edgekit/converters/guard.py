@@ -21,11 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.backends.llama_cpp.eval import Windows, evaluate
-from edgekit.evaluate import standard_error
+from edgekit.evaluate import EvalResult, standard_error
 from edgekit.outputs import atomic_output
 
 # The built-in calibration text is ~1,000 tokens: every window of it is scored.
 GUARD_CUT = Windows(n_ctx=256, n_batch=128, max_windows=16)
+# The candidates are scored beside the base while together they are at most this share of its
+# size: the convert's peak memory stays within 1.5x the float file.
+TOGETHER = 0.5
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,7 @@ class GuardVerdict:
     noise: float  # standard error of measured_kld - stock_kld over the windows
     tokens: int
     seconds: float
+    plan: int = 1  # which of the measured plans tried this verdict is about (1: the best)
 
     @property
     def shipped(self) -> str:
@@ -46,8 +50,9 @@ class GuardVerdict:
 
     def line(self) -> str:
         kept = "kept" if self.shipped == "measured" else f"replaced by llama.cpp's {self.stock}"
+        which = "measured mix" if self.plan == 1 else "runner-up measured mix"
         return (
-            f"guard: measured mix KLD {self.measured_kld:.5f} vs stock {self.stock} "
+            f"guard: {which} KLD {self.measured_kld:.5f} vs stock {self.stock} "
             f"{self.stock_kld:.5f} (+-{self.noise:.5f}) on {self.tokens} calibration tokens: {kept}"
         )
 
@@ -57,10 +62,20 @@ def judge(
 ) -> GuardVerdict:
     """Both files' KL divergence from `base` on `text`, fed the same windows."""
     start = time.perf_counter()
-    _, (ours, theirs) = evaluate(base, [written, stock_file], text, GUARD_CUT, threads=threads)
+    ours, theirs = _scores(base, [written, stock_file], text, threads)
     noise = paired_se(ours.kld_windows, theirs.kld_windows)
     seconds = time.perf_counter() - start
     return GuardVerdict(stock, ours.kld, theirs.kld, noise, ours.n_tokens, seconds)
+
+
+def _scores(base: Path, files: Sequence[Path], text: str, threads: int) -> list[EvalResult]:
+    """The files' rows against `base`, fed the same windows: in one pass where they fit beside
+    the base within TOGETHER of its size (every model is loaded into memory), else one at a
+    time, the base run again for each (a 1.5B model's F16 base and two Q4_K_M files together
+    are 1.6x the base)."""
+    if sum(f.stat().st_size for f in files) <= TOGETHER * base.stat().st_size:
+        return evaluate(base, files, text, GUARD_CUT, threads=threads)[1]
+    return [evaluate(base, [f], text, GUARD_CUT, threads=threads)[1][0] for f in files]
 
 
 def paired_se(a: Sequence[float], b: Sequence[float]) -> float:

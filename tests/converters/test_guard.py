@@ -5,9 +5,11 @@ own bytes are the output, and plan.json says so."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from gguf import GGMLQuantizationType
 
 from edgekit.converters import guard
 from edgekit.converters.measured import Workspace, measured_plan, target_for, write_guarded
@@ -42,12 +44,30 @@ def smallest(p: Plan, measured_costs: Costs) -> Plan:
     return Plan(p.recipe, p.params, p.base_type, tuple(low(d) for d in p.decisions))
 
 
+def with_types(p: Plan, types: dict[str, GGMLQuantizationType]) -> Plan:
+    moved = tuple(replace(d, type=types.get(d.tensor, d.type)) for d in p.decisions)
+    return Plan(p.recipe, p.params, p.base_type, moved)
+
+
+def test_a_runner_up_is_measured_when_the_best_plan_loses(ws: Workspace, tmp_path: Path) -> None:
+    target, stock = target_for(ws, "Q4_K_M", None)
+    p, measured = measured_plan(ws, target, stock)
+    bad, as_stock = smallest(p, measured.costs), with_types(p, stock)
+    out = tmp_path / "second.gguf"
+    verdict = write_guarded(ws, out, target, [bad, as_stock], measured, "test")
+    # the stock types written by edgekit tie with llama.cpp's file: a tie keeps the measured one
+    assert verdict is not None and verdict.plan == 2 and verdict.shipped == "measured"
+    assert verdict.measured_kld == pytest.approx(verdict.stock_kld, rel=1e-3)
+    assert {t.name: t.ggml_type for t in read_header(out).tensors} == as_stock.types
+    assert json.loads(out.with_suffix(".plan.json").read_text())["guard"]["plan"] == 2
+
+
 def test_a_worse_mix_is_replaced_by_the_stock_mix(ws: Workspace, tmp_path: Path) -> None:
     target, stock = target_for(ws, "Q4_K_M", None)
     p, measured = measured_plan(ws, target, stock)
     bad = smallest(p, measured.costs)
     out = tmp_path / "bad.gguf"
-    verdict = write_guarded(ws, out, target, bad, measured, "test")
+    verdict = write_guarded(ws, out, target, [bad], measured, "test")
     assert verdict is not None and verdict.shipped == "stock"
     assert verdict.measured_kld > verdict.stock_kld > 0
     assert out.read_bytes() == ws.quantized("Q4_K_M", pure=False).read_bytes()
@@ -59,7 +79,7 @@ def test_the_measured_mix_ships_only_when_better(ws: Workspace, tmp_path: Path) 
     target, stock = target_for(ws, "Q3_K_M", None)
     p, measured = measured_plan(ws, target, stock)
     out = tmp_path / "m.gguf"
-    verdict = write_guarded(ws, out, target, p, measured, "test")
+    verdict = write_guarded(ws, out, target, [p], measured, "test")
     assert verdict is not None
     stock_file = ws.quantized("Q3_K_M", pure=False)
     # The verdict is the files' own: scoring them again gives the same numbers.
@@ -88,5 +108,18 @@ def test_a_bits_per_weight_target_has_no_stock_mix_to_fall_back_on(
 ) -> None:
     target, stock = target_for(ws, None, 4.5)
     p, measured = measured_plan(ws, target, stock)
-    assert write_guarded(ws, tmp_path / "b.gguf", target, p, measured, "test") is None
+    assert write_guarded(ws, tmp_path / "b.gguf", target, [p], measured, "test") is None
     assert "guard" not in json.loads((tmp_path / "b.plan.json").read_text())
+
+
+def test_files_scored_one_at_a_time_give_the_same_verdict(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stock_file, other = ws.quantized("Q2_K", pure=False), ws.quantized("Q4_K_M", pure=False)
+    monkeypatch.setattr(guard, "TOGETHER", 100.0)
+    together = guard.judge(ws.base, other, stock_file, ws.text, "Q2_K")
+    monkeypatch.setattr(guard, "TOGETHER", 0.0)  # each file beside the base alone
+    apart = guard.judge(ws.base, other, stock_file, ws.text, "Q2_K")
+    assert apart.tokens == together.tokens
+    for field in ("measured_kld", "stock_kld", "noise"):
+        assert getattr(apart, field) == pytest.approx(getattr(together, field), rel=1e-6)

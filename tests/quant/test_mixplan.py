@@ -147,4 +147,52 @@ def test_unprobed_kinds_take_the_measured_rates() -> None:
     assert lo["blk.0.attn_v.weight"][Q.Q4_K] == pytest.approx(0.01)
     assert hi["blk.0.attn_v.weight"][Q.Q4_K] == pytest.approx(0.04)
     assert hi["blk.0.ffn_down.weight"][Q.Q4_K] == pytest.approx(0.04)
-    assert all(c[Q.Q8_0] == 0.0 for c in hi.values())  # the background is lossless by definition
+    assert all(c[Q.Q8_0] == 0.0 for c in hi.values())  # no error, no cost
+
+
+def _optimum(tensors: list[T], costs: dict[str, dict[Q, float]], budget: int) -> float:
+    """The least summed cost within the budget, every combination of types tried."""
+    import itertools
+
+    free = [t for t in tensors if t.name in costs]
+    n = {t.name: t.shape[0] * t.shape[1] for t in free}
+    fixed = sum(padded(Q.F32, t.shape[0]) for t in tensors if t.name not in costs)
+    best = float("inf")
+    for combo in itertools.product(LADDER, repeat=len(free)):
+        size = fixed + sum(padded(q, n[t.name]) for t, q in zip(free, combo, strict=True))
+        if size <= budget:
+            best = min(best, sum(costs[t.name][q] for t, q in zip(free, combo, strict=True)))
+    return best
+
+
+def test_a_wide_embedding_does_not_leave_the_budget_between_its_steps_unspent() -> None:
+    # An embedding as large as the blocks together: each of its steps jumps over whole budgets,
+    # and the relaxation alone planned as if the budget between two jumps were not there.
+    tensors = [T("token_embd.weight", (256, 4096)), *model(1)[1:]]
+    costs = costs_for(tensors, {"token_embd.weight": 30.0})
+    stock = stock_of(tensors, Q.Q2_K)
+    low, high = budget_of(tensors, stock), budget_of(tensors, stock_of(tensors, Q.Q8_0))
+    for step in range(21):
+        budget = low + (high - low) * step // 20
+        p = plan_mix(tensors, stock, costs, MixTarget("Q2_K", budget), quiet=True)
+        assert padded_bytes(p) <= budget
+        assert predicted_cost(p, costs) <= 1.02 * _optimum(tensors, costs, budget)
+
+
+def test_the_runner_up_puts_a_wide_tensor_at_another_type() -> None:
+    from edgekit.quant.mixplan import plan_mixes
+
+    tensors = [T("token_embd.weight", (256, 4096)), *model(2)[1:]]
+    costs = costs_for(tensors, {"token_embd.weight": 30.0})
+    stock = stock_of(tensors, Q.Q4_K)
+    target = MixTarget("Q4_K_M", budget_of(tensors, stock))
+    best, second = plan_mixes(tensors, stock, costs, target)
+    assert best.types == plan_mix(tensors, stock, costs, target).types
+    assert best.types != second.types
+    assert predicted_cost(best, costs) <= predicted_cost(second, costs)
+    assert padded_bytes(second) <= target.budget_bytes
+    # many small tensors and none wide: one plan, nothing to pin at another type
+    small = model(32)[1:]
+    stock = stock_of(small, Q.Q4_K)
+    target = MixTarget("Q4_K_M", budget_of(small, stock))
+    assert len(plan_mixes(small, stock, costs_for(small, {}), target)) == 1
