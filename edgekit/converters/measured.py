@@ -235,19 +235,6 @@ def target_for(
     return MixTarget("Q8_0", bpw_budget(ws.base, bpw), f"target-bpw {bpw}"), stock
 
 
-def measured_plan(
-    ws: Workspace,
-    target: MixTarget,
-    stock: Mapping[str, GGMLQuantizationType],
-    scores: Mapping[str, float] | None = None,
-    measured: Measured | None = None,
-) -> tuple[Plan, Measured]:
-    """The plan for one target; costs measured for it (probing stops once it is settled) unless
-    `measured` is given."""
-    plans, measured = measured_plans(ws, target, stock, scores, measured)
-    return plans[0], measured
-
-
 def measured_plans(
     ws: Workspace,
     target: MixTarget,
@@ -255,8 +242,9 @@ def measured_plans(
     scores: Mapping[str, float] | None = None,
     measured: Measured | None = None,
 ) -> tuple[list[Plan], Measured]:
-    """measured_plan's plan, then the planner's runner-up where there is one (the large tensor at
-    another type, mixplan.plan_mixes): what write_guarded measures."""
+    """The plans for one target, the best first, then the planner's runner-up where there is one
+    (the large tensor at another type, mixplan.plan_mixes): what write_guarded measures. Costs
+    are measured for the target (probing stops once it is settled) unless `measured` is given."""
     scores = ws.spike_prior() if scores is None else scores
     measured = measured or ws.costs(scores, [(target, stock)])
     tensors = read_header(ws.base).tensors

@@ -12,7 +12,7 @@ import pytest
 from gguf import GGMLQuantizationType
 
 from edgekit.converters import guard
-from edgekit.converters.measured import Workspace, measured_plan, target_for, write_guarded
+from edgekit.converters.measured import Workspace, measured_plans, target_for, write_guarded
 from edgekit.gguf.reader import read_header
 from edgekit.quant.mixplan import Costs, padded
 from edgekit.quant.planner import Decision, Plan
@@ -51,7 +51,7 @@ def with_types(p: Plan, types: dict[str, GGMLQuantizationType]) -> Plan:
 
 def test_a_runner_up_is_measured_when_the_best_plan_loses(ws: Workspace, tmp_path: Path) -> None:
     target, stock = target_for(ws, "Q4_K_M", None)
-    p, measured = measured_plan(ws, target, stock)
+    (p, *_), measured = measured_plans(ws, target, stock)
     bad, as_stock = smallest(p, measured.costs), with_types(p, stock)
     out = tmp_path / "second.gguf"
     verdict = write_guarded(ws, out, target, [bad, as_stock], measured, "test")
@@ -64,7 +64,7 @@ def test_a_runner_up_is_measured_when_the_best_plan_loses(ws: Workspace, tmp_pat
 
 def test_a_worse_mix_is_replaced_by_the_stock_mix(ws: Workspace, tmp_path: Path) -> None:
     target, stock = target_for(ws, "Q4_K_M", None)
-    p, measured = measured_plan(ws, target, stock)
+    (p, *_), measured = measured_plans(ws, target, stock)
     bad = smallest(p, measured.costs)
     out = tmp_path / "bad.gguf"
     verdict = write_guarded(ws, out, target, [bad], measured, "test")
@@ -77,7 +77,7 @@ def test_a_worse_mix_is_replaced_by_the_stock_mix(ws: Workspace, tmp_path: Path)
 
 def test_the_measured_mix_ships_only_when_better(ws: Workspace, tmp_path: Path) -> None:
     target, stock = target_for(ws, "Q3_K_M", None)
-    p, measured = measured_plan(ws, target, stock)
+    (p, *_), measured = measured_plans(ws, target, stock)
     out = tmp_path / "m.gguf"
     verdict = write_guarded(ws, out, target, [p], measured, "test")
     assert verdict is not None
@@ -107,7 +107,7 @@ def test_a_bits_per_weight_target_has_no_stock_mix_to_fall_back_on(
     ws: Workspace, tmp_path: Path
 ) -> None:
     target, stock = target_for(ws, None, 4.5)
-    p, measured = measured_plan(ws, target, stock)
+    (p, *_), measured = measured_plans(ws, target, stock)
     assert write_guarded(ws, tmp_path / "b.gguf", target, [p], measured, "test") is None
     assert "guard" not in json.loads((tmp_path / "b.plan.json").read_text())
 

@@ -201,15 +201,11 @@ class Probes:
         x = float_rows(self.h, t)
         return ggml_quant.quantize(x, q, self.weights.get(t.name), self.threads)
 
-    def patch(self, t: TensorInfo, q: GGMLQuantizationType) -> tuple[int, npt.NDArray[np.uint8]]:
-        """Where t's data sits in the copy, and t at q's values in t's own float type."""
-        values = ggml_quant.dequantize(self.quantized(t, q), q, t.shape[0], self.threads)
-        return self.h.data_offset + t.offset, as_float(values, t.ggml_type)
-
     def patches(
         self, t: TensorInfo, q: GGMLQuantizationType
     ) -> Iterator[tuple[int, npt.NDArray[np.uint8]]]:
-        """`patch` in runs of rows (rows are quantized independently: the same bytes), so a
+        """Where t's data sits in the copy, and t at q's values in t's own float type, in runs
+        of rows (rows are quantized independently: the same bytes as the whole tensor), so a
         large tensor never has its float copies in memory whole: a 152k x 1536 embedding's
         float32 values, quantized and back, are 2.3 GB, its runs PATCH_VALUES x 8 bytes."""
         n_rows = t.n_elements // t.shape[0]

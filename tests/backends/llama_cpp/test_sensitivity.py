@@ -70,7 +70,7 @@ def test_a_patch_holds_the_probe_types_values_in_the_bases_type(tmp_path: Path) 
     base = write_tiny_llama(tmp_path / "f16.gguf", n_embd=256, n_ff=512, weight_type=Q.F16)
     h = read_header(base)
     t = next(t for t in h.tensors if t.name == "blk.0.ffn_down.weight")
-    at, data = Probes(h, {}, threads=2).patch(t, Q.Q3_K)
+    ((at, data),) = Probes(h, {}, threads=2).patches(t, Q.Q3_K)  # one run: a small tensor
     assert at == h.data_offset + t.offset and len(data) == t.n_bytes
     x = float_rows(h, t)
     want = ggml_quant.dequantize(ggml_quant.quantize(x, Q.Q3_K), Q.Q3_K, t.shape[0])
@@ -85,9 +85,9 @@ def test_patches_in_runs_of_rows_are_the_whole_patch(
     base = write_tiny_llama(tmp_path / "f16.gguf", n_embd=256, n_ff=512, weight_type=Q.F16)
     h = read_header(base)
     t = next(t for t in h.tensors if t.name == "blk.0.ffn_down.weight")
-    monkeypatch.setattr(sensitivity, "PATCH_VALUES", 3 * t.shape[0])  # three rows a run
     probes = Probes(h, {}, threads=1)
-    at, whole = probes.patch(t, Q.Q4_K)
+    ((at, whole),) = probes.patches(t, Q.Q4_K)
+    monkeypatch.setattr(sensitivity, "PATCH_VALUES", 3 * t.shape[0])  # three rows a run
     runs = list(probes.patches(t, Q.Q4_K))
     assert len(runs) == -(-(t.n_elements // t.shape[0]) // 3)
     starts = [a - at for a, _ in runs]

@@ -11,7 +11,7 @@ from gguf import GGMLQuantizationType
 
 from edgekit.backends.llama_cpp import ggml_quant, tools
 from edgekit.backends.llama_cpp.sensitivity import candidates, weighted_errors
-from edgekit.converters.measured import Workspace, measured_plan, target_for, write_measured
+from edgekit.converters.measured import Workspace, measured_plans, target_for, write_measured
 from edgekit.gguf import imatrix as imx
 from edgekit.gguf.compose import float_rows, write_gguf
 from edgekit.gguf.reader import read_header
@@ -185,7 +185,7 @@ def test_kld_matches_llama_perplexity(ws: Workspace, tmp_path: Path) -> None:
 
 def test_measured_mix_fits_the_stock_budget_and_loads(ws: Workspace, tmp_path: Path) -> None:
     target, stock = target_for(ws, "Q3_K_M", None)
-    p, measured = measured_plan(ws, target, stock)
+    (p, *_), measured = measured_plans(ws, target, stock)
     assert measured.probes and all(p.kld > 0 for p in measured.probes)
     assert padded_bytes(p) <= target.budget_bytes
     out = write_measured(ws, tmp_path / "m.gguf", p, measured, "test")
@@ -200,7 +200,7 @@ def test_measured_mix_fits_the_stock_budget_and_loads(ws: Workspace, tmp_path: P
 @pytest.mark.parametrize("bpw", [4.0, 5.3])
 def test_target_bpw_within_half_a_percent_never_over(ws: Workspace, bpw: float) -> None:
     target, stock = target_for(ws, None, bpw)
-    p, _ = measured_plan(ws, target, stock)
+    (p, *_), _ = measured_plans(ws, target, stock)
     n = sum(d.n_elements for d in p.decisions)
     got = 8 * padded_bytes(p) / n
     assert got <= bpw
