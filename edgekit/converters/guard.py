@@ -27,7 +27,8 @@ from edgekit.outputs import atomic_output
 # The built-in calibration text is ~1,000 tokens: every window of it is scored.
 GUARD_CUT = Windows(n_ctx=256, n_batch=128, max_windows=16)
 # The candidates are scored beside the base while together they are at most this share of its
-# size: the convert's peak memory stays within 1.5x the float file.
+# size, else one at a time. That bounds the files resident at once, not the peak: a 1.5B F16
+# base and one Q4_K_M file still took 1.67x the base in memory (llama.cpp's repacked copies).
 TOGETHER = 0.5
 
 
@@ -70,9 +71,9 @@ def judge(
 
 def _scores(base: Path, files: Sequence[Path], text: str, threads: int) -> list[EvalResult]:
     """The files' rows against `base`, fed the same windows: in one pass where they fit beside
-    the base within TOGETHER of its size (every model is loaded into memory), else one at a
-    time, the base run again for each (a 1.5B model's F16 base and two Q4_K_M files together
-    are 1.6x the base)."""
+    the base within TOGETHER of its size (every file is resident while scored: mapped, with
+    repacked copies of some types), else one at a time, the base run again for each (a 1.5B
+    model's F16 base and two Q4_K_M files together are 1.6x the base's bytes)."""
     if sum(f.stat().st_size for f in files) <= TOGETHER * base.stat().st_size:
         return evaluate(base, files, text, GUARD_CUT, threads=threads)[1]
     return [evaluate(base, [f], text, GUARD_CUT, threads=threads)[1][0] for f in files]
